@@ -1,0 +1,250 @@
+"""Delta methods as flat parameter vectors.
+
+A delta method is a bijection between one flat vector ``theta`` (size ``D``) and the structured tensors it
+injects into a frozen backbone. Its :class:`Layout` lists named slices of ``theta`` in a canonical, documented
+order (see each method's docstring), so ``theta`` can be unflattened, flattened, stored and projected.
+
+``method.bind(theta)`` is a context manager: within it the backbone computes with the delta. ``theta`` is either
+``[D]`` (one delta for the whole batch) or ``[B, D]`` (one per example, so that a batch can mix tasks). Autograd
+flows from the loss into ``theta``, so anything that *produces* ``theta`` (an ``nn.Parameter``, a projection of
+a low-dimensional vector, ...) can be trained through the same code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable, Mapping
+
+import torch
+
+from ..backbones.base import Backbone
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Slice:
+    """A named block of ``theta``: elements ``[offset, offset + numel)`` viewed as ``shape``."""
+
+    name: str
+    offset: int
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.numel
+
+
+class Layout:
+    """The canonical order of a flat vector: consecutive named slices."""
+
+    def __init__(self, entries: Iterable[tuple[str, tuple[int, ...]]]):
+        slices, offset, names = [], 0, set()
+        for name, shape in entries:
+            if name in names:
+                raise ValueError(f"duplicate slice name {name!r}")
+            names.add(name)
+            s = Slice(name, offset, tuple(int(x) for x in shape))
+            slices.append(s)
+            offset = s.end
+        self.slices: tuple[Slice, ...] = tuple(slices)
+        self.size = offset
+        self._by_name = {s.name: s for s in self.slices}
+
+    def __len__(self) -> int:
+        return len(self.slices)
+
+    def __getitem__(self, name: str) -> Slice:
+        return self._by_name[name]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Layout) and self.slices == other.slices
+
+    def view(self, theta: torch.Tensor, name: str) -> torch.Tensor:
+        """Slice ``name`` of ``theta`` (``[D]`` or ``[B, D]``) as ``[*shape]`` or ``[B, *shape]`` (a view)."""
+        s = self._by_name[name]
+        return theta[..., s.offset : s.end].unflatten(-1, s.shape)
+
+    def unflatten(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """All slices of ``theta`` as views. One ``split`` (not one slice per entry) keeps the backward pass O(D):
+        slicing each entry separately would materialise a D-sized gradient per slice."""
+        if theta.shape[-1] != self.size:
+            raise ConfigError(f"theta has {theta.shape[-1]} elements per row, this layout has {self.size}")
+        parts = theta.split([s.numel for s in self.slices], dim=-1)
+        return {s.name: part.unflatten(-1, s.shape) for s, part in zip(self.slices, parts)}
+
+    def flatten(self, tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Inverse of :meth:`unflatten`: tensors ``[*shape]`` (or ``[B, *shape]``) to ``theta``."""
+        missing = [s.name for s in self.slices if s.name not in tensors]
+        extra = sorted(set(tensors) - set(self._by_name))
+        if missing or extra:
+            raise ConfigError(f"flatten: missing slices {missing[:5]}, unexpected {extra[:5]}")
+        parts = []
+        for s in self.slices:
+            t = tensors[s.name]
+            lead = t.shape[: t.dim() - len(s.shape)]
+            if tuple(t.shape[len(lead) :]) != s.shape:
+                raise ConfigError(f"flatten: slice {s.name} has shape {tuple(t.shape)}, expected {s.shape}")
+            parts.append(t.reshape(*lead, s.numel))
+        return torch.cat(parts, dim=-1)
+
+    def to_json(self) -> list[list]:
+        return [[s.name, list(s.shape)] for s in self.slices]
+
+    @classmethod
+    def from_json(cls, data: list) -> "Layout":
+        return cls((name, tuple(shape)) for name, shape in data)
+
+    def summary(self, groups: int = 6) -> str:
+        head = ", ".join(f"{s.name}{list(s.shape)}" for s in self.slices[:groups])
+        more = f", ... ({len(self.slices)} slices)" if len(self.slices) > groups else ""
+        return head + more
+
+
+class Binding:
+    """Context manager returned by :meth:`DeltaMethod.bind`."""
+
+    def __init__(self, method: "DeltaMethod", theta: torch.Tensor):
+        if theta.dim() not in (1, 2) or theta.shape[-1] != method.size:
+            raise ConfigError(
+                f"{method.name}: theta must have shape [{method.size}] or [batch, {method.size}], "
+                f"got {tuple(theta.shape)}"
+            )
+        if theta.dim() == 2 and not method.supports_per_example:
+            raise ConfigError(f"{method.name} does not support per-example theta ([batch, D]); bind one [D] vector")
+        self.method = method
+        self.theta = theta
+        self.per_example = theta.dim() == 2
+        self._handles: list = []
+
+    def __enter__(self) -> "Binding":
+        views = self.method.layout.unflatten(self.theta)
+        try:
+            self._handles = list(self.method._install(views, self.per_example))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for h in reversed(self._handles):
+            h.remove()
+        self._handles = []
+
+
+@dataclass
+class MethodConfig:
+    """Base of the per-method configuration dataclasses; fields carry their help text in ``metadata``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "MethodConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown option(s) {unknown} for {cls.__name__}; valid: {sorted(names)}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in data:
+                v = data[f.name]
+                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
+        return cls(**kwargs)
+
+    @classmethod
+    def help(cls) -> list[tuple[str, Any, str]]:
+        """(name, default value, help text) per option."""
+        out = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append((f.name, default, f.metadata.get("help", "")))
+        return out
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def option(default: Any, help: str) -> Any:
+    """A config field with help text."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+class DeltaMethod:
+    """Base class: subclasses set ``name``, ``config_class`` and implement ``_entries``, ``_install``, ``init``."""
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    supports_per_example: ClassVar[bool] = True
+    #: Whether some theta leaves the backbone's outputs exactly unchanged (LoRA with B = 0, adapters with W_up = 0,
+    #: BitFit / fine-tuning at 0). Prompt and prefix tuning always change the computation.
+    has_neutral: ClassVar[bool] = False
+
+    def __init__(self, backbone: Backbone, config: MethodConfig | None = None):
+        config = self.config_class() if config is None else config
+        if not isinstance(config, self.config_class):
+            raise ConfigError(f"{self.name} expects a {self.config_class.__name__}, got {type(config).__name__}")
+        self.backbone = backbone
+        self.config = config
+        self.validate()
+        self.layout = Layout(self._entries())
+        if self.layout.size == 0:
+            raise ConfigError(f"{self.name} with {config} has no parameters on backbone {backbone.name}")
+
+    @property
+    def size(self) -> int:
+        return self.layout.size
+
+    def validate(self) -> None:
+        """Check the configuration against the backbone; raise ConfigError naming the option."""
+
+    def _entries(self) -> list[tuple[str, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    def _install(self, views: dict[str, torch.Tensor], per_example: bool) -> list:
+        """Register the backbone injections for unflattened ``views``; return their handles."""
+        raise NotImplementedError
+
+    def init(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A freshly initialised theta ``[D]`` (float32, on the backbone's device)."""
+        raise NotImplementedError
+
+    def neutral(self) -> torch.Tensor:
+        """A theta that leaves the backbone's outputs exactly unchanged; ConfigError if the method has none."""
+        raise ConfigError(f"{self.name} has no neutral value: any {self.name} theta changes the computation")
+
+    def bind(self, theta: torch.Tensor) -> Binding:
+        return Binding(self, theta)
+
+    def describe(self) -> dict[str, Any]:
+        return {"method": self.name, "config": self.config.to_dict(), "size": self.size}
+
+    # Helpers for subclasses ----------------------------------------------------------------------------------------
+    def _zeros(self) -> torch.Tensor:
+        return torch.zeros(self.size, device=self.backbone.device)
+
+    def _rows(self, t: torch.Tensor, per_example: bool) -> torch.Tensor:
+        return self.backbone.rows(t) if per_example else t
+
+
+def kaiming_uniform_(t: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> torch.Tensor:
+    """nn.Linear's default initialisation (kaiming-uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return t.uniform_(-bound, bound, generator=generator)
+
+
+def add_to_output(out: torch.Tensor, delta: torch.Tensor, offset: int, width: int) -> torch.Tensor:
+    """``out`` with ``delta`` added to its last-dimension slice ``[offset, offset + width)``."""
+    total = out.shape[-1]
+    if offset == 0 and width == total:
+        return out + delta
+    return out + torch.nn.functional.pad(delta, (offset, total - offset - width))

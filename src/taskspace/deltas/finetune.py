@@ -1,0 +1,69 @@
+"""Full fine-tuning as a flat vector: theta is the change of every backbone weight, ``W = W0 + delta``.
+
+theta layout: one slice per parameter of the backbone, named and ordered as ``model.named_parameters()`` (tied
+weights once), each with the parameter's shape. Initial theta = 0 (the pre-trained model). Per-example theta is
+not supported (it would need one copy of the model per example).
+
+Binding replaces each weight by ``W0 + delta`` once per bind, except embedding tables that are only looked up
+(not tied to an output layer): those add ``delta[ids]`` to the looked-up rows, which avoids materialising and
+back-propagating through a vocabulary-sized sum on every step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import DeltaMethod, MethodConfig
+
+
+@dataclass
+class FinetuneConfig(MethodConfig):
+    pass
+
+
+def _lookup_only(holders: list[tuple[nn.Module, str]]) -> bool:
+    return all(isinstance(m, nn.Embedding) and attr == "weight" and m.max_norm is None for m, attr in holders)
+
+
+class FineTuning(DeltaMethod):
+    """Full fine-tuning: the change of every backbone weight."""
+
+    name = "finetune"
+    config_class = FinetuneConfig
+    supports_per_example = False
+    has_neutral = True
+
+    def _entries(self):
+        return [(name, tuple(p.shape)) for name, p in self.backbone.base_parameters.items()]
+
+    def init(self, generator=None):
+        return self._zeros()
+
+    def neutral(self):
+        return self._zeros()
+
+    def _install(self, views, per_example):
+        base = self.backbone.base_parameters
+        holders = self.backbone._holders
+        overrides, handles = {}, []
+        for name, delta in views.items():
+            if _lookup_only(holders[name]):
+                # Every embedding module that shares the table (T5's encoder and decoder) adds the delta rows.
+                for module, _ in holders[name]:
+
+                    def edit(ids, out, delta=delta, module=module):
+                        # Embedding modules may scale their output (BART's scaled word embedding); the lookup is
+                        # linear in the table, so the same scale applies to the delta rows.
+                        scale = getattr(module, "embed_scale", 1.0)
+                        return out + F.embedding(ids, delta.to(out.dtype), padding_idx=module.padding_idx) * scale
+
+                    handles.append(self.backbone.add_output_edit(module, edit))
+            else:
+                overrides[name] = base[name] + delta.to(base[name].dtype)
+        if overrides:
+            handles.append(self.backbone.override_parameters(overrides))
+        return handles

@@ -1,0 +1,107 @@
+"""LoRA (Hu et al. 2021): ``W x + s · B A x`` on chosen projections, ``s = alpha / r``.
+
+theta layout, for every targeted projection in canonical site order (stacks, blocks, self- then
+cross-attention q, k, v, o, then feed-forward in/out):
+
+    ``<site>.lora_A``  [r, in_features]    (peft's ``lora_A.weight``)
+    ``<site>.lora_B``  [out_features, r]   (peft's ``lora_B.weight``)
+
+Initialisation as in the paper and peft: A kaiming-uniform, B = 0, so the initial theta is neutral.
+UDT's setting is r = 10, alpha = 16 (s = 1.6) on q and v of self- and cross-attention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..backbones.sites import LinearSite
+from ..errors import ConfigError
+from .base import DeltaMethod, MethodConfig, add_to_output, kaiming_uniform_, option
+
+ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    r: int = option(8, "rank of the update B A")
+    alpha: float = option(16.0, "scale numerator: the update is multiplied by alpha / r")
+    targets: tuple[str, ...] = option(("q", "v"), f"projections to adapt, among {', '.join(ROLES)}")
+    attention: tuple[str, ...] = option(("self", "cross"), "which attention modules q/k/v/o refer to: self, cross")
+
+
+class LoRA(DeltaMethod):
+    """LoRA: low-rank updates s·B A added to chosen projections."""
+
+    name = "lora"
+    config_class = LoRAConfig
+    has_neutral = True
+
+    def validate(self) -> None:
+        c = self.config
+        if c.r < 1:
+            raise ConfigError(f"lora r={c.r}: expected a positive rank")
+        bad = [t for t in c.targets if t not in ROLES]
+        if bad or not c.targets:
+            raise ConfigError(f"lora targets={list(c.targets)}: expected a non-empty subset of {list(ROLES)}")
+        if not c.attention or any(a not in ("self", "cross") for a in c.attention):
+            raise ConfigError(f"lora attention={list(c.attention)}: expected a subset of ['self', 'cross']")
+
+    @property
+    def scale(self) -> float:
+        return self.config.alpha / self.config.r
+
+    def target_sites(self) -> list[LinearSite]:
+        c = self.config
+        sites: list[LinearSite] = []
+        for block in self.backbone.sites.blocks:
+            for kind, att in block.attentions():
+                if kind.split("_")[0] in c.attention:
+                    sites.extend(getattr(att, role) for role in ("q", "k", "v", "o") if role in c.targets)
+            if "ffn_in" in c.targets:
+                sites.extend(block.ffn_in)
+            if "ffn_out" in c.targets:
+                sites.append(block.ffn_out)
+        return sites
+
+    def _entries(self):
+        r = self.config.r
+        out = []
+        for s in self.target_sites():
+            out.append((f"{s.name}.lora_A", (r, s.in_features)))
+            out.append((f"{s.name}.lora_B", (s.out_features, r)))
+        return out
+
+    def init(self, generator=None):
+        theta = self._zeros()
+        for s in self.target_sites():
+            a = self.layout.view(theta, f"{s.name}.lora_A")
+            kaiming_uniform_(a, s.in_features, generator)
+        return theta
+
+    def neutral(self):
+        return self._zeros()
+
+    def _install(self, views, per_example):
+        by_module: dict[int, tuple[torch.nn.Module, list]] = {}
+        for s in self.target_sites():
+            entry = by_module.setdefault(id(s.module), (s.module, []))
+            entry[1].append((s, views[f"{s.name}.lora_A"], views[f"{s.name}.lora_B"]))
+        scale = self.scale
+        handles = []
+        for module, items in by_module.values():
+
+            def edit(x, out, items=items):
+                for site, a, b in items:
+                    a, b = a.to(x.dtype), b.to(x.dtype)
+                    if per_example:
+                        a, b = self.backbone.rows(a), self.backbone.rows(b)
+                        delta = (x @ a.transpose(-1, -2)) @ b.transpose(-1, -2)
+                    else:
+                        delta = (x @ a.t()) @ b.t()
+                    out = add_to_output(out, delta * scale, site.out_offset, site.out_features)
+                return out
+
+            handles.append(self.backbone.add_output_edit(module, edit))
+        return handles

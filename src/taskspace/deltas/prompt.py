@@ -1,0 +1,63 @@
+"""Prompt tuning (Lester et al. 2021): n trainable soft tokens prepended to the input embeddings.
+
+For encoder-decoder backbones the prompt goes before the encoder input; for decoder-only backbones before the
+input text; for encoders before the ``[CLS]`` token (and it is excluded from pooling).
+
+theta layout: ``prompt [n_tokens, d]`` (row i is the i-th virtual token). Initialisation: N(0, init_std²)
+(IPT: 100 tokens, std 0.02), or ``init=vocab``: the embeddings of randomly drawn vocabulary tokens.
+There is no neutral theta: any prompt changes the computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+from .base import DeltaMethod, MethodConfig, option
+
+
+@dataclass
+class PromptConfig(MethodConfig):
+    n_tokens: int = option(20, "number of soft prompt tokens n")
+    init: str = option("normal", "initialisation: normal (N(0, init_std^2)) or vocab (random token embeddings)")
+    init_std: float = option(0.02, "standard deviation of the normal initialisation")
+
+
+class PromptTuning(DeltaMethod):
+    """Prompt tuning: soft tokens prepended to the input embeddings."""
+
+    name = "prompt"
+    config_class = PromptConfig
+
+    def validate(self) -> None:
+        c = self.config
+        if c.n_tokens < 1:
+            raise ConfigError(f"prompt n_tokens={c.n_tokens}: expected at least one token")
+        if c.init not in ("normal", "vocab"):
+            raise ConfigError(f"prompt init={c.init!r}: expected 'normal' or 'vocab'")
+        if c.init_std <= 0:
+            raise ConfigError(f"prompt init_std={c.init_std}: expected a positive number")
+
+    def _entries(self):
+        return [("prompt", (self.config.n_tokens, self.backbone.hidden_size))]
+
+    def init(self, generator=None):
+        c = self.config
+        if c.init == "normal":
+            theta = self._zeros()
+            return theta.normal_(0.0, c.init_std, generator=generator)
+        table = self.backbone.model.get_input_embeddings().weight
+        special = set(self.backbone.tokenizer.all_special_ids)
+        candidates = torch.tensor([i for i in range(table.shape[0]) if i not in special], device=table.device)
+        pick = torch.randint(len(candidates), (c.n_tokens,), generator=generator, device="cpu").to(table.device)
+        return table[candidates[pick]].detach().float().reshape(-1).clone()
+
+    def _install(self, views, per_example):
+        prompt = views["prompt"]
+
+        def prefix(_batch: int) -> torch.Tensor:
+            return self.backbone.rows(prompt) if per_example else prompt.unsqueeze(0)
+
+        return [self.backbone.add_input_prefix(prefix)]

@@ -1,0 +1,149 @@
+"""Artefacts on disk: safetensors for tensors, JSON for everything else, written atomically; never pickle.
+
+A saved delta is ``<name>.safetensors`` (tensor ``theta`` and, when it is not zero, ``theta_init``) plus
+``<name>.json`` (method, its configuration and layout, the backbone and the SHA-256 of its weights, the library
+version). :func:`load_delta` checks all of them against the backbone and method it is loaded into and says
+exactly what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from . import __version__
+from .errors import DataError, IncompatibleError
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | Path, data: Any) -> None:
+    """Write JSON atomically (a reader never sees a half-written file)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=2, sort_keys=False)
+            f.write("\n")
+
+    _atomic(Path(path), write)
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise DataError("file not found", path) from None
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON ({e.msg})", path, e.lineno) from None
+
+
+def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
+    """Write tensors as safetensors atomically (contiguous CPU copies; metadata values must be strings)."""
+    data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    _atomic(Path(path), lambda tmp: save_file(data, tmp, metadata=dict(metadata or {})))
+
+
+def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("file not found", path)
+    try:
+        return load_file(str(path), device=str(device))
+    except Exception as e:  # safetensors raises its own error types for truncated / corrupt files
+        raise DataError(f"not a readable safetensors file ({e})", path) from None
+
+
+def append_jsonl(path: str | Path, record: Mapping[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Deltas
+
+
+def delta_record(method, backbone) -> dict[str, Any]:
+    """What a saved delta needs to be reused safely."""
+    return {
+        "format": "taskspace.delta/1",
+        "taskspace_version": __version__,
+        "method": method.name,
+        "config": method.config.to_dict(),
+        "size": method.size,
+        "layout": method.layout.to_json(),
+        "backbone": {
+            "name": backbone.name,
+            "family": backbone.family,
+            "model_type": backbone.model_type,
+            "fingerprint": backbone.fingerprint(),
+        },
+    }
+
+
+def save_delta(path_stem: str | Path, method, theta: torch.Tensor, theta_init: torch.Tensor | None = None,
+               extra: Mapping[str, Any] | None = None) -> None:
+    """Save ``theta`` (``[D]``) as ``<stem>.safetensors`` + ``<stem>.json``."""
+    stem = Path(path_stem)
+    if theta.shape != (method.size,):
+        raise ValueError(f"theta must have shape [{method.size}], got {tuple(theta.shape)}")
+    tensors = {"theta": theta.float()}
+    if theta_init is not None and bool(theta_init.any()):
+        tensors["theta_init"] = theta_init.float()
+    record = delta_record(method, method.backbone)
+    if extra:
+        record.update(extra)
+    write_tensors(stem.with_suffix(".safetensors"), tensors, {"format": record["format"], "method": method.name})
+    write_json(stem.with_suffix(".json"), record)
+
+
+def check_compatible(saved: Mapping[str, Any], method, where: Path) -> None:
+    """Raise IncompatibleError listing every difference between a saved delta and (method, its backbone)."""
+    current = delta_record(method, method.backbone)
+    problems = []
+    if saved.get("method") != current["method"]:
+        problems.append(f"method: saved {saved.get('method')!r}, current {current['method']!r}")
+    if saved.get("config") != current["config"]:
+        problems.append(f"method config: saved {saved.get('config')}, current {current['config']}")
+    if saved.get("size") != current["size"] or saved.get("layout") != current["layout"]:
+        problems.append(f"layout: saved size {saved.get('size')}, current size {current['size']}")
+    sb, cb = saved.get("backbone", {}), current["backbone"]
+    if sb.get("fingerprint") != cb["fingerprint"]:
+        problems.append(
+            f"backbone: saved {sb.get('name')!r} (weights sha256 {str(sb.get('fingerprint'))[:12]}...), "
+            f"current {cb['name']!r} (weights sha256 {cb['fingerprint'][:12]}...)"
+        )
+    if problems:
+        raise IncompatibleError(f"{where}: cannot load this delta here:\n  " + "\n  ".join(problems))
+
+
+def load_delta(path_stem: str | Path, method) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Load and check a saved delta; returns (theta, theta_init, record). ``theta_init`` is zero if not stored."""
+    stem = Path(path_stem)
+    record = read_json(stem.with_suffix(".json"))
+    check_compatible(record, method, stem.with_suffix(".json"))
+    tensors = read_tensors(stem.with_suffix(".safetensors"), method.backbone.device)
+    theta = tensors.get("theta")
+    if theta is None or theta.shape != (method.size,):
+        got = None if theta is None else tuple(theta.shape)
+        raise DataError(f"tensor 'theta' missing or of shape {got}, expected ({method.size},)", stem.with_suffix(".safetensors"))
+    theta_init = tensors.get("theta_init", torch.zeros_like(theta))
+    return theta, theta_init, record

@@ -1,0 +1,296 @@
+"""One training loop for every trainable thing in taskspace.
+
+``train`` optimises the parameters of any ``nn.Module`` (a delta vector theta, an intrinsic vector z, a
+projection) for a loss computed on batches of examples. It provides AdamW / Adafactor, warm-up with linear decay
+or constant schedules, gradient clipping, evaluation every N steps with best-on-dev selection, early stopping,
+seeded and resumable data order, and a progress bar. With a ``run_dir`` it checkpoints after every evaluation
+(safetensors + JSON) and an interrupted run resumes from the last checkpoint and reproduces the uninterrupted
+run exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, TaskspaceError
+from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
+from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors
+from .tasks.example import Example
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 300
+    batch_size: int = 8
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    weight_decay: float = 0.0
+    schedule: str = "linear"
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    eval_every: int = 50
+    patience: int | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def validate(self) -> None:
+        if self.steps < 1:
+            raise ConfigError(f"--steps {self.steps}: expected at least 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"--batch-size {self.batch_size}: expected at least 1")
+        if not self.lr > 0:
+            raise ConfigError(f"--lr {self.lr}: expected a positive learning rate")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"--schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ConfigError(f"--warmup-steps {self.warmup_steps}: expected between 0 and --steps {self.steps}")
+        if self.eval_every < 1:
+            raise ConfigError(f"--eval-every {self.eval_every}: expected at least 1")
+        if self.patience is not None and self.patience < 1:
+            raise ConfigError(f"--patience {self.patience}: expected at least 1 (or none)")
+        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
+            raise ConfigError(f"--max-grad-norm {self.max_grad_norm}: expected a positive number (or none)")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def resume_key(self) -> str:
+        """What must not change between an interrupted run and its resumption (progress display may)."""
+        d = self.to_dict()
+        d.pop("progress")
+        return json.dumps(d, sort_keys=True)
+
+
+@dataclass
+class TrainResult:
+    best_step: int | None
+    best_score: float | None
+    best_state: dict[str, torch.Tensor]
+    last_state: dict[str, torch.Tensor]
+    steps: int
+    stopped_early: bool
+    resumed_from: int | None
+    history: list[dict] = field(default_factory=list)
+
+
+class TrainingError(TaskspaceError):
+    """Training cannot continue (e.g. the loss became NaN)."""
+
+
+def batch_indices(n: int, batch_size: int, seed: int, step: int) -> list[int]:
+    """The examples of ``step``: epoch-wise seeded permutations, so any step's batch can be recomputed."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, j = divmod(step, per_epoch)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+    return perm[j * batch_size : (j + 1) * batch_size].tolist()
+
+
+def choose_targets(examples: Sequence[Example], seed: int, step: int) -> list[str]:
+    """One reference per example (SPEC §1: training samples one reference at random), reproducibly per step."""
+    rng = random.Random(f"{seed}:{step}")
+    return [e.references[0] if len(e.references) == 1 else rng.choice(e.references) for e in examples]
+
+
+def _state(module: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    sd = opt.state_dict()
+    tensors, scalars = {}, {}
+    for pid, st in sd["state"].items():
+        for k, v in st.items():
+            if torch.is_tensor(v):
+                tensors[f"optim.{pid}.{k}"] = v
+            else:
+                scalars[f"{pid}.{k}"] = v
+    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict] = {}
+    for key, v in tensors.items():
+        if key.startswith("optim."):
+            _, pid, k = key.split(".", 2)
+            state.setdefault(int(pid), {})[k] = v
+    for key, v in meta["scalars"].items():
+        pid, k = key.split(".", 1)
+        state.setdefault(int(pid), {})[k] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+class _Checkpoint:
+    """``<run_dir>/checkpoint/{state.safetensors,state.json}``; the JSON, written last, commits the pair."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = run_dir / "checkpoint"
+        self.tensors = self.dir / "state.safetensors"
+        self.meta = self.dir / "state.json"
+
+    def exists(self) -> bool:
+        return self.meta.is_file()
+
+    def save(self, trainable, opt, step, best, history, bad_evals, key, shapes) -> None:
+        best_step, best_score, best_state = best
+        tensors = {f"param.{k}": v for k, v in trainable.state_dict().items()}
+        tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
+        opt_tensors, opt_meta = _optimizer_to_files(opt)
+        tensors.update(opt_tensors)
+        tensors["rng.torch"] = torch.get_rng_state()
+        write_tensors(self.tensors, tensors)
+        digest = hashlib.sha256(self.tensors.read_bytes()).hexdigest()
+        write_json(self.meta, {
+            "step": step, "best_step": best_step, "best_score": best_score, "bad_evals": bad_evals,
+            "history": history, "optimizer": opt_meta, "config": key, "shapes": shapes,
+            "tensors_sha256": digest,
+        })
+
+    def load(self, key: str, shapes: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+        meta = read_json(self.meta)
+        if meta.get("config") != key or meta.get("shapes") != shapes:
+            raise ConfigError(
+                f"{self.meta}: this checkpoint was made with different training settings or parameters; "
+                "resume with the same settings, or start a fresh run directory (--overwrite)"
+            )
+        if hashlib.sha256(self.tensors.read_bytes()).hexdigest() != meta["tensors_sha256"]:
+            raise ConfigError(f"{self.tensors} does not match {self.meta} (interrupted while saving?); "
+                              "delete the checkpoint folder to restart from scratch")
+        return meta, read_tensors(self.tensors)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def train(
+    trainable: nn.Module,
+    loss_fn: Callable[[list[Example], list[str]], torch.Tensor],
+    examples: Sequence[Example],
+    config: TrainConfig,
+    *,
+    evaluate: Callable[[], float] | None = None,
+    run_dir: str | Path | None = None,
+    backbone: nn.Module | None = None,
+    log: Callable[[dict], None] | None = None,
+) -> TrainResult:
+    """Optimise ``trainable``'s parameters; ``loss_fn(batch_examples, targets)`` returns a scalar loss.
+
+    ``evaluate()`` returns the dev score (higher is better); it is called every ``eval_every`` steps and after
+    the last step, and the state with the best score is returned (the last state if there is no evaluation).
+    ``backbone`` (if given) is switched to train mode for steps and to eval mode for evaluation.
+    """
+    config.validate()
+    examples = list(examples)
+    if not examples:
+        raise ConfigError("no training examples")
+    params = [p for p in trainable.parameters() if p.requires_grad]
+    if not params:
+        raise ConfigError("the trainable module has no parameters that require gradients")
+    torch.manual_seed(config.seed)
+    opt = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
+    shapes = {k: list(v.shape) for k, v in trainable.state_dict().items()}
+    key = config.resume_key()
+
+    start, best_step, best_score, best_state, history, bad_evals, resumed = 0, None, None, None, [], 0, None
+    ckpt = _Checkpoint(Path(run_dir)) if run_dir is not None else None
+    if ckpt is not None and ckpt.exists():
+        meta, tensors = ckpt.load(key, shapes)
+        trainable.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
+        loaded_best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+        best_state = loaded_best or None
+        _optimizer_from_files(opt, tensors, meta["optimizer"])
+        torch.set_rng_state(tensors["rng.torch"])
+        start, best_step, best_score = meta["step"], meta["best_step"], meta["best_score"]
+        history, bad_evals, resumed = meta["history"], meta["bad_evals"], meta["step"]
+    scheduler = make_scheduler(opt, config.schedule, config.steps, config.warmup_steps, last_epoch=start - 1)
+
+    stopped_early = False
+    step = start
+    window: list[float] = []
+    t0 = time.time()
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=config.steps, initial=start, disable=not config.progress, desc="train", leave=False)
+    try:
+        while step < config.steps and not (config.patience and bad_evals >= config.patience):
+            if backbone is not None:
+                backbone.train()
+            trainable.train()
+            idx = batch_indices(len(examples), config.batch_size, config.seed, step)
+            batch = [examples[i] for i in idx]
+            loss = loss_fn(batch, choose_targets(batch, config.seed, step))
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the loss became {value} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                    "try a lower --lr"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = grad_norm(params)
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            opt.step()
+            lr = scheduler.get_last_lr()[0]
+            scheduler.step()
+            step += 1
+            window.append(value)
+            bar.update(1)
+            if step % config.eval_every == 0 or step == config.steps:
+                record = {"step": step, "loss": sum(window) / len(window), "lr": lr, "grad_norm": gnorm,
+                          "seconds": round(time.time() - t0, 2)}
+                window = []
+                if evaluate is not None:
+                    if backbone is not None:
+                        backbone.eval()
+                    trainable.eval()
+                    score = float(evaluate())
+                    record["dev"] = score
+                    if best_score is None or score > best_score:
+                        best_step, best_score, best_state, bad_evals = step, score, _state(trainable), 0
+                    else:
+                        bad_evals += 1
+                    bar.set_postfix(loss=f"{record['loss']:.3f}", dev=f"{score:.3f}", best=f"{best_score:.3f}")
+                history.append(record)
+                if log is not None:
+                    log(record)
+                if ckpt is not None:
+                    ckpt.save(trainable, opt, step, (best_step, best_score, best_state), history, bad_evals, key, shapes)
+        stopped_early = step < config.steps
+    finally:
+        bar.close()
+        if backbone is not None:
+            backbone.eval()
+        trainable.eval()
+    last = _state(trainable)
+    return TrainResult(
+        best_step=best_step if best_state is not None else step,
+        best_score=best_score,
+        best_state=best_state if best_state is not None else last,
+        last_state=last,
+        steps=step,
+        stopped_early=stopped_early,
+        resumed_from=resumed,
+        history=history,
+    )
+
+
+def log_to(path: str | Path) -> Callable[[dict], None]:
+    """A ``log`` callback appending JSON lines to ``path``."""
+    return lambda record: append_jsonl(path, record)
