@@ -26,7 +26,11 @@ def _tokenizer(kind: str, root: str):
 
 
 def tiny_model(kind: str, root: str, seed: int = 0):
-    """A freshly initialised tiny model of architecture ``kind`` and its real tokenizer."""
+    """A freshly initialised tiny model of architecture ``kind`` and its real tokenizer.
+
+    BART and GPT-2 are initialised with a larger standard deviation than their defaults (0.02): at that scale a
+    32-dimensional random model's output hardly depends on its input, and input-side deltas could not move it.
+    """
     from transformers import BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel, T5Config
     from transformers import T5ForConditionalGeneration
 
@@ -45,13 +49,13 @@ def tiny_model(kind: str, root: str, seed: int = 0):
             decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=600,
             dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, pad_token_id=tok.pad_token_id,
             bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id,
-            forced_bos_token_id=None, forced_eos_token_id=None,
+            forced_bos_token_id=None, forced_eos_token_id=None, init_std=0.1,
         )
         model = BartForConditionalGeneration(cfg)
     elif kind == "gpt2":
         cfg = GPT2Config(
             vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=600, resid_pdrop=0.0,
-            embd_pdrop=0.0, attn_pdrop=0.0, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+            embd_pdrop=0.0, attn_pdrop=0.0, initializer_range=0.1, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
         )
         model = GPT2LMHeadModel(cfg)
     else:

@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -72,6 +74,23 @@ def _default_max_input_length(path: str, local: bool, family: str) -> int:
     return 512
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load report and progress bar for one load (restoring the caller's settings)."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
 def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE,
     *,
@@ -89,9 +108,11 @@ def load_backbone(
     config = AutoConfig.from_pretrained(path, local_files_only=local)
     fam = family_of(config.model_type, family)
     auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
-    model = auto.from_pretrained(
-        path, local_files_only=local, dtype=_resolve_dtype(dtype), attn_implementation="sdpa"
-    ).to(device)
+    extra = {"add_pooling_layer": False} if fam == "encoder" else {}  # sentence embeddings pool the tokens
+    with _quiet_transformers():
+        model = auto.from_pretrained(
+            path, local_files_only=local, dtype=_resolve_dtype(dtype), attn_implementation="sdpa", **extra
+        ).to(device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
     options.setdefault("max_input_length", _default_max_input_length(path, local, fam))
     name = "all-MiniLM-L6-v2" if name_or_path.lower() in _MINILM_NAMES else name_or_path
@@ -106,8 +127,9 @@ def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=Non
     config = AutoConfig.from_pretrained(path, local_files_only=local)
     fam = family_of(config.model_type, family)
     auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
+    extra = {"add_pooling_layer": False} if fam == "encoder" else {}
     with torch.device("meta"):
-        model = auto.from_config(config)
+        model = auto.from_config(config, **extra)
     return FAMILIES[fam](model, tokenizer, name=name_or_path)
 
 

@@ -4,9 +4,9 @@ theta layout: one slice per parameter of the backbone, named and ordered as ``mo
 weights once), each with the parameter's shape. Initial theta = 0 (the pre-trained model). Per-example theta is
 not supported (it would need one copy of the model per example).
 
-Binding replaces each weight by ``W0 + delta`` once per bind, except embedding tables that are only looked up
-(not tied to an output layer): those add ``delta[ids]`` to the looked-up rows, which avoids materialising and
-back-propagating through a vocabulary-sized sum on every step.
+Binding replaces each weight by ``W0 + delta`` once per bind, except embedding tables that are only looked up by
+plain ``nn.Embedding`` modules (not tied to an output layer, e.g. BERT's): those add ``delta[ids]`` to the
+looked-up rows, which avoids materialising a vocabulary-sized sum on every step.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ class FinetuneConfig(MethodConfig):
 
 
 def _lookup_only(holders: list[tuple[nn.Module, str]]) -> bool:
-    return all(isinstance(m, nn.Embedding) and attr == "weight" and m.max_norm is None for m, attr in holders)
+    """Whether a table is only read by plain ``nn.Embedding`` lookups (whose input is the token ids)."""
+    return all(
+        type(m).forward is nn.Embedding.forward and attr == "weight" and m.max_norm is None for m, attr in holders
+    )
 
 
 class FineTuning(DeltaMethod):
@@ -56,10 +59,7 @@ class FineTuning(DeltaMethod):
                 for module, _ in holders[name]:
 
                     def edit(ids, out, delta=delta, module=module):
-                        # Embedding modules may scale their output (BART's scaled word embedding); the lookup is
-                        # linear in the table, so the same scale applies to the delta rows.
-                        scale = getattr(module, "embed_scale", 1.0)
-                        return out + F.embedding(ids, delta.to(out.dtype), padding_idx=module.padding_idx) * scale
+                        return out + F.embedding(ids, delta.to(out.dtype), padding_idx=module.padding_idx)
 
                     handles.append(self.backbone.add_output_edit(module, edit))
             else:

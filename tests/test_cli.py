@@ -1,0 +1,126 @@
+"""The command line: help everywhere, an end-to-end tune run, re-evaluation, resumption and clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from taskspace.cli import build_parser, main, parse_options
+from taskspace.errors import ConfigError
+
+COMMANDS = ["tune", "evaluate", "tasks", "methods", "params", "convert"]
+
+
+def test_console_script_help():
+    out = subprocess.run([sys.executable, "-m", "taskspace.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in COMMANDS:
+        assert command in out.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: taskspace " + command in capsys.readouterr().out
+
+
+def test_option_values_are_typed():
+    fields = {"r": 8, "alpha": 16.0, "targets": ("q", "v"), "bias": False, "init": "normal"}
+    got = parse_options(["r=4", "alpha=2", "targets=q,k,v", "bias=true", "init=vocab"], fields, "--opt")
+    assert got == {"r": 4, "alpha": 2.0, "targets": ("q", "k", "v"), "bias": True, "init": "vocab"}
+    with pytest.raises(ConfigError, match="--opt 'rank'.*valid: alpha"):
+        parse_options(["rank=4"], fields, "--opt")
+    with pytest.raises(ConfigError, match="--opt r='four'"):
+        parse_options(["r=four"], fields, "--opt")
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_options(["r"], fields, "--opt")
+
+
+def _tune(args, tmp_path, data_dir, capsys):
+    code = main(["tune", "--data-dir", str(data_dir), "--out", str(tmp_path), "--no-progress", *args])
+    return code, capsys.readouterr()
+
+
+def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys):
+    args = ["--task", "glue-sst2", "--method", "lora", "--steps", "4", "--eval-every", "2",
+            "--max-test-examples", "24", "--run-name", "run"]
+    code, out = _tune(args, tmp_path, data_dir, capsys)
+    assert code == 0, out.err
+    run = tmp_path / "run"
+    names = {p.name for p in run.iterdir()}
+    assert {"config.json", "zero_shot.json", "log.jsonl", "checkpoint", "theta.safetensors", "theta.json",
+            "scores.json", "predictions"} <= names
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["metric"] == "ACC" and scores["n_test"] == 24 and scores["n_test_total"] == 872
+    assert 0 <= scores["dev"] <= 1 and 0 <= scores["test"] <= 1
+    assert "tuned (best on dev)" in out.out and "frozen backbone" in out.out
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    config = json.loads((run / "config.json").read_text())
+    assert len(config["backbone"]["fingerprint"]) == 64 and config["backbone"]["name"] == "all-MiniLM-L6-v2"
+
+    # The same command again returns the finished run without training.
+    code, again = _tune(args, tmp_path, data_dir, capsys)
+    assert code == 0 and again.out == out.out
+    # The saved theta reproduces the saved scores exactly.
+    assert main(["evaluate", str(run), "--data-dir", str(data_dir)]) == 0
+    assert "identical to the saved scores" in capsys.readouterr().out
+    # Another configuration under the same name is refused.
+    code, refused = _tune([*args, "--lr", "0.5"], tmp_path, data_dir, capsys)
+    assert code == 2 and "different configuration" in refused.err
+
+
+def test_tune_a_generative_task_on_a_causal_backbone(tmp_path, data_dir, shared_dir, capsys):
+    args = ["--task", "web_questions", "--method", "prefix", "--backbone", f"{shared_dir}/models/stories260K",
+            "--steps", "2", "--eval-every", "2", "--max-test-examples", "8", "--opt", "n_tokens=2",
+            "--run-name", "gen", "--backbone-opt", "max_output_length=8"]
+    code, out = _tune(args, tmp_path, data_dir, capsys)
+    assert code == 0, out.err
+    preds = [json.loads(line) for line in (tmp_path / "gen" / "predictions" / "test.jsonl").read_text().splitlines()]
+    assert len(preds) == 8 and all(isinstance(p["prediction"], str) for p in preds)
+    assert json.loads((tmp_path / "gen" / "scores.json").read_text())["metric"] == "EM"
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--task", "glue-sst3", "--method", "lora"], "glue-sst2"),
+        (["--task", "web_questions", "--method", "lora"], "has no options"),
+        (["--task", "glue-sst2", "--method", "lora", "--opt", "rank=4"], "--opt .*rank"),
+        (["--task", "glue-sst2", "--method", "lora", "--steps", "0"], "--steps"),
+    ],
+)
+def test_tune_errors_are_clear(args, message, tmp_path, data_dir, capsys):
+    code, out = _tune(args, tmp_path, data_dir, capsys)
+    assert code == 2
+    assert out.err.startswith("taskspace tune: error:")
+    assert __import__("re").search(message, out.err), out.err
+
+
+def test_tasks_and_methods_commands(capsys):
+    assert main(["tasks", "--type", "paraphrase"]) == 0
+    out = capsys.readouterr().out
+    assert "glue-mrpc" in out and "paws" in out and "3 tasks" in out
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    for name in ("prompt", "prefix", "lora", "adapter", "bitfit", "finetune"):
+        assert f"\n{name}:" in "\n" + out
+
+
+def test_convert_writes_crossfit_tsv(tmp_path, data_dir, capsys):
+    assert main(["convert", str(data_dir), str(tmp_path), "--tasks", "superglue-copa", "--seeds", "13"]) == 0
+    written = sorted(p.name for p in (tmp_path / "superglue-copa").iterdir())
+    assert written == ["superglue-copa_16_13_dev.tsv", "superglue-copa_16_13_test.tsv", "superglue-copa_16_13_train.tsv"]
+    first = (tmp_path / "superglue-copa" / "superglue-copa_16_13_train.tsv").read_text().splitlines()[0]
+    assert " (A) " in first and " (B) " in first and "\t" in first
+
+
+def test_parser_defaults_are_documented():
+    tune = build_parser()._subparsers._group_actions[0].choices["tune"]
+    helps = {a.dest: a.help for a in tune._actions}
+    assert "default" in helps["backbone"] and "TASKSPACE_DATA" in helps["data_dir"]

@@ -1,0 +1,218 @@
+"""The shared test matrix: every delta method on every backbone family.
+
+Backbones: tiny randomly initialised T5 and BART (seq2seq) and GPT-2 (causal) built from configs with their real
+tokenizers, the real 260K-parameter Llama (causal) and the real all-MiniLM-L6-v2 (encoder). Examples are real
+shared-task examples: sentiment classification, multiple choice and (except for the encoder) open generation.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from taskspace.deltas import METHODS, build_method
+from taskspace.errors import ConfigError, IncompatibleError
+from taskspace.store import load_delta, save_delta
+from taskspace.tasks import load_task
+from taskspace.train import TrainConfig, train
+from tiny import FAMILY_BACKBONES, tiny_backbone
+
+SMALL = {
+    "prompt": {"n_tokens": 3},
+    "prefix": {"n_tokens": 3, "hidden": 8},
+    "lora": {"r": 2},
+    "adapter": {"r": 4},
+    "bitfit": {},
+    "finetune": {},
+}
+MATRIX = [(b, m) for b in FAMILY_BACKBONES for m in METHODS]
+_cache: dict = {}
+
+
+@pytest.fixture(scope="module")
+def examples(data_dir):
+    sst2 = load_task("glue-sst2", data_dir).train[:2]
+    copa = load_task("superglue-copa", data_dir).train[:1]
+    web = load_task("web_questions", data_dir).train[:1]
+    return {"options": sst2 + copa, "all": sst2 + copa + web}
+
+
+def get_backbone(kind, shared_dir):
+    if kind not in _cache:
+        _cache[kind] = tiny_backbone(kind, str(shared_dir))
+    return _cache[kind]
+
+
+def batch_examples(kind, examples):
+    return examples["options"] if kind == "minilm" else examples["all"]
+
+
+def perturbed(method, seed=0, scale=0.05):
+    """An initial theta moved off its initialisation, so every slice influences the output."""
+    g = torch.Generator().manual_seed(seed)
+    theta = method.init(g)
+    return theta + scale * torch.randn(theta.shape, generator=g)
+
+
+@pytest.mark.parametrize("kind,name", MATRIX)
+def test_layout_shapes(kind, name, shared_dir):
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    theta = method.init(torch.Generator().manual_seed(0))
+    assert theta.shape == (method.size,)
+    # Slices are consecutive and cover theta exactly once.
+    offset = 0
+    for s in method.layout.slices:
+        assert s.offset == offset
+        offset = s.end
+    assert offset == method.size
+    parts = method.layout.unflatten(theta)
+    assert set(parts) == {s.name for s in method.layout.slices}
+    assert torch.equal(method.layout.flatten(parts), theta)
+    batched = torch.stack([theta, theta * 2])
+    assert torch.equal(method.layout.flatten(method.layout.unflatten(batched)), batched)
+    # The same seed gives the same initialisation.
+    assert torch.equal(theta, method.init(torch.Generator().manual_seed(0)))
+
+
+@pytest.mark.parametrize("kind,name", MATRIX)
+def test_neutral_theta_is_the_frozen_model(kind, name, shared_dir, examples):
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    batch = backbone.collate(batch_examples(kind, examples))
+    with torch.no_grad():
+        frozen_loss = backbone.loss(batch)
+        frozen_pred = backbone.predict(batch)
+    if not method.has_neutral:
+        with pytest.raises(ConfigError, match="no neutral"):
+            method.neutral()
+        with torch.no_grad(), method.bind(method.init(torch.Generator().manual_seed(0))):
+            assert not torch.equal(backbone.loss(batch), frozen_loss)
+        return
+    # The methods with a neutral value also start from one (LoRA B = 0, adapter W_up = 0, zero biases / deltas).
+    for theta in (method.neutral(), method.init(torch.Generator().manual_seed(1))):
+        with torch.no_grad(), method.bind(theta):
+            assert torch.equal(backbone.loss(batch), frozen_loss)
+            assert backbone.predict(batch) == frozen_pred
+    # And binding leaves nothing behind.
+    with torch.no_grad():
+        assert torch.equal(backbone.loss(batch), frozen_loss)
+
+
+@pytest.mark.parametrize("kind,name", MATRIX)
+def test_gradients_reach_every_slice(kind, name, shared_dir, examples):
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    theta = torch.nn.Parameter(perturbed(method))
+    batch = backbone.collate(batch_examples(kind, examples))
+    with method.bind(theta):
+        loss = backbone.loss(batch).mean()
+    loss.backward()
+    grads = method.layout.unflatten(theta.grad)
+    dead = [n for n, g in grads.items() if not bool(g.abs().sum() > 0)]
+    assert not dead, f"no gradient for {dead[:5]}"
+    assert all(p.grad is None for p in backbone.parameters()), "the backbone must stay frozen"
+
+
+@pytest.mark.parametrize("kind,name", [(b, m) for b, m in MATRIX if METHODS[m].supports_per_example])
+def test_per_example_theta(kind, name, shared_dir, examples):
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    exs = batch_examples(kind, examples)
+    batch = backbone.collate(exs)
+    a, b = perturbed(method, seed=1, scale=0.2), perturbed(method, seed=2, scale=0.2)
+    with torch.no_grad():
+        # All rows equal: the same as one shared theta.
+        with method.bind(a):
+            shared_loss, shared_pred = backbone.loss(batch), backbone.predict(batch)
+        with method.bind(a.expand(len(exs), -1).clone()):
+            rows_loss, rows_pred = backbone.loss(batch), backbone.predict(batch)
+        torch.testing.assert_close(rows_loss, shared_loss, rtol=1e-5, atol=1e-5)
+        assert rows_pred == shared_pred
+        # Different rows: each example computes as if alone with its own theta.
+        per_row = torch.stack([a if i % 2 == 0 else b for i in range(len(exs))])
+        with method.bind(per_row):
+            mixed_loss, mixed_pred = backbone.loss(batch), backbone.predict(batch)
+        for i, e in enumerate(exs):
+            alone = backbone.collate([e])
+            with method.bind(per_row[i]):
+                torch.testing.assert_close(mixed_loss[i], backbone.loss(alone)[0], rtol=1e-4, atol=1e-4)
+                assert mixed_pred[i] == backbone.predict(alone)[0]
+    with pytest.raises(ConfigError, match="shape"):
+        method.bind(torch.zeros(2, method.size + 1))
+
+
+def test_finetune_refuses_per_example_theta(shared_dir):
+    method = build_method("finetune", get_backbone("llama", shared_dir))
+    with pytest.raises(ConfigError, match="per-example"):
+        method.bind(torch.zeros(2, method.size))
+
+
+@pytest.mark.parametrize("kind,name", MATRIX)
+def test_save_load_round_trip(kind, name, shared_dir, examples, tmp_path):
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    theta = perturbed(method, seed=3)
+    init = method.init(torch.Generator().manual_seed(0))
+    save_delta(tmp_path / "theta", method, theta, init)
+    loaded, loaded_init, record = load_delta(tmp_path / "theta", method)
+    assert torch.equal(loaded, theta)
+    if bool(init.any()):
+        assert torch.equal(loaded_init, init)
+    batch = backbone.collate(batch_examples(kind, examples))
+    with torch.no_grad():
+        with method.bind(theta):
+            before = backbone.loss(batch)
+        with method.bind(loaded):
+            assert torch.equal(backbone.loss(batch), before)
+    # Another configuration of the method is refused with a message that says what differs.
+    other_options = {**SMALL[name]}
+    if name == "bitfit":
+        other_options["norms"] = False
+    elif name == "finetune":
+        other_options = None
+    else:
+        key = next(iter(SMALL[name]))
+        other_options[key] = SMALL[name][key] + 1
+    if other_options is not None:
+        with pytest.raises(IncompatibleError, match="config"):
+            load_delta(tmp_path / "theta", build_method(name, backbone, other_options))
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_loading_into_another_backbone_is_refused(name, shared_dir, tmp_path):
+    first = get_backbone("gpt2", shared_dir)
+    method = build_method(name, first, SMALL[name])
+    save_delta(tmp_path / "theta", method, method.init(torch.Generator().manual_seed(0)))
+    # Same architecture and sizes, different weights: only the fingerprint tells them apart.
+    other = tiny_backbone("gpt2", str(shared_dir), seed=7)
+    with pytest.raises(IncompatibleError, match="backbone"):
+        load_delta(tmp_path / "theta", build_method(name, other, SMALL[name]))
+
+
+LOSS_FALLS_LR = {"prompt": 0.3, "prefix": 0.03, "lora": 0.01, "adapter": 0.01, "bitfit": 0.05, "finetune": 1e-3}
+
+
+@pytest.mark.parametrize("kind,name", MATRIX)
+def test_loss_falls_on_a_real_task(kind, name, shared_dir, data_dir):
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    task = load_task("glue-sst2", data_dir)
+    data = task.train[:8]
+    params = torch.nn.Module()
+    params.theta = torch.nn.Parameter(method.init(torch.Generator().manual_seed(0)))
+
+    def mean_loss() -> float:
+        with torch.no_grad(), method.bind(params.theta):
+            return float(backbone.loss(backbone.collate(data)).mean())
+
+    def loss_fn(exs, targets):
+        with method.bind(params.theta):
+            return backbone.loss(backbone.collate(exs, targets)).mean()
+
+    before = mean_loss()
+    lr = LOSS_FALLS_LR[name] if kind != "minilm" else LOSS_FALLS_LR[name] / 5
+    train(params, loss_fn, data, TrainConfig(steps=10, batch_size=8, lr=lr, eval_every=10, progress=False),
+          backbone=backbone)
+    after = mean_loss()
+    assert after < 0.995 * before, f"loss {before:.4f} -> {after:.4f}"

@@ -1,0 +1,169 @@
+"""The training loop: optimisers, schedules, selection, early stopping, determinism and exact resumption."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from taskspace.errors import ConfigError
+from taskspace.optim import Adafactor, schedule_factor
+from taskspace.tasks import Example
+from taskspace.train import TrainConfig, TrainingError, batch_indices, choose_targets, train
+
+EXAMPLES = [Example(f"x{i}", (f"y{i}",)) for i in range(10)]
+
+
+class Quadratic(torch.nn.Module):
+    """theta pulled towards per-example targets; a dropout keeps the global RNG in play (as in a backbone)."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.zeros(4))
+        self.drop = torch.nn.Dropout(0.5)
+
+    def loss(self, examples, targets):
+        goal = torch.tensor([[float(t[1:]), 1.0, -1.0, 2.0] for t in targets])
+        return ((self.drop(self.theta.expand_as(goal)) - goal) ** 2).mean()
+
+
+def _run(tmp_path, steps, fail_at=None, **overrides):
+    model = Quadratic()
+    calls = {"n": 0}
+
+    def loss_fn(examples, targets):
+        calls["n"] += 1
+        if fail_at is not None and calls["n"] == fail_at:
+            raise KeyboardInterrupt("simulated interruption")
+        return model.loss(examples, targets)
+
+    scores = iter([0.1, 0.5, 0.3, 0.4, 0.2, 0.6, 0.6])
+    config = TrainConfig(**{"steps": steps, "batch_size": 3, "lr": 0.1, "eval_every": 2, "progress": False, **overrides})
+    result = train(model, loss_fn, EXAMPLES, config, evaluate=lambda: next(scores), run_dir=tmp_path)
+    return model, result
+
+
+def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
+    _, whole = _run(tmp_path / "a", steps=10)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", steps=10, fail_at=6)  # dies during step 6, after the step-4 checkpoint
+    saved = json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())
+    assert saved["step"] == 4
+    # The resumed run replays evaluations 3.. (its score iterator restarts, so feed it the remaining scores).
+    model = Quadratic()
+    scores = iter([0.3, 0.4, 0.2])
+    config = TrainConfig(steps=10, batch_size=3, lr=0.1, eval_every=2, progress=False)
+    resumed = train(model, model.loss, EXAMPLES, config, evaluate=lambda: next(scores), run_dir=tmp_path / "b")
+    assert resumed.resumed_from == 4
+    assert torch.equal(resumed.last_state["theta"], whole.last_state["theta"])
+    assert resumed.best_step == whole.best_step == 4
+    assert torch.equal(resumed.best_state["theta"], whole.best_state["theta"])
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    _run(tmp_path, steps=4)
+    with pytest.raises(ConfigError, match="different training settings"):
+        _run(tmp_path, steps=4, lr=0.2)
+
+
+def test_best_on_dev_and_early_stopping(tmp_path):
+    _, result = _run(tmp_path, steps=20, patience=2)
+    # Scores 0.1, 0.5, 0.3, 0.4: the best is the second evaluation (step 4); two worse ones stop the run.
+    assert result.best_step == 4 and result.best_score == 0.5
+    assert result.stopped_early and result.steps == 8
+    assert [h["dev"] for h in result.history] == [0.1, 0.5, 0.3, 0.4]
+
+
+def test_best_state_is_the_state_at_the_best_step(tmp_path):
+    model = Quadratic()
+    snapshots = []
+
+    def evaluate():
+        snapshots.append(model.theta.detach().clone())
+        return [0.2, 0.9, 0.1][len(snapshots) - 1]
+
+    config = TrainConfig(steps=6, batch_size=3, lr=0.1, eval_every=2, progress=False)
+    result = train(model, model.loss, EXAMPLES, config, evaluate=evaluate)
+    assert result.best_step == 4
+    assert torch.equal(result.best_state["theta"], snapshots[1])
+    assert not torch.equal(result.last_state["theta"], snapshots[1])
+
+
+def test_nan_loss_is_reported_with_its_step():
+    model = Quadratic()
+    config = TrainConfig(steps=5, batch_size=2, lr=0.1, progress=False)
+    with pytest.raises(TrainingError, match="step 1.*lower --lr"):
+        train(model, lambda e, t: model.theta.sum() * float("nan"), EXAMPLES, config)
+
+
+def test_data_order_is_seeded_and_covers_each_epoch():
+    first_epoch = [i for step in range(4) for i in batch_indices(10, 3, seed=5, step=step)]
+    assert sorted(first_epoch) == list(range(10))
+    assert first_epoch == [i for step in range(4) for i in batch_indices(10, 3, seed=5, step=step)]
+    assert first_epoch != [i for step in range(4) for i in batch_indices(10, 3, seed=6, step=step)]
+    second_epoch = [i for step in range(4, 8) for i in batch_indices(10, 3, seed=5, step=step)]
+    assert sorted(second_epoch) == list(range(10)) and second_epoch != first_epoch
+
+
+def test_one_reference_is_sampled_per_example():
+    e = Example("q", ("a", "b", "c"))
+    picks = {choose_targets([e], seed=0, step=s)[0] for s in range(50)}
+    assert picks == {"a", "b", "c"}
+    assert choose_targets([e], 0, 7) == choose_targets([e], 0, 7)
+
+
+def test_schedules():
+    # Linear warm-up over 4 steps, then linear decay to 0 at step 10.
+    assert [schedule_factor("linear", s, 10, 4) for s in (0, 3, 4, 7, 10)] == [0.25, 1.0, 1.0, 0.5, 0.0]
+    assert [schedule_factor("constant", s, 10, 2) for s in (0, 1, 2, 9)] == [0.5, 1.0, 1.0, 1.0]
+    assert schedule_factor("linear", 0, 10, 0) == 1.0
+    with pytest.raises(ConfigError, match="--schedule"):
+        schedule_factor("cosine", 0, 10, 0)
+
+
+def test_learning_rates_follow_the_schedule():
+    model = Quadratic()
+    config = TrainConfig(steps=4, batch_size=2, lr=1.0, schedule="linear", warmup_steps=2, eval_every=1,
+                         progress=False)
+    result = train(model, model.loss, EXAMPLES, config)
+    assert [h["lr"] for h in result.history] == [0.5, 1.0, 1.0, 0.5]
+
+
+def test_adafactor_moves_a_zero_initialised_vector_and_minimises():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = Adafactor([p], lr=0.1)
+    for _ in range(200):
+        opt.zero_grad()
+        ((p - torch.tensor([1.0, -2.0, 0.5])) ** 2).sum().backward()
+        opt.step()
+    torch.testing.assert_close(p.detach(), torch.tensor([1.0, -2.0, 0.5]), atol=0.1, rtol=0)
+    # The first step has RMS lr: the update is the clipped normalised gradient.
+    q = torch.nn.Parameter(torch.zeros(4))
+    opt = Adafactor([q], lr=0.01)
+    q.grad = torch.tensor([1.0, -1.0, 2.0, -2.0])
+    opt.step()
+    torch.testing.assert_close(q.detach().abs(), torch.full((4,), 0.01))
+
+
+def test_adafactor_factors_matrices():
+    w = torch.nn.Parameter(torch.zeros(3, 5))
+    opt = Adafactor([w], lr=0.05)
+    target = torch.arange(15.0).view(3, 5) / 15
+    for _ in range(300):
+        opt.zero_grad()
+        ((w - target) ** 2).sum().backward()
+        opt.step()
+    assert set(opt.state[w]) == {"step", "exp_avg_sq_row", "exp_avg_sq_col"}
+    torch.testing.assert_close(w.detach(), target, atol=0.06, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "field,value,flag",
+    [("steps", 0, "--steps"), ("lr", 0.0, "--lr"), ("optimizer", "sgd", "--optimizer"),
+     ("warmup_steps", 301, "--warmup-steps"), ("patience", 0, "--patience"), ("batch_size", 0, "--batch-size")],
+)
+def test_config_validation_names_the_option(field, value, flag):
+    with pytest.raises(ConfigError, match=flag):
+        TrainConfig(**{field: value}).validate()
