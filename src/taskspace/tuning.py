@@ -26,11 +26,10 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from torch import nn
 
 from . import __version__
 from .backbones import Backbone, load_backbone
-from .deltas import DeltaMethod, build_method, method_class
+from .deltas import DeltaMethod, FlatParameters, build_method, method_class
 from .errors import ConfigError, DataError
 from .store import load_delta, read_json, save_delta, write_json
 from .tasks import Example, Task, compute_metric, load_task
@@ -67,14 +66,6 @@ class TuneConfig:
         d = self.to_dict()
         d["train"].pop("progress")
         return d
-
-
-class DeltaParameters(nn.Module):
-    """The trainable container of a plain tuning run: one flat theta."""
-
-    def __init__(self, theta: torch.Tensor):
-        super().__init__()
-        self.theta = nn.Parameter(theta.detach().clone())
 
 
 @dataclass
@@ -213,10 +204,10 @@ def tune(
             )[0]
         write_json(zs_path, zero_shot)
 
-    params = DeltaParameters(theta_init)
+    params = FlatParameters(theta_init, method.layout)
 
     def loss_fn(examples: list[Example], targets: list[str]) -> torch.Tensor:
-        with method.bind(params.theta):
+        with method.bind(params):
             return backbone.loss(backbone.collate(examples, targets)).mean()
 
     def dev_score() -> float:

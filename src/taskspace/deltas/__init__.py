@@ -11,7 +11,7 @@ from typing import Any, Mapping
 from ..backbones.base import Backbone
 from ..errors import ConfigError
 from .adapter import Adapter, AdapterConfig
-from .base import Binding, DeltaMethod, Layout, MethodConfig, Slice
+from .base import Binding, DeltaMethod, FlatParameters, Layout, MethodConfig, Slice
 from .bitfit import BitFit, BitFitConfig
 from .finetune import FineTuning, FinetuneConfig
 from .lora import LoRA, LoRAConfig
@@ -43,6 +43,7 @@ __all__ = [
     "Binding",
     "DeltaMethod",
     "FineTuning",
+    "FlatParameters",
     "FinetuneConfig",
     "LoRA",
     "LoRAConfig",
