@@ -107,6 +107,8 @@ def make_reference(name: str, backbone, batch):
     else:
         return None
     params = [p for p in model.parameters() if p.requires_grad]
+    if not params:  # e.g. BitFit on a model without biases (Llama): nothing native to compare with
+        return None
 
     def run(ids, mask):
         return model(input_ids=ids, attention_mask=mask)[key]
@@ -199,7 +201,7 @@ def main() -> None:
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}
         ref_ms = med.get("reference")
         ref_name = {"prompt": "peft", "prefix": "peft", "lora": "peft", "bitfit": "native biases",
-                    "finetune": "plain PyTorch"}.get(name, "none")
+                    "finetune": "plain PyTorch"}.get(name, "none") if ref is not None else "none"
         ratio_ref = f"{med['ours'] / ref_ms:13.2f}" if ref_ms else f"{'n/a':>13}"
         ref_col = f"{ref_ms:13.1f}" if ref_ms else f"{'n/a':>13}"
         print(f"{name:>9} {method.size:>11,} {med['ours']:13.1f} {ref_col} {med['frozen']:10.1f} "
