@@ -75,14 +75,9 @@ class Adapter(DeltaMethod):
             out += [(f"{prefix}.down", (d, r)), (f"{prefix}.up", (r, d))]
         return out
 
-    def init(self, generator=None):
-        theta = self._zeros()
+    def _fill_init(self, theta, generator):
         for prefix, site in self.adapter_sites():
             kaiming_uniform_(self.layout.view(theta, f"{prefix}.down"), site.out_features, generator)
-        return theta
-
-    def neutral(self):
-        return self._zeros()
 
     def _install(self, views, per_example):
         act = ACTIVATIONS[self.config.activation]

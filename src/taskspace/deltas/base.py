@@ -257,12 +257,20 @@ class DeltaMethod:
         raise NotImplementedError
 
     def init(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A freshly initialised theta ``[D]`` (float32, on the backbone's device)."""
-        raise NotImplementedError
+        """A freshly initialised theta ``[D]`` (float32, on the backbone's device); ``generator`` is a CPU
+        generator, so the same seed gives the same theta on every device."""
+        theta = torch.zeros(self.size)
+        self._fill_init(theta, generator)
+        return theta.to(self.backbone.device)
+
+    def _fill_init(self, theta: torch.Tensor, generator: torch.Generator | None) -> None:
+        """Write the initial values into the zero CPU vector ``theta`` (default: all zeros)."""
 
     def neutral(self) -> torch.Tensor:
-        """A theta that leaves the backbone's outputs exactly unchanged; ConfigError if the method has none."""
-        raise ConfigError(f"{self.name} has no neutral value: any {self.name} theta changes the computation")
+        """A theta that leaves the backbone's outputs exactly unchanged (zeros for the methods that have one)."""
+        if not self.has_neutral:
+            raise ConfigError(f"{self.name} has no neutral value: any {self.name} theta changes the computation")
+        return torch.zeros(self.size, device=self.backbone.device)
 
     def bind(self, theta: "torch.Tensor | FlatParameters") -> Binding:
         """Within the returned context the backbone computes with this delta; theta is [D], [B, D] or the
@@ -272,12 +280,6 @@ class DeltaMethod:
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": self.config.to_dict(), "size": self.size}
 
-    # Helpers for subclasses ----------------------------------------------------------------------------------------
-    def _zeros(self) -> torch.Tensor:
-        return torch.zeros(self.size, device=self.backbone.device)
-
-    def _rows(self, t: torch.Tensor, per_example: bool) -> torch.Tensor:
-        return self.backbone.rows(t) if per_example else t
 
 
 def kaiming_uniform_(t: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> torch.Tensor:

@@ -53,12 +53,6 @@ class BitFit(DeltaMethod):
     def _entries(self):
         return [(name, (width,)) for name, _, width in self.bias_sites()]
 
-    def init(self, generator=None):
-        return self._zeros()
-
-    def neutral(self):
-        return self._zeros()
-
     def _install(self, views, per_example):
         handles = []
         for name, module, _ in self.bias_sites():

@@ -43,12 +43,6 @@ class FineTuning(DeltaMethod):
     def _entries(self):
         return [(name, tuple(p.shape)) for name, p in self.backbone.base_parameters.items()]
 
-    def init(self, generator=None):
-        return self._zeros()
-
-    def neutral(self):
-        return self._zeros()
-
     def _install(self, views, per_example):
         base = self.backbone.base_parameters
         holders = self.backbone._holders

@@ -73,15 +73,9 @@ class LoRA(DeltaMethod):
             out.append((f"{s.name}.lora_B", (s.out_features, r)))
         return out
 
-    def init(self, generator=None):
-        theta = self._zeros()
+    def _fill_init(self, theta, generator):
         for s in self.target_sites():
-            a = self.layout.view(theta, f"{s.name}.lora_A")
-            kaiming_uniform_(a, s.in_features, generator)
-        return theta
-
-    def neutral(self):
-        return self._zeros()
+            kaiming_uniform_(self.layout.view(theta, f"{s.name}.lora_A"), s.in_features, generator)
 
     def _install(self, views, per_example):
         by_module: dict[int, tuple[torch.nn.Module, list]] = {}

@@ -94,9 +94,8 @@ class PrefixTuning(DeltaMethod):
                 out.append((f"{p}.b2", (self._out_features(stack),)))
         return out
 
-    def init(self, generator=None):
+    def _fill_init(self, theta, generator):
         c, d = self.config, self.backbone.hidden_size
-        theta = self._zeros()
         for stack in self.stacks():
             p = f"{stack}.prefix"
             self.layout.view(theta, f"{p}.P").normal_(0.0, c.init_std, generator=generator)
@@ -105,7 +104,6 @@ class PrefixTuning(DeltaMethod):
             if c.bias:
                 kaiming_uniform_(self.layout.view(theta, f"{p}.b1"), d, generator)
                 kaiming_uniform_(self.layout.view(theta, f"{p}.b2"), c.hidden, generator)
-        return theta
 
     def key_values(self, views: dict[str, torch.Tensor], stack: str) -> torch.Tensor:
         """All keys and values of a stack: ``[layers, 2, (B,) kv_heads, m, head_dim]``."""

@@ -43,16 +43,16 @@ class PromptTuning(DeltaMethod):
     def _entries(self):
         return [("prompt", (self.config.n_tokens, self.backbone.hidden_size))]
 
-    def init(self, generator=None):
+    def _fill_init(self, theta, generator):
         c = self.config
         if c.init == "normal":
-            theta = self._zeros()
-            return theta.normal_(0.0, c.init_std, generator=generator)
+            theta.normal_(0.0, c.init_std, generator=generator)
+            return
         table = self.backbone.model.get_input_embeddings().weight
         special = set(self.backbone.tokenizer.all_special_ids)
-        candidates = torch.tensor([i for i in range(table.shape[0]) if i not in special], device=table.device)
-        pick = torch.randint(len(candidates), (c.n_tokens,), generator=generator, device="cpu").to(table.device)
-        return table[candidates[pick]].detach().float().reshape(-1).clone()
+        candidates = torch.tensor([i for i in range(table.shape[0]) if i not in special])
+        pick = candidates[torch.randint(len(candidates), (c.n_tokens,), generator=generator)]
+        theta.copy_(table.detach()[pick.to(table.device)].float().reshape(-1).cpu())
 
     def _install(self, views, per_example):
         prompt = views["prompt"]
