@@ -120,6 +120,13 @@ def test_convert_writes_crossfit_tsv(tmp_path, data_dir, capsys):
     assert " (A) " in first and " (B) " in first and "\t" in first
 
 
+def test_method_names_match_the_registry():
+    from taskspace.cli import METHOD_NAMES
+    from taskspace.deltas import METHODS
+
+    assert METHOD_NAMES == tuple(METHODS)
+
+
 def test_parser_defaults_are_documented():
     tune = build_parser()._subparsers._group_actions[0].choices["tune"]
     helps = {a.dest: a.help for a in tune._actions}

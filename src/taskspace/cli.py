@@ -10,6 +10,9 @@ from typing import Any, Sequence
 
 from .errors import ConfigError, TaskspaceError
 
+#: The delta methods (the registry in taskspace.deltas; repeated here so that --help needs no torch import).
+METHOD_NAMES = ("prompt", "prefix", "lora", "adapter", "bitfit", "finetune")
+
 # ----------------------------------------------------------------------------------------------------------------
 # Option parsing helpers
 
@@ -212,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Tune a delta method on a few-shot task; prints dev/test scores. Re-running "
                                    "the same command resumes an interrupted run.")
     t.add_argument("--task", required=True, help="task name (see `taskspace tasks`)")
-    t.add_argument("--method", required=True, choices=["prompt", "prefix", "lora", "adapter", "bitfit", "finetune"])
+    t.add_argument("--method", required=True, choices=METHOD_NAMES)
     t.add_argument("--backbone", default="minilm", help="model folder or hub name (default: minilm = all-MiniLM-L6-v2)")
     t.add_argument("--family", choices=["seq2seq", "causal", "encoder"], help="override the backbone family")
     t.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
@@ -267,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "D of a method's theta (and its layout with --layout).")
     c.add_argument("--backbone", required=True, help="model folder (config.json is enough) or hub name")
     c.add_argument("--family", choices=["seq2seq", "causal", "encoder"])
-    c.add_argument("--method", required=True, choices=["prompt", "prefix", "lora", "adapter", "bitfit", "finetune"])
+    c.add_argument("--method", required=True, choices=METHOD_NAMES)
     c.add_argument("--opt", action="append", metavar="KEY=VALUE")
     c.add_argument("--layout", action="store_true", help="print every named slice of theta")
     c.set_defaults(func=cmd_params)

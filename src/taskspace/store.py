@@ -34,6 +34,16 @@ def _atomic(path: Path, write) -> None:
         raise
 
 
+def write_text(path: str | Path, content: str) -> None:
+    """Write a UTF-8 text file atomically (newlines written as given)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(content)
+
+    _atomic(Path(path), write)
+
+
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (a reader never sees a half-written file)."""
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import re
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from taskspace.errors import DataError
+from taskspace.store import write_text
 from taskspace.tasks.example import Example
 
 __all__ = [
@@ -328,7 +327,7 @@ def write_tsv(
         rows.append("\t".join([text, *refs]) + "\n")
     if not rows:
         raise DataError("no examples to write: expected at least one example", path)
-    _atomic_write(path, "".join(rows))
+    write_text(path, "".join(rows))
     return path
 
 
@@ -343,24 +342,6 @@ def _check_field(text: str, what: str, path: Path, number: int, sanitize: bool) 
             number,
         )
     return text
-
-
-def _atomic_write(path: Path, content: str) -> None:
-    """Write a file so that readers see either the old or the complete new content, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def read_examples(
