@@ -109,7 +109,7 @@ def _pct(x) -> str:
 
 
 def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
-    zs = scores.get("zero_shot", {})
+    zs = scores.get("zero_shot") or {}
     print(f"task {task} | method {method} | metric {scores['metric']} | run {run_dir}")
     print(f"{'':>22} {'dev':>7} {'test':>7}")
     for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):

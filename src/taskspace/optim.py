@@ -76,10 +76,12 @@ SCHEDULES = ("linear", "constant")
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """``params``: tensors, or parameter-group dicts (``{"params": [...], "lr": ...}``)."""
     params = list(params)
     if name == "adamw":
         # The fused kernel is ~10x faster than the default on a large flat vector (full fine-tuning's theta).
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
+        tensors = [p for g in params for p in (g["params"] if isinstance(g, dict) else [g])]
+        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
     if name == "adafactor":
         return Adafactor(params, lr=lr, weight_decay=weight_decay)

@@ -203,7 +203,10 @@ def train(
     if not params:
         raise ConfigError("the trainable module has no parameters that require gradients")
     torch.manual_seed(config.seed)
-    opt = make_optimizer(config.optimizer, params, config.lr, config.weight_decay)
+    # A trainable may ask for learning-rate multipliers per parameter group (UDT's shared vectors).
+    groups = trainable.param_groups() if hasattr(trainable, "param_groups") else [(params, 1.0)]
+    opt = make_optimizer(config.optimizer, [{"params": list(ps), "lr": config.lr * scale} for ps, scale in groups],
+                         config.lr, config.weight_decay)
     shapes = {k: list(v.shape) for k, v in trainable.state_dict().items()}
     key = config.resume_key()
 

@@ -6,6 +6,7 @@ A run directory holds everything about one (task, method, backbone, seed) run:
     zero_shot.json      dev/test scores of the frozen backbone and of the initial theta (before training)
     log.jsonl           one line per evaluation: step, mean loss, learning rate, gradient norm, dev score
     checkpoint/         the last training state (for resuming an interrupted run)
+    trainable.safetensors   (subspace runs) the trained parameters at the best step, e.g. the intrinsic vector z
     theta.safetensors   the best-on-dev theta (and the initial theta), with theta.json describing it
     scores.json         dev and test scores of the best theta, its step, and the zero-shot scores
     predictions/        dev and test predictions of the best theta (JSON lines)
@@ -26,12 +27,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from torch import nn
 
 from . import __version__
 from .backbones import Backbone, load_backbone
 from .deltas import DeltaMethod, FlatParameters, build_method, method_class
 from .errors import ConfigError, DataError
-from .store import load_delta, read_json, save_delta, write_json
+from .store import load_delta, read_json, save_delta, write_json, write_tensors
 from .tasks import Example, Task, compute_metric, load_task
 from .train import TrainConfig, log_to, train
 
@@ -55,6 +57,10 @@ class TuneConfig:
     eval_batch_size: int = 32
     max_test_examples: int | None = 500
     test_sample_seed: int = 0
+    #: Evaluate the frozen backbone and the initial theta before training (zero_shot.json).
+    zero_shot: bool = True
+    #: Start from a saved delta (``<run>/theta``, e.g. an IST solution) instead of the method's initialisation.
+    init_from: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -171,8 +177,10 @@ def tune(
         backbone = load_backbone(config.backbone, **config.backbone_options)
     backbone.check_task(task.info.has_options, task.name)
     method = build_method(config.method, backbone, config.method_options)
-    generator = torch.Generator(device="cpu").manual_seed(config.seed)
-    theta_init = method.init(generator)
+    if config.init_from is not None:
+        theta_init = load_delta(config.init_from, method)[0]
+    else:
+        theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
     test = test_subset(task, config.max_test_examples, config.test_sample_seed)
 
     if (run_dir / "scores.json").is_file():
@@ -180,18 +188,77 @@ def tune(
         theta, _, _ = load_delta(run_dir / "theta", method)
         return RunResult(run_dir, scores, theta, method, task)
 
+    source = DirectTheta(FlatParameters(theta_init, method.layout))
+    fit(task, test, method, source, config.train, run_dir, backbone=backbone,
+        eval_batch_size=config.eval_batch_size, record={"run": config.identity()}, theta_init=theta_init,
+        evaluate_zero_shot=config.zero_shot)
+    theta, _, _ = load_delta(run_dir / "theta", method)
+    return RunResult(run_dir, read_json(run_dir / "scores.json"), theta, method, task)
+
+
+class ThetaSource:
+    """Where a run's theta comes from: a trainable module and how theta is computed from it."""
+
+    trainable: nn.Module
+    #: Whether the trained parameters are more than theta itself (then they are saved as trainable.safetensors).
+    separate_trainable: bool = True
+
+    def bound(self) -> torch.Tensor | FlatParameters:
+        """What to bind during a training step (gradients flow from it to the trainable parameters)."""
+        raise NotImplementedError
+
+    def current(self) -> torch.Tensor:
+        """The current theta ``[D]``, detached (computed once, then bound for a whole evaluation)."""
+        raise NotImplementedError
+
+
+class DirectTheta(ThetaSource):
+    """Plain tuning: theta itself is trained."""
+
+    separate_trainable = False
+
+    def __init__(self, params: FlatParameters):
+        self.trainable = params
+
+    def bound(self):
+        return self.trainable
+
+    def current(self):
+        return self.trainable.theta.detach().clone()
+
+
+def fit(
+    task: Task,
+    test: Sequence[Example],
+    method: DeltaMethod,
+    source: ThetaSource,
+    train_config: TrainConfig,
+    run_dir: Path,
+    *,
+    backbone: Backbone,
+    eval_batch_size: int,
+    record: dict[str, Any],
+    theta_init: torch.Tensor | None = None,
+    evaluate_zero_shot: bool = True,
+) -> dict[str, Any]:
+    """Train ``source`` on ``task`` through ``method``; write the run directory (see the module docstring).
+
+    Used by plain tuning and by subspace tuning alike; ``record`` is merged into ``config.json``.
+    """
     write_json(run_dir / "config.json", {
         "taskspace_version": __version__,
-        "run": config.identity(),
+        **record,
         "backbone": {**backbone.describe(), "fingerprint": backbone.fingerprint()},
         "method": method.describe(),
         "data": {"sources": task.sources, "train": len(task.train), "dev": len(task.dev),
                  "test": len(test), "test_total": len(task.test), "metric": task.metric},
     })
-
-    bs = config.eval_batch_size
+    bs = eval_batch_size
+    start_theta = source.current()
     zs_path = run_dir / "zero_shot.json"
-    if zs_path.is_file():
+    if not evaluate_zero_shot:
+        zero_shot: dict[str, Any] = {}
+    elif zs_path.is_file():
         zero_shot = read_json(zs_path)
     else:
         zero_shot = {"frozen": {}, "init": {}}
@@ -200,26 +267,27 @@ def tune(
                 continue
             zero_shot["frozen"][split] = evaluate(backbone, examples, task.metric, batch_size=bs)[0]
             zero_shot["init"][split] = evaluate(
-                backbone, examples, task.metric, method=method, theta=theta_init, batch_size=bs
+                backbone, examples, task.metric, method=method, theta=start_theta, batch_size=bs
             )[0]
         write_json(zs_path, zero_shot)
 
-    params = FlatParameters(theta_init, method.layout)
-
     def loss_fn(examples: list[Example], targets: list[str]) -> torch.Tensor:
-        with method.bind(params):
+        with method.bind(source.bound()):
             return backbone.loss(backbone.collate(examples, targets)).mean()
 
     def dev_score() -> float:
-        return evaluate(backbone, task.dev, task.metric, method=method, theta=params.theta.detach(), batch_size=bs)[0]
+        return evaluate(backbone, task.dev, task.metric, method=method, theta=source.current(), batch_size=bs)[0]
 
     started = time.time()
-    result = train(params, loss_fn, task.train, config.train, evaluate=dev_score, run_dir=run_dir,
+    result = train(source.trainable, loss_fn, task.train, train_config, evaluate=dev_score, run_dir=run_dir,
                    backbone=backbone, log=log_to(run_dir / "log.jsonl"))
-    theta = result.best_state["theta"]
+    source.trainable.load_state_dict(result.best_state)
+    theta = source.current()
+    if source.separate_trainable:
+        write_tensors(run_dir / "trainable.safetensors", result.best_state)
 
-    dev_score_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=bs)
-    scores: dict[str, Any] = {"metric": task.metric, "dev": dev_score_value, "test": None,
+    dev_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=bs)
+    scores: dict[str, Any] = {"metric": task.metric, "dev": dev_value, "test": None,
                               "best_step": result.best_step, "steps": result.steps,
                               "stopped_early": result.stopped_early, "zero_shot": zero_shot,
                               "train_seconds": round(time.time() - started, 1),
@@ -231,7 +299,7 @@ def tune(
     save_delta(run_dir / "theta", method, theta, theta_init,
                extra={"task": task.name, "best_step": result.best_step, "dev": scores["dev"], "test": scores["test"]})
     write_json(run_dir / "scores.json", scores)  # written last: marks the run finished
-    return RunResult(run_dir, scores, theta, method, task)
+    return scores
 
 
 def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
