@@ -76,27 +76,46 @@ def _none_or(cast):
 # Commands
 
 
-def cmd_tune(args: argparse.Namespace) -> int:
-    from .tasks import default_data_dir
+def train_config_from(args: argparse.Namespace, default_lr: float):
     from .train import TrainConfig
-    from .tuning import DEFAULT_LR, TuneConfig, default_run_name, tune
 
-    data_dir = str(args.data_dir or default_data_dir())
-    method_options = parse_options(args.opt, _method_fields(args.method), f"--opt (for {args.method})")
-    backbone_options = parse_options(args.backbone_opt, None, "--backbone-opt")
-    if args.family:
-        backbone_options["family"] = args.family
-    train = TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr if args.lr is not None else DEFAULT_LR[args.method],
+    lr = args.lr if isinstance(getattr(args, "lr", None), float) else default_lr
+    return TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=lr,
         optimizer=args.optimizer, weight_decay=args.weight_decay, schedule=args.schedule,
         warmup_steps=args.warmup_steps, max_grad_norm=args.max_grad_norm, eval_every=args.eval_every,
         patience=args.patience, seed=args.seed, progress=not args.no_progress,
     )
+
+
+def backbone_options_from(args: argparse.Namespace) -> dict[str, Any]:
+    options = parse_options(args.backbone_opt, None, "--backbone-opt")
+    if args.family:
+        options["family"] = args.family
+    return options
+
+
+def load_backbone_from(args: argparse.Namespace):
+    from .backbones import load_backbone
+
+    return load_backbone(args.backbone, **backbone_options_from(args))
+
+
+def data_dir_from(args: argparse.Namespace) -> str:
+    from .tasks import default_data_dir
+
+    return str(args.data_dir or default_data_dir())
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from .tuning import DEFAULT_LR, TuneConfig, default_run_name, tune
+
+    method_options = parse_options(args.opt, _method_fields(args.method), f"--opt (for {args.method})")
     config = TuneConfig(
-        task=args.task, method=args.method, data_dir=data_dir, method_options=method_options,
-        backbone=args.backbone, backbone_options=backbone_options, k=args.k, data_seed=args.data_seed,
-        resample=args.resample, seed=args.seed, train=train, eval_batch_size=args.eval_batch_size,
-        max_test_examples=args.max_test_examples,
+        task=args.task, method=args.method, data_dir=data_dir_from(args), method_options=method_options,
+        backbone=args.backbone, backbone_options=backbone_options_from(args), k=args.k, data_seed=args.data_seed,
+        resample=args.resample, seed=args.seed, train=train_config_from(args, DEFAULT_LR[args.method]),
+        eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples, init_from=args.init_from,
     )
     run_dir = Path(args.out) / (args.run_name or default_run_name(config))
     result = tune(config, run_dir, overwrite=args.overwrite)
@@ -204,6 +223,45 @@ def cmd_convert(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
+def add_backbone_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backbone", default="minilm", help="model folder or hub name (default: minilm = all-MiniLM-L6-v2)")
+    p.add_argument("--family", choices=["seq2seq", "causal", "encoder"], help="override the backbone family")
+    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE",
+                   help="backbone option, e.g. similarity_scale=20, max_input_length=256, label_smoothing=0.1")
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
+    p.add_argument("--k", type=int, default=16, help="shots in the file names (default 16)")
+    p.add_argument("--data-seed", type=int, default=100, help="which few-shot files (100, 13, 21, 42, 87)")
+
+
+def add_train_args(p: argparse.ArgumentParser, *, steps: int, eval_every: int, lr: float | None = None,
+                   optimizer: str = "adamw", schedule: str = "linear", lr_help: str = "learning rate",
+                   with_lr: bool = True) -> None:
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order")
+    p.add_argument("--steps", type=int, default=steps)
+    p.add_argument("--batch-size", type=int, default=8)
+    if with_lr:
+        p.add_argument("--lr", type=float, default=lr, help=lr_help)
+    p.add_argument("--optimizer", default=optimizer, choices=["adamw", "adafactor"])
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", default=schedule, choices=["linear", "constant"],
+                   help="after warm-up: linear decay to 0, or constant")
+    p.add_argument("--warmup-steps", type=int, default=0)
+    p.add_argument("--max-grad-norm", type=_none_or(float), default=1.0, help="gradient clipping (none: off)")
+    p.add_argument("--eval-every", type=int, default=eval_every, help="evaluate on dev every N steps")
+    p.add_argument("--patience", type=_none_or(int), default=None,
+                   help="stop after N evaluations without a better dev score")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--eval-batch-size", type=int, default=32)
+    p.add_argument("--max-test-examples", type=_none_or(int), default=500,
+                   help="evaluate on a seeded random subset of at most N test examples (none: all)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="taskspace",
@@ -216,36 +274,18 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the same command resumes an interrupted run.")
     t.add_argument("--task", required=True, help="task name (see `taskspace tasks`)")
     t.add_argument("--method", required=True, choices=METHOD_NAMES)
-    t.add_argument("--backbone", default="minilm", help="model folder or hub name (default: minilm = all-MiniLM-L6-v2)")
-    t.add_argument("--family", choices=["seq2seq", "causal", "encoder"], help="override the backbone family")
-    t.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
-    t.add_argument("--k", type=int, default=16, help="shots in the file names (default 16)")
-    t.add_argument("--data-seed", type=int, default=100, help="which few-shot files (100, 13, 21, 42, 87)")
+    add_backbone_args(t)
+    add_data_args(t)
     t.add_argument("--resample", action="store_true",
                    help="resample train/dev CrossFit-style from the pooled examples with --data-seed")
-    t.add_argument("--seed", type=int, default=0, help="seed of theta's initialisation and the data order")
     t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (see `taskspace methods`)")
-    t.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE",
-                   help="backbone option, e.g. similarity_scale=20, max_input_length=256, label_smoothing=0.1")
-    t.add_argument("--steps", type=int, default=300)
-    t.add_argument("--batch-size", type=int, default=8)
-    t.add_argument("--lr", type=float, help="learning rate (default: per method, see `taskspace methods`)")
-    t.add_argument("--optimizer", default="adamw", choices=["adamw", "adafactor"])
-    t.add_argument("--weight-decay", type=float, default=0.0)
-    t.add_argument("--schedule", default="linear", choices=["linear", "constant"],
-                   help="after warm-up: linear decay to 0, or constant")
-    t.add_argument("--warmup-steps", type=int, default=0)
-    t.add_argument("--max-grad-norm", type=_none_or(float), default=1.0, help="gradient clipping (none: off)")
-    t.add_argument("--eval-every", type=int, default=50, help="evaluate on dev every N steps")
-    t.add_argument("--patience", type=_none_or(int), default=None,
-                   help="stop after N evaluations without a better dev score")
-    t.add_argument("--eval-batch-size", type=int, default=32)
-    t.add_argument("--max-test-examples", type=_none_or(int), default=500,
-                   help="evaluate on a seeded random subset of at most N test examples (none: all)")
+    t.add_argument("--init-from", metavar="RUN/theta",
+                   help="start from a saved delta (e.g. an IST solution's theta) instead of the initialisation")
+    add_train_args(t, steps=300, eval_every=50, lr_help="learning rate (default: per method, see `taskspace methods`)")
+    add_eval_args(t)
     t.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
     t.add_argument("--run-name", help="run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>)")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_tune)
 
     e = sub.add_parser("evaluate", help="re-evaluate a finished run's saved theta",
@@ -284,6 +324,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--k", type=int, default=16)
     v.add_argument("--seeds", type=int, nargs="*", default=[100, 13, 21, 42, 87])
     v.set_defaults(func=cmd_convert)
+
+    from .cli_subspace import add_commands
+
+    add_commands(sub)
     return p
 
 

@@ -83,6 +83,8 @@ def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[s
 
 
 def append_jsonl(path: str | Path, record: Mapping[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
 

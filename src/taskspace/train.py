@@ -25,7 +25,7 @@ from torch import nn
 
 from .errors import ConfigError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
-from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors
+from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors, write_text
 from .tasks.example import Example
 
 
@@ -221,6 +221,8 @@ def train(
         torch.set_rng_state(tensors["rng.torch"])
         start, best_step, best_score = meta["step"], meta["best_step"], meta["best_score"]
         history, bad_evals, resumed = meta["history"], meta["bad_evals"], meta["step"]
+        if hasattr(log, "resume"):
+            log.resume(history)
     scheduler = make_scheduler(opt, config.schedule, config.steps, config.warmup_steps, last_epoch=start - 1)
 
     stopped_early = False
@@ -294,6 +296,15 @@ def train(
     )
 
 
-def log_to(path: str | Path) -> Callable[[dict], None]:
-    """A ``log`` callback appending JSON lines to ``path``."""
-    return lambda record: append_jsonl(path, record)
+class log_to:
+    """A ``log`` callback appending JSON lines to ``path``. When a run resumes, the file is rewritten with the
+    checkpoint's history, dropping lines of steps that the resumed run repeats."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __call__(self, record: dict) -> None:
+        append_jsonl(self.path, record)
+
+    def resume(self, history: list[dict]) -> None:
+        write_text(self.path, "".join(json.dumps(r) + "\n" for r in history))

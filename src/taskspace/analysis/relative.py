@@ -1,0 +1,86 @@
+"""Relative performance, as both papers report it, written as CSV and Markdown tables.
+
+``E_rel = mean over tasks of E(task) / E_reference(task)``, where the reference is the same method tuned in its
+original space (or prompt tuning / fine-tuning where the paper compares with those). A task whose reference
+score is not positive has no meaningful ratio; it is listed with an empty ratio and left out of the average, and
+the table says how many were left out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..store import write_text
+
+
+def ratio(score: float | None, reference: float | None) -> float | None:
+    if score is None or reference is None or not reference > 0:
+        return None
+    return score / reference
+
+
+def mean(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None and math.isfinite(v)]
+    return sum(kept) / len(kept) if kept else None
+
+
+@dataclass
+class Table:
+    """A titled table with a header row; cells are strings, numbers or None (written empty)."""
+
+    title: str
+    header: list[str]
+    rows: list[list]
+    notes: str = ""
+
+    def markdown(self) -> str:
+        def cell(v) -> str:
+            if v is None:
+                return "–"
+            if isinstance(v, float):
+                return f"{v:.1f}"
+            return str(v)
+
+        lines = [f"### {self.title}", "", "| " + " | ".join(self.header) + " |",
+                 "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(self.header))) + " |"]
+        lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in self.rows]
+        if self.notes:
+            lines += ["", self.notes]
+        return "\n".join(lines) + "\n"
+
+    def csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(self.header)
+        for row in self.rows:
+            writer.writerow(["" if v is None else (f"{v:.4f}" if isinstance(v, float) else v) for v in row])
+        return buf.getvalue()
+
+    def write(self, path_stem: str | Path) -> None:
+        stem = Path(path_stem)
+        write_text(stem.with_suffix(".csv"), self.csv())
+        write_text(stem.with_suffix(".md"), self.markdown())
+
+
+def relative_table(title: str, tasks: Sequence[str], scores: Sequence[float | None],
+                   references: Sequence[float | None], *, score_name: str = "subspace",
+                   reference_name: str = "original") -> Table:
+    """Per task: score, reference score (both in %), and their ratio (%); then the average row."""
+    rows, ratios = [], []
+    for t, s, r in zip(tasks, scores, references):
+        q = ratio(s, r)
+        ratios.append(q)
+        rows.append([t, _pct(s), _pct(r), _pct(q)])
+    left_out = sum(q is None for q in ratios)
+    rows.append(["average", _pct(mean(scores)), _pct(mean(references)), _pct(mean(ratios))])
+    notes = f"{left_out} task(s) without a positive reference score are left out of the average ratio." if left_out else ""
+    return Table(title, ["task", f"{score_name} %", f"{reference_name} %", "relative %"], rows, notes)
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x

@@ -1,0 +1,110 @@
+"""The tables that the subspace commands write: bank scores, reconstruction, subspace tuning and transfer.
+
+Every relative figure divides a test score by the test score of the same task tuned in the original space with
+the same method (the bank entry), and where the papers do, by prompt tuning or fine-tuning of the same task.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..subspace.bank import Bank
+from ..subspace.space import Subspace
+from ..tasks import load_task
+from ..tuning import evaluate, test_subset
+from .relative import Table, mean, ratio, relative_table
+
+#: The papers' reference methods, with the name of their relative measure.
+REFERENCES = {"prompt": "E_rel^PT", "finetune": "E_rel^FT"}
+
+
+def bank_tables(bank: Bank, tasks: Sequence[str], split: str = "test") -> list[Table]:
+    """Absolute scores per task and method; and each method relative to prompt tuning / fine-tuning if banked."""
+    methods = list(bank.spec.methods)
+    scores = {m: [bank.score(t, m, split) for t in tasks] for m in methods}
+    rows = [[t] + [None if scores[m][i] is None else 100 * scores[m][i] for m in methods] for i, t in enumerate(tasks)]
+    rows.append(["average"] + [None if mean(scores[m]) is None else 100 * mean(scores[m]) for m in methods])
+    tables = [Table(f"Bank: {split} scores (%)", ["task"] + methods, rows)]
+    for ref, measure in REFERENCES.items():
+        if ref not in methods:
+            continue
+        for m in methods:
+            if m != ref:
+                tables.append(relative_table(f"{m} relative to {ref} ({measure}), {split}", tasks, scores[m],
+                                             scores[ref], score_name=m, reference_name=ref))
+    return tables
+
+
+def reconstruction_table(space: Subspace, bank: Bank, tasks: Sequence[str], method: str) -> Table:
+    """Test scores of the bank's solutions after a round trip through the subspace, ``up(down(theta))``, against
+    the solutions themselves (IPT's T_train(MSF) when the tasks are the training tasks)."""
+    ms = space[method]
+    if ms.down is None:
+        raise ValueError(f"the {space.recipe} subspace has no down-projection for {method}")
+    spec = bank.spec
+    scores, refs = [], []
+    for t in tasks:
+        entry = bank.entry(t, method)
+        task = load_task(t, spec.data_dir, k=spec.k, seed=spec.data_seed)
+        test = test_subset(task, spec.max_test_examples, 0)
+        with torch.no_grad():
+            delta = entry.theta.to(ms.anchor.device) - ms.anchor
+            theta = ms.anchor + ms.up(ms.down(delta))
+        scores.append(evaluate(space.backbone, test, task.metric, method=ms.method, theta=theta,
+                               batch_size=spec.eval_batch_size)[0] if test else None)
+        refs.append(entry.scores.get("test"))
+    return relative_table(f"{method}: solutions reconstructed through the {space.recipe} subspace (d = {space.d})",
+                          tasks, scores, refs, score_name="reconstructed", reference_name="original")
+
+
+def tuning_tables(title: str, tasks: Sequence[str], method: str, scores: Sequence[float | None],
+                  bank: Bank | None) -> list[Table]:
+    """Subspace-tuning test scores relative to the same method in its original space, and to PT / FT."""
+    if bank is None:
+        rows = [[t, None if s is None else 100 * s] for t, s in zip(tasks, scores)]
+        return [Table(title, ["task", "test %"], rows, "No bank given: no reference scores.")]
+    tables = []
+    if method in bank.spec.methods:
+        refs = [bank.score(t, method) for t in tasks]
+        tables.append(relative_table(f"{title}: relative to {method} in its original space", tasks, scores, refs,
+                                     reference_name=f"{method} original"))
+    for ref, measure in REFERENCES.items():
+        if ref in bank.spec.methods and ref != method:
+            refs = [bank.score(t, ref) for t in tasks]
+            tables.append(relative_table(f"{title}: relative to {ref} ({measure})", tasks, scores, refs,
+                                         reference_name=ref))
+    return tables
+
+
+def transfer_tables(results: dict[str, dict[str, dict[str, dict]]], bank: Bank | None,
+                    split: str = "test") -> list[Table]:
+    """``results[task][source][target] = {"dev": ..., "test": ...}`` to a source x target matrix of the average
+    relative performance (target method's original-space score as reference) and one table per pair."""
+    tasks = list(results)
+    methods = sorted({m for r in results.values() for m in r} | {t for r in results.values() for s in r.values() for t in s})
+    tables, matrix_rows = [], []
+    for source in methods:
+        row = [source]
+        for target in methods:
+            pairs = [(t, results[t][source][target][split]) for t in tasks
+                     if source in results[t] and target in results[t][source]]
+            if not pairs:
+                row.append(None)
+                continue
+            if bank is None or target not in bank.spec.methods:
+                row.append(None)
+                continue
+            ratios = [ratio(s, bank.score(t, target)) for t, s in pairs]
+            avg = mean(ratios)
+            row.append(None if avg is None else 100 * avg)
+            if source != target:
+                tables.append(relative_table(f"transfer {source} -> {target}, {split}", [t for t, _ in pairs],
+                                             [s for _, s in pairs], [bank.score(t, target) for t, _ in pairs],
+                                             score_name="transferred", reference_name=f"{target} original"))
+        matrix_rows.append(row)
+    notes = ("Rows: the method whose subspace vector was tuned (source); columns: the method it is decoded into "
+             "(target); cells: mean over tasks of E(target, decoded) / E(target, original space), %. The "
+             "diagonal is subspace optimisation itself.")
+    return [Table(f"Transfer matrix ({split})", ["source \\ target"] + methods, matrix_rows, notes)] + tables

@@ -1,0 +1,178 @@
+"""Solution banks: tuned theta for many (task, method, seed), with their dev/test scores.
+
+A bank is a folder:
+
+    bank.json                      what the bank holds: backbone, methods and options, tasks, seeds, settings
+    <task>/<method>/s<seed>/       one ordinary run directory (``taskspace tune``) per entry
+
+Building is resumable: every entry is a resumable run, and a finished entry is *verified* (its theta is read and
+checked against the backbone and method), never assumed from a file's existence. Reading a bank fails with a
+message naming the entry when one is missing, unfinished or does not match; it never substitutes anything.
+All entries of one method share their initialisation seed, so they share theta_init: subspaces are fitted to
+``theta - theta_init`` (UDT) and decode around that common anchor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+
+from .. import __version__
+from ..backbones import Backbone
+from ..deltas import DeltaMethod, build_method
+from ..errors import ConfigError, DataError
+from ..store import load_delta, read_json, write_json
+from ..train import TrainConfig
+from ..tuning import DEFAULT_LR, TuneConfig, tune
+
+BANK_FILE = "bank.json"
+
+
+@dataclass
+class BankSpec:
+    """What a bank holds. ``methods`` maps a method name to its options; ``lr`` optionally overrides the
+    per-method default learning rate."""
+
+    tasks: list[str]
+    methods: dict[str, dict[str, Any]]
+    data_dir: str
+    seeds: list[int] = field(default_factory=lambda: [0])
+    data_seed: int = 100
+    k: int = 16
+    train: TrainConfig = field(default_factory=TrainConfig)
+    lr: dict[str, float] = field(default_factory=dict)
+    max_test_examples: int | None = 500
+    eval_batch_size: int = 32
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["train"] = self.train.to_dict()
+        d["train"].pop("progress")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "BankSpec":
+        d = dict(d)
+        train = TrainConfig(**d.pop("train"))
+        return cls(train=train, **d)
+
+    def tune_config(self, task: str, method: str, seed: int, backbone: Backbone) -> TuneConfig:
+        train = dataclasses.replace(self.train, seed=seed, lr=self.lr.get(method, DEFAULT_LR[method]))
+        return TuneConfig(
+            task=task, method=method, data_dir=self.data_dir, method_options=dict(self.methods[method]),
+            backbone=backbone.name, k=self.k, data_seed=self.data_seed, seed=seed, train=train,
+            eval_batch_size=self.eval_batch_size, max_test_examples=self.max_test_examples,
+        )
+
+
+@dataclass
+class BankEntry:
+    task: str
+    method: str
+    seed: int
+    theta: torch.Tensor
+    theta_init: torch.Tensor
+    scores: dict[str, Any]
+    run_dir: Path
+
+    @property
+    def delta(self) -> torch.Tensor:
+        """What training changed: ``theta - theta_init`` (the vector subspaces are fitted to)."""
+        return self.theta - self.theta_init
+
+
+def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
+    return root / task / method / f"s{seed}"
+
+
+def build_bank(
+    root: str | Path,
+    spec: BankSpec,
+    backbone: Backbone,
+    *,
+    report: Callable[[str, str, int, dict], None] | None = None,
+) -> "Bank":
+    """Tune every (task, method, seed) of ``spec`` into ``root`` (resuming and verifying finished entries)."""
+    root = Path(root)
+    record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.to_dict(),
+              "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint()}}
+    if (root / BANK_FILE).is_file():
+        saved = read_json(root / BANK_FILE)
+        if saved.get("spec") != record["spec"] or saved.get("backbone") != record["backbone"]:
+            raise ConfigError(
+                f"{root / BANK_FILE} describes another bank (different tasks, methods, settings or backbone); "
+                "use another folder"
+            )
+    else:
+        write_json(root / BANK_FILE, record)
+    for task in spec.tasks:
+        for method in spec.methods:
+            for seed in spec.seeds:
+                result = tune(spec.tune_config(task, method, seed, backbone), entry_dir(root, task, method, seed),
+                              backbone=backbone)
+                if report is not None:
+                    report(task, method, seed, result.scores)
+    return Bank(root, backbone)
+
+
+class Bank:
+    """A finished bank, read and checked against ``backbone``."""
+
+    def __init__(self, root: str | Path, backbone: Backbone):
+        self.root = Path(root)
+        meta = read_json(self.root / BANK_FILE)
+        self.spec = BankSpec.from_dict(meta["spec"])
+        fingerprint = meta["backbone"]["fingerprint"]
+        if fingerprint != backbone.fingerprint():
+            raise ConfigError(
+                f"{self.root}: the bank was tuned on backbone {meta['backbone']['name']!r} (weights sha256 "
+                f"{fingerprint[:12]}...), not on {backbone.name!r} ({backbone.fingerprint()[:12]}...)"
+            )
+        self.backbone = backbone
+        self._methods: dict[str, DeltaMethod] = {}
+
+    def method(self, name: str) -> DeltaMethod:
+        if name not in self.spec.methods:
+            raise ConfigError(f"{self.root}: the bank has no method {name!r}; it has {list(self.spec.methods)}")
+        if name not in self._methods:
+            self._methods[name] = build_method(name, self.backbone, self.spec.methods[name])
+        return self._methods[name]
+
+    def entry(self, task: str, method: str, seed: int | None = None) -> BankEntry:
+        seed = self.spec.seeds[0] if seed is None else seed
+        if task not in self.spec.tasks or seed not in self.spec.seeds:
+            raise ConfigError(f"{self.root}: the bank has no entry for task {task!r}, seed {seed}")
+        run = entry_dir(self.root, task, method, seed)
+        if not (run / "scores.json").is_file():
+            raise DataError(
+                f"bank entry ({task}, {method}, seed {seed}) is missing or unfinished; run `taskspace bank` with "
+                "the same settings again to complete it", run,
+            )
+        theta, theta_init, _ = load_delta(run / "theta", self.method(method))
+        return BankEntry(task, method, seed, theta, theta_init, read_json(run / "scores.json"), run)
+
+    def entries(self, tasks: Iterable[str], method: str, seed: int | None = None) -> list[BankEntry]:
+        return [self.entry(t, method, seed) for t in tasks]
+
+    def stacked(self, tasks: Sequence[str], method: str, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``theta`` rows ``[T, D]`` of ``tasks``, their common ``theta_init`` ``[D]``).
+
+        All entries of a method must share theta_init (they are tuned from the same initialisation seed);
+        otherwise there is no common anchor and this raises.
+        """
+        entries = self.entries(tasks, method, seed)
+        init = entries[0].theta_init
+        for e in entries[1:]:
+            if not torch.equal(e.theta_init, init):
+                raise DataError(
+                    f"bank entries of {method} for {entries[0].task!r} and {e.task!r} start from different "
+                    "initialisations, so they have no common anchor", self.root,
+                )
+        return torch.stack([e.theta for e in entries]), init
+
+    def score(self, task: str, method: str, split: str = "test", seed: int | None = None) -> float | None:
+        return self.entry(task, method, seed).scores.get(split)
