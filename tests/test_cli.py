@@ -131,3 +131,34 @@ def test_parser_defaults_are_documented():
     tune = build_parser()._subparsers._group_actions[0].choices["tune"]
     helps = {a.dest: a.help for a in tune._actions}
     assert "default" in helps["backbone"] and "TASKSPACE_DATA" in helps["data_dir"]
+
+
+def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
+    llama = f"{shared_dir}/models/stories260K"
+    common = ["--steps", "2", "--eval-every", "2", "--no-progress"]
+    bank, space = tmp_path / "bank", tmp_path / "udt"
+    assert main(["bank", "--out", str(bank), "--methods", "lora", "adapter", "--tasks", "glue-sst2", "superglue-copa",
+                 "--backbone", llama, "--data-dir", str(data_dir), "--max-test-examples", "8",
+                 "--opt", "lora.r=2", "--opt", "adapter.r=2", "--lr", "lora=0.01", *common]) == 0
+    assert (bank / "scores.md").is_file() and (bank / "scores.csv").is_file()
+    spec = json.loads((bank / "bank.json").read_text())["spec"]
+    assert spec["methods"] == {"lora": {"r": 2}, "adapter": {"r": 2}} and spec["lr"] == {"lora": 0.01}
+    assert main(["fit-subspace", "--recipe", "unified", "--bank", str(bank), "--tasks", "glue-sst2",
+                 "--methods", "lora", "adapter", "--d", "3", "--out", str(space), "--data-dir", str(data_dir),
+                 *common]) == 0
+    assert (space / "subspace.json").is_file() and (space / "reconstruction.md").is_file()
+    runs = []
+    for method in ("lora", "adapter"):
+        run = tmp_path / f"st-{method}"
+        assert main(["subspace-tune", "--subspace", str(space), "--task", "superglue-copa", "--method", method,
+                     "--out", str(run), "--bank", str(bank), "--data-dir", str(data_dir),
+                     "--max-test-examples", "8", *common]) == 0
+        assert (run / "relative.csv").read_text().startswith("task,subspace %,")
+        runs.append(str(run))
+    assert main(["transfer", "--subspace", str(space), "--runs", *runs, "--bank", str(bank),
+                 "--out", str(tmp_path / "transfer")]) == 0
+    matrix = (tmp_path / "transfer" / "transfer.csv").read_text().splitlines()
+    assert matrix[0] == "source \\ target,adapter,lora" and len(matrix) == 3
+    assert "Transfer matrix" in capsys.readouterr().out
+    code = main(["fit-subspace", "--recipe", "ipt", "--tasks", "glue-sst2", "--out", str(tmp_path / "x")])
+    assert code == 2 and "--bank" in capsys.readouterr().err

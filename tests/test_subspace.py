@@ -1,0 +1,223 @@
+"""Subspaces on a small real bank: the 260K-parameter Llama, three shared tasks, four methods, a few steps."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from taskspace.analysis import relative_table
+from taskspace.analysis.reports import reconstruction_table, transfer_tables
+from taskspace.backbones import load_backbone
+from taskspace.errors import ConfigError, DataError, IncompatibleError
+from taskspace.projections import build_projection
+from taskspace.subspace import (Bank, BankSpec, MSFConfig, SharedConfig, Subspace, SubspaceTuneConfig, UnifiedConfig,
+                                build_bank, fastfood_subspace, fit_msf, fit_shared, fit_unified, load_z, mixing_weights,
+                                random_autoencoder, subspace_tune, transfer)
+from taskspace.subspace.ipt import AutoEncoder
+from taskspace.train import TrainConfig
+from tiny import tiny_backbone
+
+TASKS = ["glue-sst2", "superglue-copa", "ag_news"]
+METHODS = {"prompt": {"n_tokens": 4}, "lora": {"r": 2}, "adapter": {"r": 2}, "prefix": {"n_tokens": 4, "hidden": 8}}
+
+
+def quick(steps=4, **kw):
+    return TrainConfig(steps=steps, eval_every=2, progress=False, **kw)
+
+
+@pytest.fixture(scope="module")
+def llama(shared_dir):
+    return load_backbone(f"{shared_dir}/models/stories260K")
+
+
+@pytest.fixture(scope="module")
+def bank(llama, data_dir, tmp_path_factory):
+    spec = BankSpec(tasks=TASKS, methods=METHODS, data_dir=str(data_dir), train=quick(), max_test_examples=8)
+    return build_bank(tmp_path_factory.mktemp("bank"), spec, llama)
+
+
+def test_bank_entries_and_their_common_anchor(bank):
+    thetas, init = bank.stacked(TASKS, "lora")
+    assert thetas.shape == (3, bank.method("lora").size)
+    entries = bank.entries(TASKS, "lora")
+    assert all(torch.equal(e.theta_init, init) for e in entries)  # the same initialisation seed for every task
+    assert not torch.equal(thetas[0], thetas[1])  # and different solutions
+    for e in entries:
+        assert 0 <= e.scores["test"] <= 1
+        torch.testing.assert_close(e.delta, e.theta - init)
+
+
+def test_rebuilding_a_bank_verifies_instead_of_retraining(bank, llama, data_dir):
+    mtimes = {p: p.stat().st_mtime_ns for p in bank.root.rglob("theta.safetensors")}
+    again = build_bank(bank.root, bank.spec, llama)
+    assert {p: p.stat().st_mtime_ns for p in again.root.rglob("theta.safetensors")} == mtimes
+    other = BankSpec(tasks=TASKS, methods={"lora": {"r": 3}}, data_dir=str(data_dir), train=quick())
+    with pytest.raises(ConfigError, match="another bank"):
+        build_bank(bank.root, other, llama)
+
+
+def test_missing_or_corrupt_entries_are_errors_never_stand_ins(bank, tmp_path):
+    copy = tmp_path / "bank"
+    shutil.copytree(bank.root, copy)
+    entry = copy / "ag_news" / "prompt" / "s0"
+    (entry / "scores.json").unlink()
+    with pytest.raises(DataError, match=r"\(ag_news, prompt, seed 0\) is missing or unfinished"):
+        Bank(copy, bank.backbone).entry("ag_news", "prompt")
+    sst2 = copy / "glue-sst2" / "prompt" / "s0" / "theta.safetensors"
+    sst2.write_bytes(sst2.read_bytes()[:100])
+    with pytest.raises(DataError, match="not a readable safetensors file"):
+        Bank(copy, bank.backbone).entry("glue-sst2", "prompt")
+    with pytest.raises(ConfigError, match="no entry"):
+        bank.entry("trec", "prompt")
+
+
+def test_a_bank_refuses_another_backbone(bank, shared_dir):
+    with pytest.raises(ConfigError, match="tuned on backbone"):
+        Bank(bank.root, tiny_backbone("gpt2", str(shared_dir)))
+
+
+def test_msf_reconstruction_falls(bank, tmp_path):
+    thetas, _ = bank.stacked(TASKS[:2], "prompt")
+    config = MSFConfig(d=3, hidden=16, alpha=200.0, train=quick(steps=30, lr=1e-2))
+    ae = AutoEncoder(*_fresh_autoencoder(thetas.shape[1], config))
+    before = (ae(thetas) - thetas).square().mean()
+    space = fit_msf(bank, "prompt", TASKS[:2], config, tmp_path / "ipt")
+    ms = space["prompt"]
+    with torch.no_grad():
+        after = (ms.up(ms.down(thetas)) - thetas).square().mean()
+    assert after < 0.5 * before, (float(before), float(after))
+    assert space.info["tasks"] == TASKS[:2]
+    table = reconstruction_table(space, bank, TASKS[:2], "prompt")
+    assert table.rows[-1][0] == "average" and table.rows[0][0] == "glue-sst2"
+
+
+def _fresh_autoencoder(D, config):
+    from taskspace.projections import IPTDecoder, IPTEncoder
+
+    return IPTEncoder(D, config.d, seed=config.seed), IPTDecoder(config.d, D, config.hidden, seed=config.seed + 1)
+
+
+def test_ist_trains_only_d_numbers(bank, data_dir, tmp_path):
+    space = fit_msf(bank, "prompt", TASKS[:2], MSFConfig(d=5, hidden=16, train=quick()), tmp_path / "ipt")
+    decoder_before = {k: v.clone() for k, v in space["prompt"].up.state_dict().items()}
+    run = tmp_path / "ist"
+    config = SubspaceTuneConfig(task="superglue-copa", method="prompt", data_dir=str(data_dir),
+                                train=quick(steps=6, lr=0.1), max_test_examples=8)
+    scores = subspace_tune(space, tmp_path / "ipt", config, run)
+    z, saved = load_z(run)
+    assert z.shape == (5,) and saved["d"] == 5
+    trainable = json.loads((run / "checkpoint" / "state.json").read_text())["shapes"]
+    assert trainable == {"z": [5]}  # nothing else was trained
+    assert all(torch.equal(decoder_before[k], v) for k, v in space["prompt"].up.state_dict().items())
+    assert not torch.equal(z, torch.randn(5, generator=torch.Generator().manual_seed(0)) * 0.02)  # z moved
+    # The decoded theta was saved like any delta and reproduces the scores.
+    theta = space.theta("prompt", z)
+    from taskspace.store import load_delta
+
+    saved_theta, _, _ = load_delta(run / "theta", space["prompt"].method)
+    torch.testing.assert_close(saved_theta, theta)
+    assert 0 <= scores["test"] <= 1
+
+
+def test_mixing_weights_follow_the_paper():
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([mixing_weights(3, g) for _ in range(4000)])
+    assert torch.allclose(draws.sum(1), torch.ones(4000)) and bool((draws >= 0).all())
+    # alpha ~ U(0, 1) (mean 1/2), beta ~ U(0, 1 - alpha) (mean 1/4), the rest 1/4.
+    torch.testing.assert_close(draws.mean(0), torch.tensor([0.5, 0.25, 0.25]), atol=0.02, rtol=0)
+
+
+def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_path):
+    folder = tmp_path / "udt"
+    space = fit_unified(bank, ["adapter", "prefix", "lora"], TASKS[:2], UnifiedConfig(y=4, train=quick()), folder)
+    assert set(space.methods) == {"adapter", "prefix", "lora"}
+    for name, ms in space.methods.items():
+        assert ms.up.d_in == 4 and ms.up.d_out == bank.method(name).size
+        assert torch.equal(ms.anchor, bank.stacked(TASKS[:2], name)[1])
+    # Deterministic validation: the same score twice.
+    log = [json.loads(line) for line in (folder / "fit" / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 2 and all("dev" in r for r in log)
+
+    # Round trip: the reloaded subspace decodes identically.
+    loaded = Subspace.load(folder, llama)
+    z = torch.randn(4)
+    for name in space.methods:
+        torch.testing.assert_close(loaded.theta(name, z), space.theta(name, z))
+
+    # Subspace optimisation with LoRA, then transfer: decode its z through adapter and prefix.
+    run = tmp_path / "st"
+    subspace_tune(loaded, folder, SubspaceTuneConfig(task="ag_news", method="lora", data_dir=str(data_dir),
+                                                     train=quick(), max_test_examples=8), run)
+    out = transfer(loaded, folder, run)
+    assert set(out) == {"adapter", "prefix", "lora"}
+    z, _ = load_z(run)
+    from taskspace.tasks import load_task
+    from taskspace.tuning import evaluate, test_subset
+
+    task = load_task("ag_news", str(data_dir))
+    manual = evaluate(llama, test_subset(task, 8, 0), task.metric, method=loaded["adapter"].method,
+                      theta=loaded["adapter"].anchor + loaded["adapter"].up(z))[0]
+    assert out["adapter"]["test"] == manual
+    scores = json.loads((run / "scores.json").read_text())
+    assert out["lora"]["test"] == scores["test"]  # the source's own decoding is the tuned result
+    tables = transfer_tables({"ag_news": {"lora": out}}, bank)
+    assert tables[0].header == ["source \\ target", "adapter", "lora", "prefix"]
+
+
+def test_subspace_refuses_other_backbones_and_layouts(bank, shared_dir, tmp_path):
+    folder = tmp_path / "udt"
+    space = fit_unified(bank, ["adapter", "lora"], TASKS[:2], UnifiedConfig(y=3, train=quick(steps=2)), folder)
+    with pytest.raises(IncompatibleError, match="fitted on backbone"):
+        Subspace.load(folder, tiny_backbone("gpt2", str(shared_dir)))
+    meta = json.loads((folder / "subspace.json").read_text())
+    meta["methods"]["lora"]["options"]["r"] = 3
+    (folder / "subspace.json").write_text(json.dumps(meta))
+    with pytest.raises(IncompatibleError, match="lora .* size"):
+        Subspace.load(folder, space.backbone)
+
+
+def test_random_baselines(llama, data_dir, tmp_path):
+    from taskspace.deltas import build_method
+
+    prompt = build_method("prompt", llama, {"n_tokens": 4})
+    a = random_autoencoder(llama, prompt, 6, hidden=16, seed=1)
+    b = random_autoencoder(llama, prompt, 6, hidden=16, seed=1)
+    z = torch.randn(6)
+    torch.testing.assert_close(a.theta("prompt", z), b.theta("prompt", z))
+    assert not any(p.requires_grad for p in a["prompt"].up.parameters())
+
+    ff = fastfood_subspace(llama, 20, seed=3)
+    assert ff["finetune"].method.size == llama.num_parameters()
+    ff.save(tmp_path / "ff")
+    reloaded = Subspace.load(tmp_path / "ff", llama)
+    z = torch.randn(20)
+    torch.testing.assert_close(reloaded.theta("finetune", z), ff.theta("finetune", z))
+    scores = subspace_tune(reloaded, tmp_path / "ff", SubspaceTuneConfig(
+        task="glue-sst2", method="finetune", data_dir=str(data_dir), z_init="zeros",
+        train=quick(steps=2, lr=1.0), max_test_examples=8), tmp_path / "ff-run")
+    assert scores["zero_shot"]["init"] == scores["zero_shot"]["frozen"]  # z = 0 is the pre-trained model
+
+
+def test_shared_variant_with_fine_tuning_through_fastfood(llama, data_dir, tmp_path):
+    config = SharedConfig(y=6, train=quick(steps=2, lr=0.05))
+    space = fit_shared(llama, {"lora": {"r": 2}, "finetune": {}}, ["glue-sst2"], str(data_dir), config,
+                       tmp_path / "shared")
+    up = space["finetune"].up
+    assert [n for n, _ in up.named_parameters()] and all("G" in n for n, _ in up.named_parameters())
+    reloaded = Subspace.load(tmp_path / "shared", llama)
+    for (name, p), (_, q) in zip(up.named_parameters(), reloaded["finetune"].up.named_parameters()):
+        torch.testing.assert_close(p, q)
+    fresh = build_projection(up.config())  # the same seeded draws, untrained: G has moved in training
+    assert any(not torch.equal(p, q) for (_, p), (_, q) in zip(up.named_parameters(), fresh.named_parameters()))
+    assert len(space.info["task_vectors"]) == 1 and len(space.info["task_vectors"][0]) == 6
+
+
+def test_relative_table_by_hand():
+    table = relative_table("t", ["a", "b", "c"], [0.5, 0.3, 0.2], [0.5, 0.6, 0.0])
+    # a: 100 %, b: 50 %, c: no positive reference (left out); average of ratios 75 %.
+    assert [r[3] for r in table.rows] == [100.0, 50.0, None, 75.0]
+    assert "1 task(s)" in table.notes
+    assert table.csv().splitlines()[0] == "task,subspace %,original %,relative %"
