@@ -47,6 +47,8 @@ class BankSpec:
     lr: dict[str, float] = field(default_factory=dict)
     max_test_examples: int | None = 500
     eval_batch_size: int = 32
+    #: Also score the frozen backbone and the initial theta per entry (off: the same for every method).
+    zero_shot: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -65,7 +67,7 @@ class BankSpec:
         return TuneConfig(
             task=task, method=method, data_dir=self.data_dir, method_options=dict(self.methods[method]),
             backbone=backbone.name, k=self.k, data_seed=self.data_seed, seed=seed, train=train,
-            eval_batch_size=self.eval_batch_size, max_test_examples=self.max_test_examples,
+            eval_batch_size=self.eval_batch_size, max_test_examples=self.max_test_examples, zero_shot=self.zero_shot,
         )
 
 

@@ -9,9 +9,9 @@ with random weights drawn once per step in the paper's way (for methods in order
 ``w_2 ~ U(0, 1 - w_1)``, ..., the last takes the rest; with adapter, prefix, LoRA that is alpha, beta,
 1 - alpha - beta), ``I = sum_m w_m I_m``; every method is decoded from ``I`` and
 
-    L = sum_m [ dist_weight * MSE(up_m(I), delta_m) + task_loss(anchor_m + up_m(I)) ]
+    L = sum_m [ dist_weight * ||up_m(I) - delta_m||^2 + task_loss(anchor_m + up_m(I)) ]
 
-(the distance is the mean squared error over elements, so that ``dist_weight`` balances methods of any size).
+(the squared distance is summed over theta's elements and averaged over the batch, as in the paper).
 Validation is deterministic: equal weights ``1/M``; its score is the mean over methods and training tasks of
 the dev score (the original drew random weights at validation too).
 
@@ -111,7 +111,8 @@ def fit_unified(
         for m in methods:
             with delta_methods[m].bind(anchors[m] + decoded[m]):
                 task_loss = backbone.loss(batch).mean()
-            total = total + config.dist_weight * (decoded[m] - deltas[m][index]).square().mean() + task_loss
+            distance = (decoded[m] - deltas[m][index]).square().sum(-1).mean()  # ||decoded - delta||^2 per example
+            total = total + config.dist_weight * distance + task_loss
         return total
 
     equal = torch.full((len(methods),), 1.0 / len(methods))

@@ -1,0 +1,340 @@
+"""CPU-scale reproduction of IPT and UDT: banks, subspaces, tuning in them, transfer, and a Markdown report.
+
+    python recipes/cpu_scale.py recipes/cpu_scale.yaml --out runs/cpu-scale --report reports/cpu-scale.md
+
+Every stage is resumable: run the same command again after an interruption and finished work is verified and
+reused (banks and runs check their files; fits resume from their checkpoints). The report lists every number
+and how long each stage took in this invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from taskspace import __version__
+from taskspace.analysis import Table, mean, ratio
+from taskspace.analysis.reports import reconstruction_table
+from taskspace.backbones import load_backbone
+from taskspace.store import read_json, write_json
+from taskspace.subspace import (BankSpec, MSFConfig, Subspace, SubspaceTuneConfig, UnifiedConfig, build_bank,
+                                fastfood_subspace, fit_msf, fit_unified, random_autoencoder, subspace_tune, transfer)
+from taskspace.tasks import CATALOG, load_task
+from taskspace.train import TrainConfig
+from taskspace.tuning import evaluate, test_subset
+
+PAPER = {
+    "ipt_seen_d250": 97.0, "ipt_unseen_d250": 83.0,
+    "udt_optimisation": 88.7, "udt_transfer": 84.7,
+}
+
+
+class Stages:
+    """Wall-clock time of each stage in this invocation."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = time.time()
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t = time.time()
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        out = fn(*args, **kwargs)
+        self.seconds[name] = time.time() - t
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {self.seconds[name] / 60:.1f} min", flush=True)
+        return out
+
+
+def train_config(d: dict[str, Any]) -> TrainConfig:
+    return TrainConfig(progress=False, **d)
+
+
+def tune_in(space: Subspace, folder: Path, tasks: list[str], method: str, cfg: dict, out: Path, *,
+            data_dir: str, data_seed: int, max_test: int, z_init: str = "normal", z_std: float = 0.02) -> dict:
+    """Subspace tuning of ``method`` for every task; returns {task: scores}."""
+    results = {}
+    for task in tasks:
+        config = SubspaceTuneConfig(task=task, method=method, data_dir=data_dir, data_seed=data_seed,
+                                    z_init=z_init, z_std=z_std, train=train_config(cfg), max_test_examples=max_test)
+        results[task] = subspace_tune(space, folder, config, out / f"{task}-d{data_seed}-{method}")
+        print(f"    {task:34s} {method:8s} test {_fmt(results[task]['test'])}", flush=True)
+    return results
+
+
+def _fmt(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def relative_rows(tasks, scores: dict[str, float | None], refs: dict[str, float | None]) -> tuple[list[list], float | None]:
+    rows, ratios = [], []
+    for t in tasks:
+        q = ratio(scores.get(t), refs.get(t))
+        ratios.append(q)
+        rows.append([t, CATALOG[t].category, _pct(scores.get(t)), _pct(refs.get(t)), _pct(q)])
+    avg = mean(ratios)
+    rows.append(["average", "", _pct(mean([scores.get(t) for t in tasks])), _pct(mean([refs.get(t) for t in tasks])),
+                 _pct(avg)])
+    return rows, avg
+
+
+def _pct(x):
+    return None if x is None else 100 * x
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("config")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
+    args = ap.parse_args()
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    out = Path(args.out)
+    data_dir = args.data_dir
+    stages = Stages()
+    torch.manual_seed(0)
+
+    backbone = load_backbone(cfg["backbone"], **cfg["backbone_options"])
+    train_tasks, unseen = cfg["train_tasks"], cfg["unseen_tasks"]
+    max_test = cfg["max_test_examples"]
+    seed = cfg["data_seed"]
+
+    # 1. Banks ----------------------------------------------------------------------------------------------------
+    b = cfg["bank"]
+    spec = BankSpec(tasks=train_tasks + unseen, methods=b["methods"], data_dir=data_dir, data_seed=seed,
+                    train=train_config(b["train"]), max_test_examples=max_test, zero_shot=False)
+    bank = stages.run("bank", build_bank, out / "bank", spec, backbone,
+                      report=lambda t, m, s, sc: print(f"    {t:34s} {m:8s} test {_fmt(sc['test'])}", flush=True))
+
+    def bank_scores(method: str, tasks: list[str]) -> dict[str, float | None]:
+        return {t: bank.score(t, method) for t in tasks}
+
+    def frozen_scores() -> dict[str, float]:
+        scores = {}
+        for t in unseen:
+            task = load_task(t, data_dir, seed=seed)
+            scores[t] = evaluate(backbone, test_subset(task, max_test, 0), task.metric)[0]
+        return scores
+
+    frozen = stages.run("frozen backbone on unseen tasks", frozen_scores)
+    results: dict[str, Any] = {"frozen": frozen, "bank": {m: bank_scores(m, train_tasks + unseen) for m in b["methods"]}}
+
+    # 2. IPT ------------------------------------------------------------------------------------------------------
+    i = cfg["ipt"]
+    ist = cfg["ist"]
+    results["ipt"], results["random_ae"], results["msf"] = {}, {}, {}
+    for d in i["dims"]:
+        folder = out / f"ipt-d{d}"
+        msf = MSFConfig(d=d, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
+        space = stages.run(f"IPT MSF d={d}", fit_msf, bank, "prompt", train_tasks, msf, folder)
+        recon_train = stages.run(f"IPT MSF d={d}: reconstruction of training tasks", reconstruction_table, space,
+                                 bank, train_tasks, "prompt")
+        recon_unseen = stages.run(f"IPT MSF d={d}: reconstruction of unseen tasks", reconstruction_table, space,
+                                  bank, unseen, "prompt")
+        results["msf"][d] = {"train": recon_train.rows[-1][3], "unseen": recon_unseen.rows[-1][3]}
+        results["ipt"][d] = {"unseen": stages.run(
+            f"IPT IST d={d}, unseen tasks", tune_in, space, folder, unseen, "prompt", ist["train"], folder / "ist",
+            data_dir=data_dir, data_seed=seed, max_test=max_test, z_std=ist["z_std"])}
+        random_folder = out / f"random-ae-d{d}"
+        if not (random_folder / "subspace.json").is_file():
+            random_autoencoder(backbone, bank.method("prompt"), d, hidden=i["hidden"], seed=17).save(random_folder)
+        random_space = Subspace.load(random_folder, backbone)
+        results["random_ae"][d] = stages.run(
+            f"random auto-encoder d={d}, unseen tasks", tune_in, random_space, random_folder, unseen, "prompt",
+            ist["train"], random_folder / "ist", data_dir=data_dir, data_seed=seed, max_test=max_test,
+            z_std=ist["z_std"])
+    d_top = max(i["dims"])
+    seen = train_tasks[: i["same_diff_tasks"]]
+    folder = out / f"ipt-d{d_top}"
+    space = Subspace.load(folder, backbone)
+    results["ipt"][d_top]["same"] = stages.run(
+        f"IPT IST d={d_top}, training tasks, same data", tune_in, space, folder, seen, "prompt", ist["train"],
+        folder / "ist", data_dir=data_dir, data_seed=seed, max_test=max_test, z_std=ist["z_std"])
+    results["ipt"][d_top]["diff"] = stages.run(
+        f"IPT IST d={d_top}, training tasks, other data", tune_in, space, folder, seen, "prompt", ist["train"],
+        folder / "ist", data_dir=data_dir, data_seed=cfg["other_data_seed"], max_test=max_test, z_std=ist["z_std"])
+
+    # 3. Fastfood over all weights ----------------------------------------------------------------------------------
+    f = cfg["fastfood"]
+    results["fastfood"] = {}
+    for d in f["dims"]:
+        for said in f["said"]:
+            name = f"fastfood-{'said' if said else 'did'}-d{d}"
+            ff_folder = out / name
+            if not (ff_folder / "subspace.json").is_file():
+                fastfood_subspace(backbone, d, said=said, seed=23).save(ff_folder)
+            ff_space = Subspace.load(ff_folder, backbone)
+            results["fastfood"][name] = stages.run(
+                f"Fastfood {'SAID' if said else 'DID'} d={d}, unseen tasks", tune_in, ff_space, ff_folder, unseen,
+                "finetune", f["train"], ff_folder / "runs", data_dir=data_dir, data_seed=seed, max_test=max_test,
+                z_init="zeros")
+
+    # 4. UDT ------------------------------------------------------------------------------------------------------
+    u = cfg["udt"]
+    udt_folder = out / "udt"
+    ucfg = UnifiedConfig(y=u["y"], dist_weight=u["dist_weight"], train=train_config(u["train"]))
+    udt = stages.run("UDT subspace approximation", fit_unified, bank, u["methods"], train_tasks, ucfg, udt_folder)
+    results["udt_recon"] = {m: stages.run(f"UDT reconstruction of training tasks, {m}", reconstruction_table, udt,
+                                          bank, train_tasks, m).rows[-1][3] for m in u["methods"]}
+    results["udt"] = {m: stages.run(f"UDT subspace optimisation, {m}", tune_in, udt, udt_folder, unseen, m,
+                                    u["subspace_train"], udt_folder / "opt", data_dir=data_dir, data_seed=seed,
+                                    max_test=max_test) for m in u["methods"]}
+
+    def run_transfer():
+        matrix: dict[str, dict[str, dict[str, float | None]]] = {}
+        for m in u["methods"]:
+            for t in unseen:
+                out_t = transfer(udt, udt_folder, udt_folder / "opt" / f"{t}-d{seed}-{m}")
+                for target, sc in out_t.items():
+                    matrix.setdefault(m, {}).setdefault(target, {})[t] = sc["test"]
+        return matrix
+
+    results["transfer"] = stages.run("UDT transfer", run_transfer)
+    write_json(out / "results.json", _jsonable(results))
+    write_report(Path(args.report), cfg, args, results, stages, backbone)
+
+
+def _jsonable(x):
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, backbone) -> None:
+    unseen, train_tasks = cfg["unseen_tasks"], cfg["train_tasks"]
+    pt = results["bank"]["prompt"]
+    lines: list[str] = []
+    total = sum(stages.seconds.values())
+    lines += [
+        "# CPU-scale reproduction of IPT and UDT",
+        "",
+        f"Command (from the repository root, {time.strftime('%Y-%m-%d')}):",
+        "",
+        "```bash",
+        f"python recipes/cpu_scale.py {args.config} --out {args.out} --report {args.report}",
+        "```",
+        "",
+        f"taskspace {__version__}, backbone {backbone.name} (all weights sha256 {backbone.fingerprint()[:16]}...), "
+        f"{torch.get_num_threads()} CPU threads, Python {platform.python_version()}, torch {torch.__version__}. "
+        f"Total wall time of this invocation: **{total / 60:.1f} minutes**.",
+        "",
+        "Setting: " + f"{len(train_tasks)} training tasks and {len(unseen)} unseen tasks from ../shared/data/crossfit "
+        f"(16-shot files of seed {cfg['data_seed']}; the lists are in {args.config}); test scores on a fixed random "
+        f"subset of at most {cfg['max_test_examples']} test examples per task; inputs truncated to "
+        f"{cfg['backbone_options']['max_input_length']} tokens. The bank tunes every task with prompt tuning "
+        f"({cfg['bank']['methods']['prompt']}), adapters, prefix-tuning and LoRA (110,592 parameters each), "
+        f"{cfg['bank']['train']['steps']} steps each. Relative performance is the mean over tasks of "
+        "E_subspace / E_reference, per task.",
+        "",
+    ]
+    # Summary ---------------------------------------------------------------------------------------------------
+    summary = []
+    for d, r in results["ipt"].items():
+        _, avg = relative_rows(unseen, {t: s["test"] for t, s in r["unseen"].items()}, pt)
+        summary.append([f"IPT, IST on unseen tasks, d = {d} (E_rel^PT)", _pct(avg), PAPER["ipt_unseen_d250"],
+                        "≥ 90"])
+    d_top = max(results["ipt"])
+    for key, label in (("same", "same data"), ("diff", "other data")):
+        scores = {t: s["test"] for t, s in results["ipt"][d_top][key].items()}
+        _, avg = relative_rows(list(scores), scores, pt)
+        summary.append([f"IPT, IST on training tasks, {label}, d = {d_top} (E_rel^PT)", _pct(avg),
+                        PAPER["ipt_seen_d250"] if key == "diff" else None, ""])
+    for d, r in results["random_ae"].items():
+        _, avg = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
+        summary.append([f"random auto-encoder, unseen tasks, d = {d} (E_rel^PT)", _pct(avg), None, ""])
+    for name, r in results["fastfood"].items():
+        _, avg = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
+        summary.append([f"{name}: all weights, unseen tasks (E_rel^PT)", _pct(avg), None, ""])
+    _, avg = relative_rows(unseen, results["frozen"], pt)
+    summary.append(["frozen backbone (no tuning), unseen tasks (E_rel^PT)", _pct(avg), None, ""])
+    # A more demanding reference: LoRA, the strongest original-space method on this backbone.
+    lora = results["bank"].get("lora")
+    if lora is not None:
+        for d, r in results["ipt"].items():
+            _, avg = relative_rows(unseen, {t: s["test"] for t, s in r["unseen"].items()}, lora)
+            summary.append([f"IPT, IST on unseen tasks, d = {d}, relative to LoRA", _pct(avg), None, ""])
+        _, avg = relative_rows(unseen, results["frozen"], lora)
+        summary.append(["frozen backbone, unseen tasks, relative to LoRA", _pct(avg), None, ""])
+    frozen_vs = [relative_rows(unseen, results["frozen"], results["bank"][m])[1] for m in results["udt"]]
+    summary.append(["frozen backbone, unseen tasks, relative to each UDT method (mean)", _pct(mean(frozen_vs)),
+                    None, ""])
+    opt_avgs = []
+    for m, r in results["udt"].items():
+        _, avg = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, results["bank"][m])
+        opt_avgs.append(avg)
+        summary.append([f"UDT subspace optimisation, {m}, unseen tasks", _pct(avg), None, ""])
+    summary.append(["UDT subspace optimisation, mean of the three methods", _pct(mean(opt_avgs)),
+                    PAPER["udt_optimisation"], ""])
+    transfer_avgs = []
+    for source, targets in results["transfer"].items():
+        for target, scores in targets.items():
+            if source != target:
+                _, avg = relative_rows(unseen, scores, results["bank"][target])
+                transfer_avgs.append(avg)
+    summary.append(["UDT transfer, mean of the six source → target pairs", _pct(mean(transfer_avgs)),
+                    PAPER["udt_transfer"], "≥ 88"])
+    lines.append(Table("Summary (relative performance, %)", ["measure", "taskspace", "paper", "our target"],
+                       summary).markdown())
+    # MSF reconstruction ----------------------------------------------------------------------------------------------
+    rows = [[f"d = {d}", r["train"], r["unseen"]] for d, r in results["msf"].items()]
+    lines.append(Table("IPT multi-task subspace finding: prompts reconstructed by the auto-encoder "
+                       "(test score / the prompt's own, %)", ["", "training tasks", "unseen tasks"], rows).markdown())
+    rows = [[m, v] for m, v in results["udt_recon"].items()]
+    lines.append(Table("UDT subspace approximation: training tasks' solutions through down- and up-projection "
+                       "(test score / the solution's own, %)", ["method", "training tasks"], rows).markdown())
+    # Per-task tables ----------------------------------------------------------------------------------------------
+    header = ["task", "category", "subspace %", "reference %", "relative %"]
+    for d, r in results["ipt"].items():
+        rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r["unseen"].items()}, pt)
+        lines.append(Table(f"IPT d = {d}: IST on unseen tasks, against prompt tuning", header, rows).markdown())
+    for key in ("same", "diff"):
+        scores = {t: s["test"] for t, s in results["ipt"][d_top][key].items()}
+        rows, _ = relative_rows(list(scores), scores, pt)
+        lines.append(Table(f"IPT d = {d_top}: IST on training tasks ({key} data), against prompt tuning", header,
+                           rows).markdown())
+    for d, r in results["random_ae"].items():
+        rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
+        lines.append(Table(f"Random auto-encoder d = {d} on unseen tasks, against prompt tuning", header,
+                           rows).markdown())
+    for name, r in results["fastfood"].items():
+        rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
+        lines.append(Table(f"{name} on unseen tasks, against prompt tuning", header, rows).markdown())
+    rows, _ = relative_rows(unseen, results["frozen"], pt)
+    lines.append(Table("The frozen backbone on unseen tasks, against prompt tuning", header, rows).markdown())
+    for m, r in results["udt"].items():
+        rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, results["bank"][m])
+        lines.append(Table(f"UDT subspace optimisation with {m}, against {m} in its original space", header,
+                           rows).markdown())
+    methods = list(results["transfer"])
+    matrix = []
+    for source in methods:
+        row = [source]
+        for target in methods:
+            _, avg = relative_rows(unseen, results["transfer"][source][target], results["bank"][target])
+            row.append(_pct(avg))
+        matrix.append(row)
+    lines.append(Table("UDT transfer matrix (rows: source, columns: target; mean relative %, the diagonal is subspace "
+                       "optimisation)", ["source \\ target"] + methods, matrix).markdown())
+    bank_rows = [[t, CATALOG[t].category] + [_pct(results["bank"][m][t]) for m in cfg["bank"]["methods"]]
+                 for t in train_tasks + unseen]
+    lines.append(Table("Bank: test scores of every task and method (%)", ["task", "category"] +
+                       list(cfg["bank"]["methods"]), bank_rows).markdown())
+    lines.append(Table("Wall time of each stage (minutes)", ["stage", "minutes"],
+                       [[k, v / 60] for k, v in stages.seconds.items()] + [["total", total / 60]]).markdown())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines))
+    print(f"report written to {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
