@@ -29,7 +29,7 @@ from taskspace.subspace import (BankSpec, MSFConfig, Subspace, SubspaceTuneConfi
                                 fastfood_subspace, fit_msf, fit_unified, random_autoencoder, subspace_tune, transfer)
 from taskspace.tasks import CATALOG, load_task
 from taskspace.train import TrainConfig
-from taskspace.tuning import evaluate, test_subset
+from taskspace.tuning import capped_test_split, evaluate
 
 PAPER = {
     "ipt_seen_d250": 97.0, "ipt_unseen_d250": 83.0,
@@ -121,7 +121,7 @@ def main() -> None:
         scores = {}
         for t in unseen:
             task = load_task(t, data_dir, seed=seed)
-            scores[t] = evaluate(backbone, test_subset(task, max_test, 0), task.metric)[0]
+            scores[t] = evaluate(backbone, capped_test_split(task, max_test, 0), task.metric)[0]
         return scores
 
     frozen = stages.run("frozen backbone on unseen tasks", frozen_scores)

@@ -155,10 +155,10 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
     assert set(out) == {"adapter", "prefix", "lora"}
     z, _ = load_z(run)
     from taskspace.tasks import load_task
-    from taskspace.tuning import evaluate, test_subset
+    from taskspace.tuning import capped_test_split, evaluate
 
     task = load_task("ag_news", str(data_dir))
-    manual = evaluate(llama, test_subset(task, 8, 0), task.metric, method=loaded["adapter"].method,
+    manual = evaluate(llama, capped_test_split(task, 8, 0), task.metric, method=loaded["adapter"].method,
                       theta=loaded["adapter"].anchor + loaded["adapter"].up(z))[0]
     assert out["adapter"]["test"] == manual
     scores = json.loads((run / "scores.json").read_text())
@@ -221,3 +221,30 @@ def test_relative_table_by_hand():
     assert [r[3] for r in table.rows] == [100.0, 50.0, None, 75.0]
     assert "1 task(s)" in table.notes
     assert table.csv().splitlines()[0] == "task,subspace %,original %,relative %"
+
+
+def test_ipt_with_adapters(bank, tmp_path):
+    """IPT (Adapter): the same pipeline with the adapter bank; the decoder outputs adapter thetas."""
+    space = fit_msf(bank, "adapter", TASKS[:2], MSFConfig(d=3, hidden=8, train=quick(steps=2)), tmp_path / "ipt-a")
+    ms = space["adapter"]
+    assert ms.up.d_out == bank.method("adapter").size
+    with torch.no_grad():
+        theta = space.theta("adapter", torch.zeros(3))
+    assert theta.shape == (bank.method("adapter").size,)
+
+
+def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, tmp_path):
+    from taskspace.store import load_delta
+    from taskspace.tuning import TuneConfig, tune
+
+    space = fit_msf(bank, "prompt", TASKS[:2], MSFConfig(d=3, hidden=8, train=quick(steps=2)), tmp_path / "ipt")
+    ist = tmp_path / "ist"
+    ist_scores = subspace_tune(space, tmp_path / "ipt", SubspaceTuneConfig(
+        task="superglue-copa", method="prompt", data_dir=str(data_dir), train=quick(), max_test_examples=8), ist)
+    config = TuneConfig(task="superglue-copa", method="prompt", data_dir=str(data_dir), method_options=METHODS["prompt"],
+                        backbone=llama.name, train=quick(), max_test_examples=8, init_from=str(ist / "theta"))
+    result = tune(config, tmp_path / "pt", backbone=llama)
+    # The run starts exactly at the IST solution: its zero-shot "initial theta" scores are the IST scores.
+    assert result.scores["zero_shot"]["init"] == {"dev": ist_scores["dev"], "test": ist_scores["test"]}
+    _, init, _ = load_delta(tmp_path / "pt" / "theta", space["prompt"].method)
+    torch.testing.assert_close(init, load_delta(ist / "theta", space["prompt"].method)[0])

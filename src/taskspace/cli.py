@@ -79,6 +79,7 @@ def _none_or(cast):
 def train_config_from(args: argparse.Namespace, default_lr: float):
     from .train import TrainConfig
 
+    # Commands with per-method learning rates (bank: --lr METHOD=VALUE) have no single --lr float.
     lr = args.lr if isinstance(getattr(args, "lr", None), float) else default_lr
     return TrainConfig(
         steps=args.steps, batch_size=args.batch_size, lr=lr,

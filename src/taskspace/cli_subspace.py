@@ -104,7 +104,7 @@ def cmd_bank(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_subspace(args: argparse.Namespace) -> int:
-    from .analysis.reports import reconstruction_table
+    from .analysis.reports import reconstruction_table, shared_table
     from .subspace import (Bank, MSFConfig, SharedConfig, UnifiedConfig, fastfood_subspace, fit_msf, fit_shared,
                            fit_unified, random_autoencoder)
     from .deltas import build_method
@@ -134,9 +134,13 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
         methods = list(args.methods or ["adapter", "prefix", "lora"])
         backbone = _backbone(args)
         config = SharedConfig(y=args.d, seed=args.seed, train=train_config_from(args, 1e-3))
-        space = fit_shared(backbone, method_options_from(args.opt, methods), tasks_from(args, ["train"]),
-                           data_dir_from(args), config, out, k=args.k, data_seed=args.data_seed)
+        tasks = tasks_from(args, ["train"])
+        space = fit_shared(backbone, method_options_from(args.opt, methods), tasks, data_dir_from(args), config, out,
+                           k=args.k, data_seed=args.data_seed)
         tables = []
+        if args.bank:
+            bank = Bank(args.bank, backbone)
+            tables = [shared_table(space, bank, tasks, m) for m in methods]
     else:
         backbone = _backbone(args)
         if recipe == "random-ae":
@@ -150,7 +154,7 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
         tables = []
     print(f"{space.recipe} subspace, d = {space.d}, methods {list(space.methods)}: saved in {out}")
     if tables:
-        _write_tables(tables, out, "reconstruction")
+        _write_tables(tables, out, "relative" if recipe == "shared" else "reconstruction")
     return 0
 
 
@@ -229,7 +233,7 @@ def add_commands(sub) -> None:
                                    "tables of the training tasks.")
     f.add_argument("--recipe", required=True, choices=RECIPES)
     f.add_argument("--out", required=True, help="subspace folder")
-    f.add_argument("--bank", help="bank folder (ipt, unified)")
+    f.add_argument("--bank", help="bank folder (ipt, unified; shared: optional, for relative tables)")
     f.add_argument("--tasks", nargs="*", help="training task names (or --split)")
     f.add_argument("--split", help="split file; its 'train' list is used")
     f.add_argument("--method", choices=METHOD_NAMES, help="ipt / random-ae: the method (default prompt)")

@@ -116,7 +116,7 @@ def evaluate(backbone: Backbone, examples: Sequence[Example], metric: str, *, me
     return score(metric, examples, preds), preds
 
 
-def test_subset(task: Task, limit: int | None, seed: int) -> list[Example]:
+def capped_test_split(task: Task, limit: int | None, seed: int) -> list[Example]:
     """At most ``limit`` test examples, a seeded random subset kept in file order (test files can be sorted)."""
     if limit is None or len(task.test) <= limit:
         return list(task.test)
@@ -181,7 +181,7 @@ def tune(
         theta_init = load_delta(config.init_from, method)[0]
     else:
         theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
-    test = test_subset(task, config.max_test_examples, config.test_sample_seed)
+    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
 
     if (run_dir / "scores.json").is_file():
         scores = _check_finished(run_dir, method)
@@ -326,7 +326,8 @@ def reevaluate(run_dir: str | Path, *, backbone: Backbone | None = None, data_di
     """Evaluate a finished run's saved theta again on dev and test (the same test subset)."""
     config, task, method, theta, _ = load_run(run_dir, backbone=backbone, data_dir=data_dir)
     out = {}
-    for split, examples in (("dev", task.dev), ("test", test_subset(task, config.max_test_examples, config.test_sample_seed))):
+    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
+    for split, examples in (("dev", task.dev), ("test", test)):
         if examples:
             out[split] = evaluate(method.backbone, examples, task.metric, method=method, theta=theta,
                                   batch_size=config.eval_batch_size)[0]

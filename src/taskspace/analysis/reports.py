@@ -13,7 +13,7 @@ import torch
 from ..subspace.bank import Bank
 from ..subspace.space import Subspace
 from ..tasks import load_task
-from ..tuning import evaluate, test_subset
+from ..tuning import capped_test_split, evaluate
 from .relative import Table, mean, ratio, relative_table
 
 #: The papers' reference methods, with the name of their relative measure.
@@ -48,7 +48,7 @@ def reconstruction_table(space: Subspace, bank: Bank, tasks: Sequence[str], meth
     for t in tasks:
         entry = bank.entry(t, method)
         task = load_task(t, spec.data_dir, k=spec.k, seed=spec.data_seed)
-        test = test_subset(task, spec.max_test_examples, 0)
+        test = capped_test_split(task, spec.max_test_examples, 0)
         with torch.no_grad():
             delta = entry.theta.to(ms.anchor.device) - ms.anchor
             theta = ms.anchor + ms.up(ms.down(delta))
@@ -57,6 +57,25 @@ def reconstruction_table(space: Subspace, bank: Bank, tasks: Sequence[str], meth
         refs.append(entry.scores.get("test"))
     return relative_table(f"{method}: solutions reconstructed through the {space.recipe} subspace (d = {space.d})",
                           tasks, scores, refs, score_name="reconstructed", reference_name="original")
+
+
+def shared_table(space: Subspace, bank: Bank, tasks: Sequence[str], method: str) -> Table:
+    """UDT's simplified variant: each training task's own shared vector decoded with ``method``, against that
+    method tuned in its original space (the bank entry)."""
+    ms = space[method]
+    vectors = torch.tensor(space.info["task_vectors"], dtype=ms.anchor.dtype, device=ms.anchor.device)
+    spec = bank.spec
+    scores, refs = [], []
+    for i, t in enumerate(tasks):
+        task = load_task(t, spec.data_dir, k=spec.k, seed=spec.data_seed)
+        test = capped_test_split(task, spec.max_test_examples, 0)
+        with torch.no_grad():
+            theta = ms.theta(vectors[i])
+        scores.append(evaluate(space.backbone, test, task.metric, method=ms.method, theta=theta,
+                               batch_size=spec.eval_batch_size)[0] if test else None)
+        refs.append(bank.score(t, method) if method in spec.methods else None)
+    return relative_table(f"{method}: training tasks' shared vectors (d = {space.d})", tasks, scores, refs,
+                          score_name="shared subspace", reference_name="original")
 
 
 def tuning_tables(title: str, tasks: Sequence[str], method: str, scores: Sequence[float | None],

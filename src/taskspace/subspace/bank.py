@@ -34,8 +34,8 @@ BANK_FILE = "bank.json"
 
 @dataclass
 class BankSpec:
-    """What a bank holds. ``methods`` maps a method name to its options; ``lr`` optionally overrides the
-    per-method default learning rate."""
+    """What a bank holds. ``methods`` maps a method name to its options. Every entry trains with ``train``'s
+    settings except the learning rate, which is ``lr[method]`` or the method's default (``train.lr`` is unused)."""
 
     tasks: list[str]
     methods: dict[str, dict[str, Any]]

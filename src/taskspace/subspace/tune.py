@@ -24,7 +24,7 @@ from ..errors import ConfigError, DataError
 from ..store import read_json, read_tensors
 from ..tasks import load_task
 from ..train import TrainConfig
-from ..tuning import evaluate, fit, test_subset
+from ..tuning import capped_test_split, evaluate, fit
 from .space import SUBSPACE_JSON, ProjectedTheta, Subspace
 
 
@@ -91,7 +91,7 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     run_dir.mkdir(parents=True, exist_ok=True)
     z0 = initial_z(space.d, config.z_init, config.z_std, config.seed).to(backbone.device)
     source = ProjectedTheta(ms, z0)
-    test = test_subset(task, config.max_test_examples, config.test_sample_seed)
+    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     return fit(task, test, ms.method, source, config.train, run_dir, backbone=backbone,
                eval_batch_size=config.eval_batch_size, record=record, theta_init=ms.anchor)
 
@@ -119,7 +119,7 @@ def transfer(space: Subspace, folder: str | Path, run_dir: str | Path, *, target
     run = saved["run"]
     backbone = space.backbone
     task = load_task(run["task"], data_dir or run["data_dir"], k=run["k"], seed=run["data_seed"])
-    test = test_subset(task, run["max_test_examples"], run["test_sample_seed"])
+    test = capped_test_split(task, run["max_test_examples"], run["test_sample_seed"])
     z = z.to(backbone.device)
     out: dict[str, dict[str, float | None]] = {}
     for target in targets or list(space.methods):
