@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from taskspace import __version__
-from taskspace.analysis import Table, mean, ratio
+from taskspace.analysis import Table, gain_kept, mean, ratio
 from taskspace.analysis.reports import reconstruction_table
 from taskspace.backbones import load_backbone
 from taskspace.store import read_json, write_json
@@ -95,9 +95,20 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--report", required=True)
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report again from a finished run's results.json and stages.json")
     args = ap.parse_args()
     cfg = yaml.safe_load(Path(args.config).read_text())
     out = Path(args.out)
+    if args.report_only:
+        results = read_json(out / "results.json")
+        for key in ("ipt", "random_ae", "msf"):     # JSON keys are strings; the dimensions are numbers
+            results[key] = {int(d): v for d, v in results[key].items()}
+        stages = Stages()
+        stages.seconds = read_json(out / "stages.json")
+        write_report(Path(args.report), cfg, args, results, stages,
+                     load_backbone(cfg["backbone"], **cfg["backbone_options"]))
+        return
     data_dir = args.data_dir
     stages = Stages()
     torch.manual_seed(0)
@@ -162,6 +173,21 @@ def main() -> None:
         f"IPT IST d={d_top}, training tasks, other data", tune_in, space, folder, seen, "prompt", ist["train"],
         folder / "ist", data_dir=data_dir, data_seed=cfg["other_data_seed"], max_test=max_test, z_std=ist["z_std"])
 
+    # IPT's category challenges: a subspace found on one category's training tasks, tuned on unseen tasks of the
+    # same category (in-category) and of the other (out-of-category).
+    results["category"] = {}
+    d_cat = i.get("category_d")
+    for category in (("cls", "non-cls") if d_cat else ()):
+        cat_train = [t for t in train_tasks if CATALOG[t].category == category]
+        cat_folder = out / f"ipt-{category}-d{d_cat}"
+        msf = MSFConfig(d=d_cat, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
+        cat_space = stages.run(f"IPT MSF d={d_cat} on the {len(cat_train)} {category} training tasks", fit_msf, bank,
+                               "prompt", cat_train, msf, cat_folder)
+        results["category"][category] = stages.run(
+            f"IPT IST d={d_cat} ({category} subspace), unseen tasks", tune_in, cat_space, cat_folder, unseen,
+            "prompt", ist["train"], cat_folder / "ist", data_dir=data_dir, data_seed=seed, max_test=max_test,
+            z_std=ist["z_std"])
+
     # 3. Fastfood over all weights ----------------------------------------------------------------------------------
     f = cfg["fastfood"]
     results["fastfood"] = {}
@@ -199,6 +225,7 @@ def main() -> None:
 
     results["transfer"] = stages.run("UDT transfer", run_transfer)
     write_json(out / "results.json", _jsonable(results))
+    write_json(out / "stages.json", stages.seconds)
     write_report(Path(args.report), cfg, args, results, stages, backbone)
 
 
@@ -226,7 +253,7 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
         "",
         f"taskspace {__version__}, backbone {backbone.name} (all weights sha256 {backbone.fingerprint()[:16]}...), "
         f"{torch.get_num_threads()} CPU threads, Python {platform.python_version()}, torch {torch.__version__}. "
-        f"Total wall time of this invocation: **{total / 60:.1f} minutes**.",
+        f"Total wall time of the run: **{total / 60:.1f} minutes** (of its last invocation, if it was resumed).",
         "",
         "Setting: " + f"{len(train_tasks)} training tasks and {len(unseen)} unseen tasks from ../shared/data/crossfit "
         f"(16-shot files of seed {cfg['data_seed']}; the lists are in {args.config}); test scores on a fixed random "
@@ -252,6 +279,12 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
     for d, r in results["random_ae"].items():
         _, avg = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
         summary.append([f"random auto-encoder, unseen tasks, d = {d} (E_rel^PT)", _pct(avg), None, ""])
+    for category, r in results["category"].items():
+        for label, same in (("in-category", True), ("out-of-category", False)):
+            tasks = [t for t in unseen if (CATALOG[t].category == category) == same]
+            _, avg = relative_rows(tasks, {t: r[t]["test"] for t in tasks}, pt)
+            summary.append([f"IPT ({category} training tasks only), {label} unseen tasks, d = {cfg['ipt']['category_d']}"
+                            " (E_rel^PT)", _pct(avg), None, ""])
     for name, r in results["fastfood"].items():
         _, avg = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
         summary.append([f"{name}: all weights, unseen tasks (E_rel^PT)", _pct(avg), None, ""])
@@ -285,6 +318,33 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
                     PAPER["udt_transfer"], "≥ 88"])
     lines.append(Table("Summary (relative performance, %)", ["measure", "taskspace", "paper", "our target"],
                        summary).markdown())
+    # Gain over the frozen backbone -------------------------------------------------------------------------------
+    margin = 0.05
+    frozen = results["frozen"]
+    gain = []
+
+    def gain_row(label: str, scores: dict, ref_name: str, refs: dict) -> None:
+        kept, share, ref_gain = gain_kept({t: scores.get(t) for t in unseen}, {t: refs.get(t) for t in unseen},
+                                          frozen, margin)
+        gain.append([label, ref_name, f"{len(kept)} of {len(unseen)}", _pct(ref_gain), _pct(share)])
+
+    for d, r in results["ipt"].items():
+        gain_row(f"IPT, IST d = {d}", {t: s["test"] for t, s in r["unseen"].items()}, "prompt", pt)
+    for d, r in results["random_ae"].items():
+        gain_row(f"random auto-encoder d = {d}", {t: s["test"] for t, s in r.items()}, "prompt", pt)
+    for name, r in results["fastfood"].items():
+        gain_row(name, {t: s["test"] for t, s in r.items()}, "prompt", pt)
+    for m, r in results["udt"].items():
+        gain_row(f"UDT subspace optimisation, {m}", {t: s["test"] for t, s in r.items()}, m, results["bank"][m])
+    for source, targets in results["transfer"].items():
+        for target, scores in targets.items():
+            if source != target:
+                gain_row(f"UDT transfer {source} → {target}", scores, target, results["bank"][target])
+    lines.append(Table(
+        f"Gain over the frozen backbone kept in the subspace, unseen tasks: (E_subspace - E_frozen) / (E_reference - "
+        f"E_frozen), averaged over the tasks where the reference method beats the frozen backbone by at least "
+        f"{100 * margin:.0f} points (a stricter measure than the papers' ratio when the frozen backbone is strong)",
+        ["measure", "reference", "tasks", "reference's gain (points)", "gain kept %"], gain).markdown())
     # MSF reconstruction ----------------------------------------------------------------------------------------------
     rows = [[f"d = {d}", r["train"], r["unseen"]] for d, r in results["msf"].items()]
     lines.append(Table("IPT multi-task subspace finding: prompts reconstructed by the auto-encoder "
@@ -302,6 +362,11 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
         rows, _ = relative_rows(list(scores), scores, pt)
         lines.append(Table(f"IPT d = {d_top}: IST on training tasks ({key} data), against prompt tuning", header,
                            rows).markdown())
+    for category, r in results["category"].items():
+        rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
+        lines.append(Table(f"IPT d = {cfg['ipt']['category_d']} found on the {category} training tasks only: IST on "
+                           f"unseen tasks (category {category}: in-category; the others: out-of-category), against "
+                           "prompt tuning", header, rows).markdown())
     for d, r in results["random_ae"].items():
         rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, pt)
         lines.append(Table(f"Random auto-encoder d = {d} on unseen tasks, against prompt tuning", header,

@@ -8,7 +8,7 @@ import shutil
 import pytest
 import torch
 
-from taskspace.analysis import relative_table
+from taskspace.analysis import gain_kept, relative_table
 from taskspace.analysis.reports import reconstruction_table, transfer_tables
 from taskspace.backbones import load_backbone
 from taskspace.errors import ConfigError, DataError, IncompatibleError
@@ -221,6 +221,17 @@ def test_relative_table_by_hand():
     assert [r[3] for r in table.rows] == [100.0, 50.0, None, 75.0]
     assert "1 task(s)" in table.notes
     assert table.csv().splitlines()[0] == "task,subspace %,original %,relative %"
+
+
+def test_gain_kept_by_hand():
+    frozen = {"a": 0.50, "b": 0.40, "c": 0.60, "d": 0.30}
+    reference = {"a": 0.70, "b": 0.42, "c": 0.80, "d": 0.50}   # b gains only 2 points: left out at margin 0.05
+    scores = {"a": 0.60, "b": 0.90, "c": 0.55, "d": None}      # d has no score: left out
+    tasks, share, gain = gain_kept(scores, reference, frozen, margin=0.05)
+    assert tasks == ["a", "c"]
+    # a keeps 0.10 / 0.20 = 50 %; c loses 0.05 of a 0.20 gain = -25 %; mean 12.5 %; the references gain 20 points.
+    assert share == pytest.approx(0.125) and gain == pytest.approx(0.20)
+    assert gain_kept(scores, reference, frozen, margin=0.5) == ([], None, None)
 
 
 def test_ipt_with_adapters(bank, tmp_path):

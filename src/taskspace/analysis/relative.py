@@ -3,7 +3,7 @@
 ``E_rel = mean over tasks of E(task) / E_reference(task)``, where the reference is the same method tuned in its
 original space (or prompt tuning / fine-tuning where the paper compares with those). A task whose reference
 score is not positive has no meaningful ratio; it is listed with an empty ratio and left out of the average, and
-the table says how many were left out.
+the table says how many were left out. :func:`gain_kept` measures against a baseline's score instead.
 """
 
 from __future__ import annotations
@@ -27,6 +27,19 @@ def ratio(score: float | None, reference: float | None) -> float | None:
 def mean(values: Sequence[float | None]) -> float | None:
     kept = [v for v in values if v is not None and math.isfinite(v)]
     return sum(kept) / len(kept) if kept else None
+
+
+def gain_kept(scores: dict[str, float | None], references: dict[str, float | None], baselines: dict[str, float],
+              margin: float = 0.05) -> tuple[list[str], float | None, float | None]:
+    """The share of a reference's gain over a baseline (the frozen backbone) that a score keeps:
+    ``(E - E_baseline) / (E_reference - E_baseline)``, averaged over the tasks where the reference beats the
+    baseline by at least ``margin`` (a stricter measure than :func:`ratio` when the baseline is strong: keeping
+    the frozen model's behaviour scores 0, not ~100 %). Returns those tasks, the mean share and the references'
+    mean gain on them (``None`` for both when no task qualifies)."""
+    kept = [t for t, r in references.items()
+            if r is not None and scores.get(t) is not None and r - baselines[t] >= margin]
+    shares = [(scores[t] - baselines[t]) / (references[t] - baselines[t]) for t in kept]
+    return kept, mean(shares), mean([references[t] - baselines[t] for t in kept])
 
 
 @dataclass
