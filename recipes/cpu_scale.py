@@ -10,7 +10,7 @@ and how long each stage took in this invocation.
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import os
 import platform
 import sys
 import time
@@ -27,9 +27,9 @@ from taskspace.backbones import load_backbone
 from taskspace.store import read_json, write_json
 from taskspace.subspace import (BankSpec, MSFConfig, Subspace, SubspaceTuneConfig, UnifiedConfig, build_bank,
                                 fastfood_subspace, fit_msf, fit_unified, random_autoencoder, subspace_tune, transfer)
-from taskspace.tasks import CATALOG, load_task
+from taskspace.tasks import CATALOG
 from taskspace.train import TrainConfig
-from taskspace.tuning import capped_test_split, evaluate
+from taskspace.tuning import evaluate
 
 PAPER = {
     "ipt_seen_d250": 97.0, "ipt_unseen_d250": 83.0,
@@ -42,7 +42,6 @@ class Stages:
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
-        self.started = time.time()
 
     def run(self, name: str, fn, *args, **kwargs):
         t = time.time()
@@ -106,8 +105,7 @@ def main() -> None:
             results[key] = {int(d): v for d, v in results[key].items()}
         stages = Stages()
         stages.seconds = read_json(out / "stages.json")
-        write_report(Path(args.report), cfg, args, results, stages,
-                     load_backbone(cfg["backbone"], **cfg["backbone_options"]))
+        write_report(Path(args.report), cfg, args, results, stages)
         return
     data_dir = args.data_dir
     stages = Stages()
@@ -131,12 +129,16 @@ def main() -> None:
     def frozen_scores() -> dict[str, float]:
         scores = {}
         for t in unseen:
-            task = load_task(t, data_dir, seed=seed)
-            scores[t] = evaluate(backbone, capped_test_split(task, max_test, 0), task.metric)[0]
+            task, test = spec.test_split(t)  # the examples the bank's entries were scored on
+            scores[t] = evaluate(backbone, test, task.metric)[0]
         return scores
 
     frozen = stages.run("frozen backbone on unseen tasks", frozen_scores)
-    results: dict[str, Any] = {"frozen": frozen, "bank": {m: bank_scores(m, train_tasks + unseen) for m in b["methods"]}}
+    results: dict[str, Any] = {
+        "setting": {"backbone": backbone.name, "fingerprint": backbone.fingerprint(), "threads": torch.get_num_threads(),
+                    "sizes": {m: bank.method(m).size for m in b["methods"]}},
+        "frozen": frozen, "bank": {m: bank_scores(m, train_tasks + unseen) for m in b["methods"]},
+    }
 
     # 2. IPT ------------------------------------------------------------------------------------------------------
     i = cfg["ipt"]
@@ -224,24 +226,19 @@ def main() -> None:
         return matrix
 
     results["transfer"] = stages.run("UDT transfer", run_transfer)
-    write_json(out / "results.json", _jsonable(results))
+    write_json(out / "results.json", results)  # JSON turns the dimensions (int keys) into strings
     write_json(out / "stages.json", stages.seconds)
-    write_report(Path(args.report), cfg, args, results, stages, backbone)
+    write_report(Path(args.report), cfg, args, results, stages)
 
 
-def _jsonable(x):
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_jsonable(v) for v in x]
-    return x
-
-
-def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, backbone) -> None:
+def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages) -> None:
     unseen, train_tasks = cfg["unseen_tasks"], cfg["train_tasks"]
     pt = results["bank"]["prompt"]
     lines: list[str] = []
     total = sum(stages.seconds.values())
+    setting = results["setting"]
+    sizes = ", ".join(f"{m} D = {size:,}" for m, size in setting["sizes"].items())
+    data_dir = os.path.relpath(args.data_dir)
     lines += [
         "# CPU-scale reproduction of IPT and UDT",
         "",
@@ -251,15 +248,15 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
         f"python recipes/cpu_scale.py {args.config} --out {args.out} --report {args.report}",
         "```",
         "",
-        f"taskspace {__version__}, backbone {backbone.name} (all weights sha256 {backbone.fingerprint()[:16]}...), "
-        f"{torch.get_num_threads()} CPU threads, Python {platform.python_version()}, torch {torch.__version__}. "
+        f"taskspace {__version__}, backbone {setting['backbone']} (all weights sha256 {setting['fingerprint'][:16]}...), "
+        f"{setting['threads']} CPU threads, Python {platform.python_version()}, torch {torch.__version__}. "
         f"Total wall time of the run: **{total / 60:.1f} minutes** (of its last invocation, if it was resumed).",
         "",
-        "Setting: " + f"{len(train_tasks)} training tasks and {len(unseen)} unseen tasks from ../shared/data/crossfit "
+        "Setting: " + f"{len(train_tasks)} training tasks and {len(unseen)} unseen tasks from {data_dir} "
         f"(16-shot files of seed {cfg['data_seed']}; the lists are in {args.config}); test scores on a fixed random "
         f"subset of at most {cfg['max_test_examples']} test examples per task; inputs truncated to "
         f"{cfg['backbone_options']['max_input_length']} tokens. The bank tunes every task with prompt tuning "
-        f"({cfg['bank']['methods']['prompt']}), adapters, prefix-tuning and LoRA (110,592 parameters each), "
+        f"({cfg['bank']['methods']['prompt']}), adapters, prefix-tuning and LoRA ({sizes}), "
         f"{cfg['bank']['train']['steps']} steps each. Relative performance is the mean over tasks of "
         "E_subspace / E_reference, per task.",
         "",
@@ -306,7 +303,7 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
         _, avg = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, results["bank"][m])
         opt_avgs.append(avg)
         summary.append([f"UDT subspace optimisation, {m}, unseen tasks", _pct(avg), None, ""])
-    summary.append(["UDT subspace optimisation, mean of the three methods", _pct(mean(opt_avgs)),
+    summary.append([f"UDT subspace optimisation, mean of the {len(opt_avgs)} methods", _pct(mean(opt_avgs)),
                     PAPER["udt_optimisation"], ""])
     transfer_avgs = []
     for source, targets in results["transfer"].items():
@@ -314,7 +311,7 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages, bac
             if source != target:
                 _, avg = relative_rows(unseen, scores, results["bank"][target])
                 transfer_avgs.append(avg)
-    summary.append(["UDT transfer, mean of the six source → target pairs", _pct(mean(transfer_avgs)),
+    summary.append([f"UDT transfer, mean of the {len(transfer_avgs)} source → target pairs", _pct(mean(transfer_avgs)),
                     PAPER["udt_transfer"], "≥ 88"])
     lines.append(Table("Summary (relative performance, %)", ["measure", "taskspace", "paper", "our target"],
                        summary).markdown())

@@ -106,7 +106,14 @@ def test_mixed_batches_rank_and_generate(shared_dir, data_dir):
 
 
 def test_local_paths_never_touch_the_network(shared_dir, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
     llama = load_backbone(f"{shared_dir}/models/stories260K")
     assert llama.family == "causal" and llama.num_parameters() == 260_032
     minilm = load_backbone("minilm")

@@ -11,7 +11,8 @@ import pytest
 from taskspace.cli import build_parser, main, parse_options
 from taskspace.errors import ConfigError
 
-COMMANDS = ["tune", "evaluate", "tasks", "methods", "params", "convert"]
+COMMANDS = ["tune", "evaluate", "tasks", "methods", "params", "convert", "bank", "fit-subspace", "subspace-tune",
+            "transfer"]
 
 
 def test_console_script_help():

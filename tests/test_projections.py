@@ -30,7 +30,6 @@ import torch
 from taskspace.errors import ConfigError
 from taskspace.projections import (
     PROJECTIONS,
-    CachedProjection,
     Fastfood,
     IPTDecoder,
     IPTEncoder,
@@ -85,7 +84,6 @@ def all_projections() -> list[Projection]:
         Fastfood(6, SHAPES, mode="per_tensor", seed=7),
         Fastfood(6, SHAPES, mode="global", seed=8, trainable_G=True),
         Fastfood(6, SHAPES, mode="per_tensor", seed=9, said=True),
-        CachedProjection(UDTUp(6, 20, seed=10)),
     ]
 
 
@@ -328,56 +326,6 @@ def test_fastfood_state_dict_holds_only_trained_G():
 def test_fastfood_dense_refuses_large():
     with pytest.raises(ConfigError, match="dense"):
         Fastfood(64, [(1 << 15,)]).dense()
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Cache
-
-
-def test_cached_projection_projects_once_per_change():
-    cached = CachedProjection(Fastfood(4, SHAPES, seed=1))
-    z = torch.randn(4)
-    with torch.no_grad():
-        first = cached(z)
-        assert cached(z) is first and cached(z) is first
-        assert cached.calls == 1
-        z.add_(1.0)  # an optimiser step on z bumps its version
-        second = cached(z)
-        assert cached.calls == 2 and not torch.equal(first, second)
-        cached(z.clone())  # another tensor object: recompute
-        assert cached.calls == 3
-    torch.testing.assert_close(second, cached.projection(z))
-
-
-def test_cached_projection_recomputes_with_grad_and_after_parameter_change():
-    cached = CachedProjection(UDTUp(3, 7, seed=0))
-    z = torch.randn(3, requires_grad=True)
-    out1, out2 = cached(z), cached(z)
-    assert cached.calls == 2 and out1 is not out2 and out1.grad_fn is not None
-    out1.sum().backward()
-    assert z.grad is not None
-    with torch.no_grad():
-        cached(z)
-        cached(z)
-        assert cached.calls == 3
-        cached.projection.linear.weight.add_(1.0)  # the projection itself was trained
-        cached(z)
-        assert cached.calls == 4
-    with torch.inference_mode():
-        zi = torch.randn(3)
-        cached(zi)
-        cached(zi)  # inference tensors carry no version counter: never cached
-        assert cached.calls == 6
-
-
-def test_cached_projection_config():
-    cached = CachedProjection(IPTDecoder(3, 8, hidden=4, seed=2))
-    rebuilt = build_projection(json.loads(json.dumps(cached.config())))
-    assert isinstance(rebuilt, CachedProjection) and isinstance(rebuilt.projection, IPTDecoder)
-    z = torch.randn(3)
-    torch.testing.assert_close(rebuilt(z), cached(z), atol=0, rtol=0)
-    assert set(cached.state_dict()) == {"projection.first.weight", "projection.first.bias",
-                                        "projection.second.weight", "projection.second.bias"}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -105,8 +105,14 @@ def test_ist_trains_only_d_numbers(bank, data_dir, tmp_path):
     decoder_before = {k: v.clone() for k, v in space["prompt"].up.state_dict().items()}
     run = tmp_path / "ist"
     config = SubspaceTuneConfig(task="superglue-copa", method="prompt", data_dir=str(data_dir),
-                                train=quick(steps=6, lr=0.1), max_test_examples=8)
+                                train=quick(steps=6, lr=0.1), max_test_examples=8, eval_batch_size=1)
+    projections = []
+    hook = space["prompt"].up.register_forward_hook(lambda *_: projections.append(1))
     scores = subspace_tune(space, tmp_path / "ipt", config, run)
+    hook.remove()
+    # One projection per step and one per evaluation (the zero-shot one, 3 on dev during training, the final one
+    # whose theta scores dev and test and is saved), however many batches an evaluation has (one example each).
+    assert len(projections) == 6 + 1 + 3 + 1, len(projections)
     z, saved = load_z(run)
     assert z.shape == (5,) and saved["d"] == 5
     trainable = json.loads((run / "checkpoint" / "state.json").read_text())["shapes"]
@@ -130,14 +136,20 @@ def test_mixing_weights_follow_the_paper():
     torch.testing.assert_close(draws.mean(0), torch.tensor([0.5, 0.25, 0.25]), atol=0.02, rtol=0)
 
 
-def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_path):
+def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_path, monkeypatch):
+    import taskspace.subspace.unified as unified
+
+    draws = []
+    monkeypatch.setattr(unified, "mixing_weights", lambda m, g=None: draws.append(m) or mixing_weights(m, g))
     folder = tmp_path / "udt"
     space = fit_unified(bank, ["adapter", "prefix", "lora"], TASKS[:2], UnifiedConfig(y=4, train=quick()), folder)
+    # Deterministic validation: mixing weights are drawn for the 4 training steps only, never at validation.
+    assert draws == [3] * 4
     assert set(space.methods) == {"adapter", "prefix", "lora"}
     for name, ms in space.methods.items():
         assert ms.up.d_in == 4 and ms.up.d_out == bank.method(name).size
         assert torch.equal(ms.anchor, bank.stacked(TASKS[:2], name)[1])
-    # Deterministic validation: the same score twice.
+    # Validation ran at both evaluations (steps 2 and 4).
     log = [json.loads(line) for line in (folder / "fit" / "log.jsonl").read_text().splitlines()]
     assert len(log) == 2 and all("dev" in r for r in log)
 

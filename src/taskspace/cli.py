@@ -96,10 +96,16 @@ def backbone_options_from(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
-def load_backbone_from(args: argparse.Namespace):
-    from .backbones import load_backbone
+def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None):
+    """The backbone named by ``--backbone``; without one, the backbone an artefact's JSON file (a bank's or a
+    subspace's) recorded, else the default."""
+    from .backbones import DEFAULT_BACKBONE, load_backbone
+    from .store import read_json
 
-    return load_backbone(args.backbone, **backbone_options_from(args))
+    name = args.backbone
+    if name is None:
+        name = read_json(recorded_in)["backbone"]["name"] if recorded_in is not None else DEFAULT_BACKBONE
+    return load_backbone(name, **backbone_options_from(args))
 
 
 def data_dir_from(args: argparse.Namespace) -> str:

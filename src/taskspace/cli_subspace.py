@@ -13,8 +13,8 @@ from .cli import (
     add_data_args,
     add_eval_args,
     add_train_args,
-    backbone_options_from,
     data_dir_from,
+    load_backbone_from,
     parse_options,
     train_config_from,
 )
@@ -62,14 +62,6 @@ def tasks_from(args: argparse.Namespace, parts: list[str]) -> list[str]:
     return [t for p in parts for t in split[p]]
 
 
-def _backbone(args: argparse.Namespace, recorded: str | None = None):
-    """The backbone named on the command line, else the one an artefact recorded."""
-    from .backbones import load_backbone
-
-    name = args.backbone if args.backbone is not None else (recorded or "minilm")
-    return load_backbone(name, **backbone_options_from(args))
-
-
 def _write_tables(tables, folder: Path, stem: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, table in enumerate(tables):
@@ -92,7 +84,7 @@ def cmd_bank(args: argparse.Namespace) -> int:
         data_seed=args.data_seed, k=args.k, train=train_config_from(args, 0.0), lr=lrs_from(args.lr, methods),
         max_test_examples=args.max_test_examples, eval_batch_size=args.eval_batch_size,
     )
-    backbone = _backbone(args)
+    backbone = load_backbone_from(args)
 
     def report(task, method, seed, scores):
         test = "n/a" if scores.get("test") is None else f"{100 * scores['test']:.1f}"
@@ -108,15 +100,14 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
     from .subspace import (Bank, MSFConfig, SharedConfig, UnifiedConfig, fastfood_subspace, fit_msf, fit_shared,
                            fit_unified, random_autoencoder)
     from .deltas import build_method
-    from .store import read_json
+    from .subspace.bank import BANK_FILE
 
     out = Path(args.out)
     recipe = args.recipe
     if recipe in ("ipt", "unified"):
         if not args.bank:
             raise ConfigError(f"--recipe {recipe} fits a bank's solutions: pass --bank DIR")
-        bank_backbone = read_json(Path(args.bank) / "bank.json")["backbone"]["name"]
-        bank = Bank(args.bank, _backbone(args, bank_backbone))
+        bank = Bank(args.bank, load_backbone_from(args, Path(args.bank) / BANK_FILE))
         tasks = tasks_from(args, ["train"])
         if recipe == "ipt":
             method = args.method or "prompt"
@@ -132,7 +123,7 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
             tables = [reconstruction_table(space, bank, tasks, m) for m in methods]
     elif recipe == "shared":
         methods = list(args.methods or ["adapter", "prefix", "lora"])
-        backbone = _backbone(args)
+        backbone = load_backbone_from(args)
         config = SharedConfig(y=args.d, seed=args.seed, train=train_config_from(args, 1e-3))
         tasks = tasks_from(args, ["train"])
         space = fit_shared(backbone, method_options_from(args.opt, methods), tasks, data_dir_from(args), config, out,
@@ -142,7 +133,7 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
             bank = Bank(args.bank, backbone)
             tables = [shared_table(space, bank, tasks, m) for m in methods]
     else:
-        backbone = _backbone(args)
+        backbone = load_backbone_from(args)
         if recipe == "random-ae":
             method = args.method or "prompt"
             opts = method_options_from(args.opt, [method])[method]
@@ -160,11 +151,10 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
 
 def cmd_subspace_tune(args: argparse.Namespace) -> int:
     from .analysis.reports import tuning_tables
-    from .store import read_json
     from .subspace import Bank, Subspace, SubspaceTuneConfig, subspace_tune
+    from .subspace.space import SUBSPACE_JSON
 
-    meta = read_json(Path(args.subspace) / "subspace.json")
-    backbone = _backbone(args, meta["backbone"]["name"])
+    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     config = SubspaceTuneConfig(
         task=args.task, method=args.method, data_dir=data_dir_from(args), k=args.k, data_seed=args.data_seed,
@@ -183,11 +173,11 @@ def cmd_subspace_tune(args: argparse.Namespace) -> int:
 
 def cmd_transfer(args: argparse.Namespace) -> int:
     from .analysis.reports import transfer_tables
-    from .store import read_json, write_json
+    from .store import write_json
     from .subspace import Bank, Subspace, load_z, transfer
+    from .subspace.space import SUBSPACE_JSON
 
-    meta = read_json(Path(args.subspace) / "subspace.json")
-    backbone = _backbone(args, meta["backbone"]["name"])
+    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     results: dict[str, dict[str, dict]] = {}
     for run in args.runs:

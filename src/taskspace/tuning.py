@@ -144,11 +144,9 @@ def _write_predictions(path: Path, examples: Sequence[Example], predictions: Seq
     tmp.replace(path)
 
 
-def _check_finished(run_dir: Path, method: DeltaMethod) -> dict[str, Any]:
-    """The scores of a finished run, after checking its theta is readable and matches (never assumed)."""
-    scores = read_json(run_dir / "scores.json")
-    load_delta(run_dir / "theta", method)
-    return scores
+def _check_finished(run_dir: Path, method: DeltaMethod) -> tuple[dict[str, Any], torch.Tensor]:
+    """The scores and theta of a finished run, its theta read and checked (never assumed)."""
+    return read_json(run_dir / "scores.json"), load_delta(run_dir / "theta", method)[0]
 
 
 def tune(
@@ -177,23 +175,20 @@ def tune(
         backbone = load_backbone(config.backbone, **config.backbone_options)
     backbone.check_task(task.info.has_options, task.name)
     method = build_method(config.method, backbone, config.method_options)
+    if (run_dir / "scores.json").is_file():
+        scores, theta = _check_finished(run_dir, method)
+        return RunResult(run_dir, scores, theta, method, task)
+
     if config.init_from is not None:
         theta_init = load_delta(config.init_from, method)[0]
     else:
         theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
     test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
-
-    if (run_dir / "scores.json").is_file():
-        scores = _check_finished(run_dir, method)
-        theta, _, _ = load_delta(run_dir / "theta", method)
-        return RunResult(run_dir, scores, theta, method, task)
-
     source = DirectTheta(FlatParameters(theta_init, method.layout))
-    fit(task, test, method, source, config.train, run_dir, backbone=backbone,
-        eval_batch_size=config.eval_batch_size, record={"run": config.identity()}, theta_init=theta_init,
-        evaluate_zero_shot=config.zero_shot)
-    theta, _, _ = load_delta(run_dir / "theta", method)
-    return RunResult(run_dir, read_json(run_dir / "scores.json"), theta, method, task)
+    scores = fit(task, test, method, source, config.train, run_dir, backbone=backbone,
+                 eval_batch_size=config.eval_batch_size, record={"run": config.identity()}, theta_init=theta_init,
+                 evaluate_zero_shot=config.zero_shot)
+    return RunResult(run_dir, scores, source.current(), method, task)  # the trainable holds the best state
 
 
 class ThetaSource:
@@ -254,7 +249,6 @@ def fit(
                  "test": len(test), "test_total": len(task.test), "metric": task.metric},
     })
     bs = eval_batch_size
-    start_theta = source.current()
     zs_path = run_dir / "zero_shot.json"
     if not evaluate_zero_shot:
         zero_shot: dict[str, Any] = {}
@@ -262,6 +256,7 @@ def fit(
         zero_shot = read_json(zs_path)
     else:
         zero_shot = {"frozen": {}, "init": {}}
+        start_theta = source.current()
         for split, examples in (("dev", task.dev), ("test", test)):
             if not examples:
                 continue

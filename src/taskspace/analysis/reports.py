@@ -12,8 +12,7 @@ import torch
 
 from ..subspace.bank import Bank
 from ..subspace.space import Subspace
-from ..tasks import load_task
-from ..tuning import capped_test_split, evaluate
+from ..tuning import evaluate
 from .relative import Table, mean, ratio, relative_table
 
 #: The papers' reference methods, with the name of their relative measure.
@@ -37,23 +36,28 @@ def bank_tables(bank: Bank, tasks: Sequence[str], split: str = "test") -> list[T
     return tables
 
 
+def _bank_test_score(space: Subspace, bank: Bank, task_name: str, method: str, theta: torch.Tensor) -> float | None:
+    """``theta``'s score on the test examples the bank's entries of ``task_name`` were scored on."""
+    task, test = bank.spec.test_split(task_name)
+    if not test:
+        return None
+    return evaluate(space.backbone, test, task.metric, method=space[method].method, theta=theta,
+                    batch_size=bank.spec.eval_batch_size)[0]
+
+
 def reconstruction_table(space: Subspace, bank: Bank, tasks: Sequence[str], method: str) -> Table:
     """Test scores of the bank's solutions after a round trip through the subspace, ``up(down(theta))``, against
     the solutions themselves (IPT's T_train(MSF) when the tasks are the training tasks)."""
     ms = space[method]
     if ms.down is None:
         raise ValueError(f"the {space.recipe} subspace has no down-projection for {method}")
-    spec = bank.spec
     scores, refs = [], []
     for t in tasks:
         entry = bank.entry(t, method)
-        task = load_task(t, spec.data_dir, k=spec.k, seed=spec.data_seed)
-        test = capped_test_split(task, spec.max_test_examples, 0)
         with torch.no_grad():
             delta = entry.theta.to(ms.anchor.device) - ms.anchor
             theta = ms.anchor + ms.up(ms.down(delta))
-        scores.append(evaluate(space.backbone, test, task.metric, method=ms.method, theta=theta,
-                               batch_size=spec.eval_batch_size)[0] if test else None)
+        scores.append(_bank_test_score(space, bank, t, method, theta))
         refs.append(entry.scores.get("test"))
     return relative_table(f"{method}: solutions reconstructed through the {space.recipe} subspace (d = {space.d})",
                           tasks, scores, refs, score_name="reconstructed", reference_name="original")
@@ -64,16 +68,12 @@ def shared_table(space: Subspace, bank: Bank, tasks: Sequence[str], method: str)
     method tuned in its original space (the bank entry)."""
     ms = space[method]
     vectors = torch.tensor(space.info["task_vectors"], dtype=ms.anchor.dtype, device=ms.anchor.device)
-    spec = bank.spec
     scores, refs = [], []
     for i, t in enumerate(tasks):
-        task = load_task(t, spec.data_dir, k=spec.k, seed=spec.data_seed)
-        test = capped_test_split(task, spec.max_test_examples, 0)
         with torch.no_grad():
             theta = ms.theta(vectors[i])
-        scores.append(evaluate(space.backbone, test, task.metric, method=ms.method, theta=theta,
-                               batch_size=spec.eval_batch_size)[0] if test else None)
-        refs.append(bank.score(t, method) if method in spec.methods else None)
+        scores.append(_bank_test_score(space, bank, t, method, theta))
+        refs.append(bank.score(t, method) if method in bank.spec.methods else None)
     return relative_table(f"{method}: training tasks' shared vectors (d = {space.d})", tasks, scores, refs,
                           score_name="shared subspace", reference_name="original")
 

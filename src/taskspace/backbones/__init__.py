@@ -91,6 +91,18 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+def _model_class(path: str, local: bool, family: str | None):
+    """The config of the model at ``path``, its family, its transformers auto class, and the extra arguments that
+    build it."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    config = AutoConfig.from_pretrained(path, local_files_only=local)
+    fam = family_of(config.model_type, family)
+    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
+    extra = {"add_pooling_layer": False} if fam == "encoder" else {}  # sentence embeddings pool the tokens
+    return config, fam, auto, extra
+
+
 def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE,
     *,
@@ -100,15 +112,12 @@ def load_backbone(
     **options,
 ) -> Backbone:
     """Load a frozen backbone. Local folders are read with ``local_files_only`` (no network access)."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     from .base import _resolve_dtype
 
     path, local = resolve_backbone_path(name_or_path)
-    config = AutoConfig.from_pretrained(path, local_files_only=local)
-    fam = family_of(config.model_type, family)
-    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
-    extra = {"add_pooling_layer": False} if fam == "encoder" else {}  # sentence embeddings pool the tokens
+    _, fam, auto, extra = _model_class(path, local, family)
     with _quiet_transformers():
         model = auto.from_pretrained(
             path, local_files_only=local, dtype=_resolve_dtype(dtype), attn_implementation="sdpa", **extra
@@ -121,13 +130,8 @@ def load_backbone(
 
 def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=None) -> Backbone:
     """A backbone built from its config alone on the meta device (no weights): for counting parameters."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-
     path, local = resolve_backbone_path(name_or_path)
-    config = AutoConfig.from_pretrained(path, local_files_only=local)
-    fam = family_of(config.model_type, family)
-    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
-    extra = {"add_pooling_layer": False} if fam == "encoder" else {}
+    config, fam, auto, extra = _model_class(path, local, family)
     with torch.device("meta"):
         model = auto.from_config(config, **extra)
     return FAMILIES[fam](model, tokenizer, name=name_or_path)

@@ -161,10 +161,7 @@ class FlatParameters(torch.nn.Module):
             raise ConfigError(f"theta must have shape [{layout.size}], got {tuple(theta.shape)}")
         self.layout = layout
         self.flat = theta.detach().clone()
-        parts = self.flat.split([s.numel for s in layout.slices])
-        self.slices = torch.nn.ParameterList(
-            torch.nn.Parameter(part.view(s.shape)) for s, part in zip(layout.slices, parts)
-        )
+        self.slices = torch.nn.ParameterList(torch.nn.Parameter(v) for v in layout.unflatten(self.flat).values())
 
     def views(self) -> dict[str, torch.Tensor]:
         return {s.name: p for s, p in zip(self.layout.slices, self.slices)}

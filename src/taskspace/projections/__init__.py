@@ -2,21 +2,18 @@
 
 Up-projections: :class:`LinearProjection`, IPT's :class:`IPTDecoder`, UDT's :class:`UDTUp`, and the random
 :class:`Fastfood` transform of all weights; down-projections: :class:`IPTEncoder`, :class:`UDTDown`.
-:class:`CachedProjection` projects once per optimiser step during evaluation. ``build_projection(p.config())``
-rebuilds any of them (see :mod:`.base`).
+``build_projection(p.config())`` rebuilds any of them (see :mod:`.base`).
 """
 
 from __future__ import annotations
 
 from .base import PROJECTIONS, Projection, build_projection, register
-from .cache import CachedProjection
 from .fastfood import Fastfood, fwht, hadamard
 from .linear import LinearProjection
 from .mlp import IPTDecoder, IPTEncoder, UDTDown, UDTUp
 
 __all__ = [
     "PROJECTIONS",
-    "CachedProjection",
     "Fastfood",
     "IPTDecoder",
     "IPTEncoder",

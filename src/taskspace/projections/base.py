@@ -68,11 +68,6 @@ class Projection(torch.nn.Module):
         """``{"kind": ..., <every constructor argument>}``, JSON-serialisable."""
         return {"kind": self.kind, **{k: _jsonable(v) for k, v in self._arguments.items()}}
 
-    @classmethod
-    def from_config_arguments(cls, arguments: dict[str, Any]) -> Projection:
-        """Build from the arguments of :meth:`config` (without ``kind``); wrappers override this."""
-        return cls(**arguments)
-
     def freeze(self):
         """Stop gradients to every parameter (``requires_grad = False``); returns ``self``."""
         for p in self.parameters():
@@ -98,7 +93,7 @@ def build_projection(config: Mapping[str, Any]) -> Projection:
     unknown = sorted(set(arguments) - names)
     if unknown:
         raise ConfigError(f"unknown option(s) {unknown} for projection {kind!r}; valid: {sorted(names)}")
-    return cls.from_config_arguments(arguments)
+    return cls(**arguments)
 
 
 def check_positive(value: Any, name: str) -> int:

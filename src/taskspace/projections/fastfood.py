@@ -29,9 +29,9 @@ scales and the transforms' gradients both vanish.
 **Speed.** ``H B [z; 0]`` is computed as the length-``p`` transform of ``b[:p] · z`` tiled ``L / p`` times
 (``p`` = next power of two >= d: ``H_L = H_{L/p} ⊗ H_p`` and ``[z; 0]`` lives in the first block), so the tiling
 and ``Π`` become one gather from a ``p``-vector; only the second ``H`` is a full O(L log L) transform. Transforms
-of equal ``L`` run as one batched call. ``B``, ``Π`` (and ``G`` unless trainable) are non-persistent buffers: the
-config rebuilds them, so a state dict holds only a trained ``G``. Large CPU tensors page-fault on every
-allocation; setting ``THP_MEM_ALLOC_ENABLE=1`` before starting Python (transparent huge pages in PyTorch's CPU
+of equal ``L`` run as one batched call. ``B``, the gather index of ``Π`` (and ``G`` unless trainable) are
+non-persistent buffers: the config rebuilds them, so a state dict holds only a trained ``G``. Large CPU tensors
+page-fault on every allocation; setting ``THP_MEM_ALLOC_ENABLE=1`` before starting Python (transparent huge pages in PyTorch's CPU
 allocator) made a full-model projection 1.5 to 2x as fast on our 2-core machine. Timings for all-MiniLM-L6-v2's
 weights (D = 22.7M, d = 1000): the docstring of ``tests/test_projections.py`` (about 0.4-0.55 s per forward and
 0.9-1.3 s per forward + backward on 2 cores, either mode).
@@ -133,6 +133,7 @@ class Fastfood(Projection):
                          "trainable_G": bool(trainable_G), "said": bool(said)})
         self.shapes = shapes
         self.mode = mode
+        self.seed = seed
         self.said = bool(said)
         self.trainable_G = bool(trainable_G)
         self.num_transforms = T
@@ -141,14 +142,7 @@ class Fastfood(Projection):
         self.sizes = tuple(ns)
         self.lengths = tuple(_next_power_of_two(max(n, self.d_eff)) for n in ns)
 
-        generator = torch.Generator().manual_seed(seed)
-        draws = []
-        for L in self.lengths:  # the documented order: b, perm, g per transform
-            b = torch.randint(0, 2, (L,), generator=generator) * 2 - 1
-            perm = torch.randperm(L, generator=generator)
-            g = torch.randn(L, generator=generator)
-            draws.append((b[: self.d_eff].float(), perm.int(), g))
-            del b, perm
+        draws = [(b[: self.d_eff].float(), perm.int(), g) for b, perm, g in self._draws()]
 
         # Transforms with equal L form one group, computed in one batched call (groups in order of first use).
         members: dict[int, list[int]] = {}
@@ -166,7 +160,6 @@ class Fastfood(Projection):
             g = torch.stack([draws[t][2] for t in ts])
             offsets = torch.arange(len(ts), dtype=torch.int32).unsqueeze(1) * self.d_pad
             self.register_buffer(f"B_{gi}", b, persistent=False)
-            self.register_buffer(f"perm_{gi}", perm, persistent=False)
             # The tiling of H_p (b · z) to length L followed by Π is a gather at perm mod p (+ the row's offset).
             self.register_buffer(f"index_{gi}", ((perm % self.d_pad) + offsets).flatten(), persistent=False)
             self.register_buffer(f"n_{gi}", torch.tensor([float(ns[t]) for t in ts]), persistent=False)
@@ -178,6 +171,14 @@ class Fastfood(Projection):
                 self.register_buffer(f"scale_index_{gi}", torch.tensor(ts, dtype=torch.long) + self.d_eff,
                                      persistent=False)
         del draws
+
+    def _draws(self):
+        """Each transform's ``(b, perm, g)`` from the seed, in the documented order."""
+        generator = torch.Generator().manual_seed(self.seed)
+        for L in self.lengths:
+            b = torch.randint(0, 2, (L,), generator=generator) * 2 - 1
+            perm = torch.randperm(L, generator=generator)
+            yield b, perm, torch.randn(L, generator=generator)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         z = x[..., : self.d_eff]
@@ -200,16 +201,18 @@ class Fastfood(Projection):
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)  # type: ignore[arg-type]
 
     def transform(self, t: int) -> dict[str, Any]:
-        """Transform ``t``'s random parts (views): ``B`` (its first d - T or d entries, the only ones used), ``perm``
-        (int32, ``(Π v)[k] = v[perm[k]]``), ``G``, and its ``L`` and ``n``."""
+        """Transform ``t``'s random parts: ``B`` (its first d - T or d entries, the only ones used; a view), ``perm``
+        (int32, ``(Π v)[k] = v[perm[k]]``; drawn again from the seed, as only its gather index is kept), ``G`` (a
+        view: trained if G is trainable), and its ``L`` and ``n``."""
         if not 0 <= t < self.num_transforms:
             raise ConfigError(f"transform {t}: this Fastfood has {self.num_transforms} transform(s)")
         gi, row = self._where[t]
+        perm = next(perm for i, (_, perm, _) in enumerate(self._draws()) if i == t)
         return {
             "L": self.lengths[t],
             "n": self.sizes[t],
             "B": getattr(self, f"B_{gi}")[row, : self.d_eff],
-            "perm": getattr(self, f"perm_{gi}")[row],
+            "perm": perm.int(),
             "G": getattr(self, f"G_{gi}")[row],
         }
 

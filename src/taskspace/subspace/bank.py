@@ -27,7 +27,8 @@ from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, DataError
 from ..store import load_delta, read_json, write_json
 from ..train import TrainConfig
-from ..tuning import DEFAULT_LR, TuneConfig, tune
+from ..tasks import Example, Task, load_task
+from ..tuning import DEFAULT_LR, TuneConfig, capped_test_split, tune
 
 BANK_FILE = "bank.json"
 
@@ -69,6 +70,11 @@ class BankSpec:
             backbone=backbone.name, k=self.k, data_seed=self.data_seed, seed=seed, train=train,
             eval_batch_size=self.eval_batch_size, max_test_examples=self.max_test_examples, zero_shot=self.zero_shot,
         )
+
+    def test_split(self, task: str) -> tuple[Task, list[Example]]:
+        """A task and the test examples its entries are scored on."""
+        loaded = load_task(task, self.data_dir, k=self.k, seed=self.data_seed)
+        return loaded, capped_test_split(loaded, self.max_test_examples, TuneConfig.test_sample_seed)
 
 
 @dataclass
@@ -144,16 +150,22 @@ class Bank:
             self._methods[name] = build_method(name, self.backbone, self.spec.methods[name])
         return self._methods[name]
 
-    def entry(self, task: str, method: str, seed: int | None = None) -> BankEntry:
+    def _finished(self, task: str, method: str, seed: int | None) -> tuple[int, Path]:
+        """The seed and run folder of a finished entry; an error naming it when it is unknown or unfinished."""
         seed = self.spec.seeds[0] if seed is None else seed
         if task not in self.spec.tasks or seed not in self.spec.seeds:
             raise ConfigError(f"{self.root}: the bank has no entry for task {task!r}, seed {seed}")
+        self.method(method)  # an unknown method is refused here
         run = entry_dir(self.root, task, method, seed)
         if not (run / "scores.json").is_file():
             raise DataError(
                 f"bank entry ({task}, {method}, seed {seed}) is missing or unfinished; run `taskspace bank` with "
                 "the same settings again to complete it", run,
             )
+        return seed, run
+
+    def entry(self, task: str, method: str, seed: int | None = None) -> BankEntry:
+        seed, run = self._finished(task, method, seed)
         theta, theta_init, _ = load_delta(run / "theta", self.method(method))
         return BankEntry(task, method, seed, theta, theta_init, read_json(run / "scores.json"), run)
 
@@ -177,4 +189,5 @@ class Bank:
         return torch.stack([e.theta for e in entries]), init
 
     def score(self, task: str, method: str, split: str = "test", seed: int | None = None) -> float | None:
-        return self.entry(task, method, seed).scores.get(split)
+        """An entry's saved score (its theta is not read: the bank verified it when the entry was built)."""
+        return read_json(self._finished(task, method, seed)[1] / "scores.json").get(split)

@@ -25,7 +25,7 @@ from .. import __version__
 from ..backbones import Backbone
 from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, IncompatibleError
-from ..projections import CachedProjection, Projection, build_projection
+from ..projections import Projection, build_projection
 from ..store import read_json, read_tensors, write_json, write_tensors
 from ..tuning import ThetaSource
 
@@ -157,18 +157,17 @@ class IntrinsicVector(nn.Module):
 class ProjectedTheta(ThetaSource):
     """``theta = anchor + up(z)`` with only ``z`` trained (IST, UDT subspace optimisation, random baselines).
 
-    The up-projection is frozen and wrapped in a :class:`CachedProjection`, so an evaluation or a generation that
-    binds theta many times projects once per optimiser step.
+    The up-projection is frozen. An evaluation (or generation) projects once: it binds the theta of
+    :meth:`current` for all its batches.
     """
 
     def __init__(self, space: MethodSpace, z: torch.Tensor):
         self.space = space
         self.trainable = IntrinsicVector(z)
-        self._up = CachedProjection(space.up)
 
     def bound(self) -> torch.Tensor:
-        return self.space.anchor + self._up(self.trainable.z)
+        return self.space.anchor + self.space.up(self.trainable.z)
 
     def current(self) -> torch.Tensor:
         with torch.no_grad():
-            return (self.space.anchor + self._up(self.trainable.z)).detach().clone()
+            return (self.space.anchor + self.space.up(self.trainable.z)).detach().clone()
