@@ -84,38 +84,73 @@ def test_qa_f1_empty_and_max() -> None:
 # Rouge-L
 
 
+def rouge_f(precision: float, recall: float) -> float:
+    """rouge 1.0.1's F formula, which CrossFit's Rouge-L inherits: 2PR / (P + R + 1e-8)."""
+    return 2 * precision * recall / (precision + recall + 1e-8)
+
+
 def test_rouge_l_lcs() -> None:
-    # prediction: the cat was found under the bed (7 tokens); reference: the cat was under the bed (6);
-    # LCS = "the cat was under the bed" = 6 -> P = 6/7, R = 1 -> F = 2 (6/7) / (13/7) = 12/13.
-    assert rouge_l("The cat was found under the bed.", ["the cat was under the bed"]) == pytest.approx(12 / 13)
-    # a b c d vs b d a: LCS "b d" = 2 -> P = 2/4, R = 2/3 -> F = 4/7.
-    assert rouge_l("a b c d", ["b d a"]) == pytest.approx(4 / 7)
+    # Tokens are case-sensitive and counted as distinct tokens; the final "." only ends the one sentence.
+    # prediction: The cat was found under the bed -> 7 distinct ("The" != "the");
+    # reference: the cat was under the bed -> 5 distinct (the, cat, was, under, bed);
+    # LCS = "cat was under the bed" -> 5 distinct -> P = 5/7, R = 5/5.
+    assert rouge_l("The cat was found under the bed.", ["the cat was under the bed"]) == pytest.approx(
+        rouge_f(5 / 7, 1), rel=1e-12
+    )
+    # a b c d vs b d a: LCS "b d" = 2 -> P = 2/4, R = 2/3 -> F ~ 4/7.
+    assert rouge_l("a b c d", ["b d a"]) == pytest.approx(rouge_f(2 / 4, 2 / 3), rel=1e-12)
+    # An exact match is not quite 1: 2 / (2 + 1e-8).
+    assert rouge_l("the cat sat", ["the cat sat"]) == pytest.approx(1 - 5e-9, abs=1e-15)
+
+
+def test_rouge_l_counts_distinct_tokens() -> None:
+    # prediction: cat cat cat -> 1 distinct token; reference: cat dog -> 2; LCS "cat" -> P = 1/1, R = 1/2.
+    assert rouge_l("cat cat cat", ["cat dog"]) == pytest.approx(rouge_f(1, 1 / 2), rel=1e-12)
+
+
+def test_rouge_l_union_lcs_over_sentences() -> None:
+    # Summary-level Rouge-L (sentences split on "."): reference r = w1 w2 w3 w4 w5 (5 distinct); candidate
+    # c1 = w1 w2 w6 w7 w8, c2 = w1 w3 w8 w9 w5 (8 distinct in all). LCS(r, c1) = w1 w2, LCS(r, c2) = w1 w3 w5,
+    # union {w1, w2, w3, w5} = 4 -> P = 4/8, R = 4/5.
+    score = rouge_l("w1 w2 w6 w7 w8. w1 w3 w8 w9 w5", ["w1 w2 w3 w4 w5"])
+    assert score == pytest.approx(rouge_f(4 / 8, 4 / 5), rel=1e-12)
+    # Which LCS is taken matters: for reference sentence "a b" and prediction "b a" both {a} and {b} are LCSs;
+    # the package's backtrack takes "b", and reference sentence "b" adds nothing new: union {b} = 1 of 2 -> F ~ 1/2
+    # (taking "a" would give union {a, b} -> F ~ 1).
+    assert rouge_l("b a", ["a b. b"]) == pytest.approx(rouge_f(1 / 2, 1 / 2), rel=1e-12)
 
 
 def test_rouge_l_tokens_empty_and_max() -> None:
-    assert rouge_l("Hello, World!", ["hello world"]) == 1.0  # lower-cased alphanumeric tokens
-    assert rouge_l("!!!", ["anything"]) == 0.0  # no tokens in the prediction
+    # Case-sensitive, punctuation stays attached: Hello, / World! share no token with hello / world.
+    assert rouge_l("Hello, World!", ["hello world"]) == 0.0
+    assert rouge_l("Hello, World!", ["Hello, World!"]) == pytest.approx(1 - 5e-9, abs=1e-15)
+    assert rouge_l("!!!", ["anything"]) == 0.0  # only punctuation: CrossFit scores 0 without calling rouge
     assert rouge_l("", [""]) == 0.0
-    assert rouge_l("x y", ["z", "x y z"]) == pytest.approx(0.8)  # max(0, F(P=1, R=2/3) = 4/5)
+    assert rouge_l(" ", ["a b"]) == 0.0  # whitespace is not removed, but shares no token with the reference
+    assert rouge_l("x", ["..."]) == 0.0  # a reference without sentences (rouge raises) scores 0
+    assert rouge_l("x y", ["z", "x y z"]) == pytest.approx(rouge_f(1, 2 / 3), rel=1e-12)  # max(0, ~4/5)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Classification-F1
 
 
-def test_classification_f1_invalid_prediction_adds_no_class() -> None:
+def test_classification_f1_invalid_prediction_adds_a_class() -> None:
     gold = refs("a", "a", "b", "b", "c")
-    preds = ["a", "b", "b", "x", "c"]  # "x" is not a label
-    # a: tp 1, fp 0, fn 1 -> 2/3 ; b: tp 1, fp 1 (example 2), fn 1 (example 4) -> 2/4 ; c: tp 1 -> 1.
-    # macro over the gold labels {a, b, c}: (2/3 + 1/2 + 1) / 3 = 13/18 (adding "x" as a class would give 13/24).
-    assert classification_f1(preds, gold) == pytest.approx(13 / 18)
-    assert compute_metric("Classification-F1", preds, gold) == pytest.approx(13 / 18)
+    preds = ["a", "b", "b", "x", "c"]  # "x" is not a gold label
+    # a: tp 1, fp 0, fn 1 -> 2/3 ; b: tp 1, fp 1 (example 2), fn 1 (example 4) -> 2/4 ; c: tp 1 -> 1 ;
+    # x: tp 0, fp 1 -> 0. sklearn's macro F1 runs over gold and predicted labels {a, b, c, x}:
+    # (2/3 + 1/2 + 1 + 0) / 4 = 13/24 (over the gold labels only it would be 13/18).
+    assert classification_f1(preds, gold) == pytest.approx(13 / 24)
+    assert compute_metric("Classification-F1", preds, gold) == pytest.approx(13 / 24)
 
 
-def test_classification_f1_uses_gold_labels_only() -> None:
-    # Gold has only "pos"; predicting "neg" twice: pos tp 2, fn 2 -> F1 = 4/6 = 2/3; "neg" is not averaged.
-    assert classification_f1(["pos", "neg", "pos", "neg"], refs("pos", "pos", "pos", "pos")) == pytest.approx(2 / 3)
+def test_classification_f1_averages_over_gold_and_predicted_labels() -> None:
+    # Gold has only "pos"; predicting "neg" twice: pos tp 2, fn 2 -> F1 = 4/6 = 2/3; neg tp 0, fp 2 -> F1 0.
+    # Macro over {pos, neg}: (2/3 + 0) / 2 = 1/3.
+    assert classification_f1(["pos", "neg", "pos", "neg"], refs("pos", "pos", "pos", "pos")) == pytest.approx(1 / 3)
     assert classification_f1([" pos "], refs("pos")) == 1.0  # surrounding whitespace ignored
+    assert classification_f1(["Pos"], refs("pos")) == 0.0  # case is not: "Pos" is a class of its own
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,23 +158,30 @@ def test_classification_f1_uses_gold_labels_only() -> None:
 
 
 def test_mcc_binary_from_a_2x2_matrix() -> None:
-    # positive "1": TP 6, TN 3, FP 1, FN 2.
+    # positive "acceptable": TP 6, TN 3, FP 1, FN 2.
     # MCC = (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)) = (18 - 2) / sqrt(7 * 8 * 4 * 5) = 16 / sqrt(1120).
-    gold = ["1"] * 6 + ["0"] * 3 + ["0"] + ["1"] * 2
-    pred = ["1"] * 6 + ["0"] * 3 + ["1"] + ["0"] * 2
+    yes, no = "acceptable", "unacceptable"
+    gold = [yes] * 6 + [no] * 3 + [no] + [yes] * 2
+    pred = [yes] * 6 + [no] * 3 + [yes] + [no] * 2
     assert matthews_correlation(pred, refs(*gold)) == pytest.approx(16 / math.sqrt(1120))
 
 
-def test_mcc_multiclass_from_a_3x3_matrix() -> None:
-    # rows = gold, columns = predicted, labels a b c:  [[3, 1, 0], [0, 2, 1], [1, 0, 2]].
-    # s = 10, correct c = 7, gold counts t = (4, 3, 3), predicted counts p = (4, 3, 3).
-    # MCC = (c s - sum p t) / sqrt((s^2 - sum p^2)(s^2 - sum t^2)) = (70 - 34) / sqrt(66 * 66) = 36/66 = 6/11.
-    matrix = {("a", "a"): 3, ("a", "b"): 1, ("b", "b"): 2, ("b", "c"): 1, ("c", "a"): 1, ("c", "c"): 2}
+def test_mcc_binarises_on_acceptable() -> None:
+    # CrossFit maps every label to acceptable (1) or not (0) before the MCC, so a three-label matrix collapses.
+    # rows = gold, columns = predicted, labels acceptable / unacceptable / x:  [[3, 1, 0], [0, 2, 1], [1, 0, 2]].
+    # TP = 3, FN = 1, FP = 1 (gold x, predicted acceptable), TN = 2 + 1 + 2 = 5:
+    # MCC = (15 - 1) / sqrt(4 * 4 * 6 * 6) = 14/24 = 7/12 (the multi-class MCC of the 3x3 matrix would be 6/11).
+    a, u, x = "acceptable", "unacceptable", "x"
+    matrix = {(a, a): 3, (a, u): 1, (u, u): 2, (u, x): 1, (x, a): 1, (x, x): 2}
     gold, pred = [], []
     for (g, p), count in matrix.items():
         gold += [g] * count
         pred += [p] * count
-    assert matthews_correlation(pred, refs(*gold)) == pytest.approx(6 / 11)
+    assert matthews_correlation(pred, refs(*gold)) == pytest.approx(7 / 12)
+    # Predictions are stripped, gold labels are not (as in CrossFit); case matters.
+    assert matthews_correlation([" acceptable ", "unacceptable"], refs(a, u)) == pytest.approx(1.0)
+    assert matthews_correlation(["Acceptable", "unacceptable"], refs(a, u)) == 0.0  # no positive prediction
+    assert matthews_correlation([a, u], refs(" acceptable", u)) == 0.0  # no positive gold label
 
 
 def test_mcc_extremes_and_undefined() -> None:

@@ -1,9 +1,25 @@
-"""CrossFit's evaluation metrics, each written from its definition (SPEC §2).
+"""CrossFit's evaluation metrics (SPEC §2).
 
 Scores are fractions in [0, 1] (correlations in [-1, 1]). Per-example metrics (EM, ACC, QA-F1, Rouge-L) take
 the maximum over an example's references and are averaged over examples; corpus metrics (Classification-F1,
 Matthew-Correlation, Pearson-Correlation) compare the predictions with the *first* reference of each example.
 Use :func:`compute_metric` with the CrossFit metric names, the keys of :data:`METRICS`.
+
+EM, ACC, QA-F1 and Pearson-Correlation are written from their definitions. Rouge-L, Classification-F1 and
+Matthew-Correlation reproduce what CrossFit's own evaluation code computes (``dataloader/metrics.py`` of
+INK-USC/CrossFit: ``get_rouge_over_list``, ``f1_score(..., average="macro")``, ``get_matthews_corr``), written
+here without depending on the packages it calls:
+
+* Rouge-L: ``Rouge().get_scores(prediction, reference)[0]["rouge-l"]["f"]`` of the ``rouge==1.0.1`` package,
+  max over references (:func:`rouge_l` gives the package's exact semantics). CrossFit returns 0.0 without calling
+  the package when the prediction is empty once the ASCII punctuation (``string.punctuation``) is removed; only
+  punctuation is removed, so a whitespace-only prediction is scored by the package (usually 0.0).
+* Classification-F1: sklearn's ``f1_score(gold, predictions, average="macro")``: the macro average runs over the
+  union of gold and predicted labels, so a predicted label that never occurs in the gold data adds a class with
+  F1 0. Unlike CrossFit, surrounding whitespace is stripped from both sides first.
+* Matthew-Correlation: a prediction is 1 when ``prediction.strip() == "acceptable"``, a gold label when it equals
+  ``"acceptable"`` exactly, else 0; then sklearn's ``matthews_corrcoef`` on the two binary vectors (0.0 when
+  undefined).
 """
 
 from __future__ import annotations
@@ -34,7 +50,6 @@ logger = logging.getLogger(__name__)
 
 _PUNCTUATION = frozenset(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
-_ROUGE_TOKEN = re.compile(r"[a-z0-9]+")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -81,37 +96,84 @@ def qa_f1(prediction: str, references: Sequence[str]) -> float:
     return max(_token_f1(pred_tokens, normalize_answer(ref).split()) for ref in references)
 
 
-def _lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
-    """Length of the longest common subsequence (dynamic programming, one row at a time)."""
-    if len(a) < len(b):
-        a, b = b, a
-    previous = [0] * (len(b) + 1)
-    for x in a:
-        current = [0]
-        for j, y in enumerate(b, start=1):
-            current.append(previous[j - 1] + 1 if x == y else max(previous[j], current[j - 1]))
-        previous = current
-    return previous[-1]
+def _rouge_sentences(text: str) -> list[list[str]]:
+    """Sentences as rouge 1.0.1 reads them: pieces between "." (empty pieces dropped), split on whitespace.
+
+    The package rejoins each piece's whitespace-split words with one space and splits that on " ", so a piece
+    holding only whitespace becomes a sentence with one empty-string token.
+    """
+    return [piece.split() or [""] for piece in text.split(".") if piece]
+
+
+def _lcs_tokens(reference: Sequence[str], candidate: Sequence[str]) -> set[str]:
+    """The set of tokens of the one longest common subsequence that rouge 1.0.1 reconstructs.
+
+    Full LCS table, then the package's backtrack from the end: take the token when the two match, else step back
+    in the reference when that keeps a strictly longer LCS, otherwise step back in the candidate. Which LCS is
+    taken matters, because Rouge-L counts its distinct tokens.
+    """
+    if not set(reference) & set(candidate):
+        return set()
+    width = len(candidate) + 1
+    table = [[0] * width]
+    for x in reference:
+        above, row = table[-1], [0]
+        for j, y in enumerate(candidate, start=1):
+            row.append(above[j - 1] + 1 if x == y else max(above[j], row[j - 1]))
+        table.append(row)
+    tokens: set[str] = set()
+    i, j = len(reference), len(candidate)
+    while i > 0 and j > 0:
+        if reference[i - 1] == candidate[j - 1]:
+            tokens.add(reference[i - 1])
+            i, j = i - 1, j - 1
+        elif table[i - 1][j] > table[i][j - 1]:
+            i -= 1
+        else:
+            j -= 1
+    return tokens
+
+
+def _rouge_l_single(prediction: str, reference: str) -> float:
+    """Summary-level Rouge-L F of rouge 1.0.1 (``exclusive=True``) for one prediction against one reference.
+
+    The union of the LCS token sets of every (reference sentence, prediction sentence) pair, counted as distinct
+    tokens, over the number of distinct tokens of the reference (R) and of the prediction (P); F =
+    2 P R / (P + R + 1e-8), the package's formula (so a perfect match scores 1 - 5e-9, not 1).
+    """
+    candidate = _rouge_sentences(prediction)
+    reference_sentences = _rouge_sentences(reference)
+    if not candidate or not reference_sentences:
+        return 0.0  # the package raises ValueError ("... is empty") here
+    union: set[str] = set()
+    for ref_sentence in reference_sentences:
+        for cand_sentence in candidate:
+            union |= _lcs_tokens(ref_sentence, cand_sentence)
+    llcs = len(union)
+    r_lcs = llcs / len({t for sentence in reference_sentences for t in sentence})
+    p_lcs = llcs / len({t for sentence in candidate for t in sentence})
+    return 2.0 * ((p_lcs * r_lcs) / (p_lcs + r_lcs + 1e-8))
 
 
 def rouge_l(prediction: str, references: Sequence[str]) -> float:
-    """Rouge-L: LCS-based F1 on lower-cased alphanumeric tokens ([a-z0-9]+), max over references.
+    """Rouge-L as CrossFit computes it: rouge 1.0.1's summary-level Rouge-L F, max over references.
 
-    0.0 when the prediction (or a reference) has no tokens.
+    0.0 when the prediction has no character left after removing ASCII punctuation (CrossFit's rule; whitespace
+    is kept, so "  " is scored, normally 0.0). Otherwise, as ``Rouge().get_scores(prediction, reference)``:
+
+    * text is split into sentences on "." (empty pieces dropped) and sentences into tokens on whitespace; tokens
+      are case-sensitive and keep the punctuation attached to them ("World!" differs from "world"), so
+      "Hello, World!" against "hello world" scores 0.0;
+    * the LCS tokens of every (reference sentence, prediction sentence) pair are pooled as a *set*, and lengths
+      are numbers of *distinct* tokens: "cat cat cat" against "cat dog" has P = 1/1, R = 1/2;
+    * F = 2 P R / (P + R + 1e-8), not plain 2PR/(P+R): an exact match scores 1 - 5e-9.
+
+    A reference with no sentence ("" or only dots), on which the package raises, scores 0.0. Long sentences are
+    fine here (the package's recursive backtrack hits Python's recursion limit near 1000 tokens).
     """
-    pred_tokens = _ROUGE_TOKEN.findall(prediction.lower())
-    if not pred_tokens:
+    if all(ch in _PUNCTUATION for ch in prediction):
         return 0.0
-    best = 0.0
-    for ref in references:
-        ref_tokens = _ROUGE_TOKEN.findall(ref.lower())
-        if not ref_tokens:
-            continue
-        lcs = _lcs_length(pred_tokens, ref_tokens)
-        if lcs:
-            precision, recall = lcs / len(pred_tokens), lcs / len(ref_tokens)
-            best = max(best, 2 * precision * recall / (precision + recall))
-    return best
+    return max(_rouge_l_single(prediction, ref) for ref in references)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -123,39 +185,41 @@ def _gold(references: Sequence[Sequence[str]]) -> list[str]:
 
 
 def classification_f1(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """Classification-F1: macro F1 over the gold labels (first references), surrounding whitespace ignored.
+    """Classification-F1 as CrossFit computes it: sklearn's ``f1_score(gold, predictions, average="macro")``.
 
-    The average runs over the labels that occur in the gold data only: a prediction that is not a gold label is
-    wrong for its example (a false negative of the gold class) but adds no class of its own.
+    Gold labels are the first references; surrounding whitespace is stripped from gold and predictions (CrossFit
+    does not strip). The macro average runs over the union of gold and predicted labels: a predicted label that
+    never occurs in the gold data adds a class of its own with F1 0 (no true positives), as in sklearn. Per label,
+    F1 = 2 tp / (gold count + predicted count), 0 when tp = 0 (sklearn's zero_division result).
     """
     gold = _gold(references)
     preds = [p.strip() for p in predictions]
-    scores = []
-    for label in sorted(set(gold)):
-        tp = sum(1 for g, p in zip(gold, preds) if g == label and p == label)
-        fp = sum(1 for g, p in zip(gold, preds) if g != label and p == label)
-        fn = sum(1 for g, p in zip(gold, preds) if g == label and p != label)
-        scores.append(2 * tp / (2 * tp + fp + fn))  # fn >= 1 or tp >= 1: every label here occurs in gold
+    gold_counts, pred_counts = Counter(gold), Counter(preds)
+    true_positives = Counter(g for g, p in zip(gold, preds) if g == p)
+    labels = sorted(gold_counts.keys() | pred_counts.keys())
+    scores = [2 * true_positives[label] / (gold_counts[label] + pred_counts[label]) for label in labels]
     return sum(scores) / len(scores)
 
 
 def matthews_correlation(predictions: Sequence[str], references: Sequence[Sequence[str]]) -> float:
-    """Matthews correlation coefficient over label strings (Gorodkin's multi-class form; binary MCC for 2 labels).
+    """Matthew-Correlation as CrossFit computes it (``get_matthews_corr``, written for glue-cola).
 
-    With c correct predictions out of s, t_k the gold count and p_k the predicted count of label k:
-    MCC = (c s - sum_k p_k t_k) / sqrt((s^2 - sum_k p_k^2) (s^2 - sum_k t_k^2)); 0.0 when the denominator is
-    zero (all predictions, or all gold labels, identical).
+    Binarise: a prediction is positive when ``prediction.strip() == "acceptable"``, a gold label (first
+    reference) when it equals ``"acceptable"`` exactly; everything else, "unacceptable" or any other string, is
+    negative. Then the binary MCC of sklearn's ``matthews_corrcoef``:
+    (TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN)), 0.0 when the denominator is 0 (all predictions, or all
+    gold labels, on one side).
     """
-    gold = _gold(references)
-    preds = [p.strip() for p in predictions]
-    s = len(gold)
-    c = sum(g == p for g, p in zip(gold, preds))
-    t, p = Counter(gold), Counter(preds)
-    covariance = c * s - sum(p[k] * t[k] for k in t.keys() | p.keys())
-    denominator = (s * s - sum(v * v for v in p.values())) * (s * s - sum(v * v for v in t.values()))
-    if denominator <= 0:
+    gold = [refs[0] == "acceptable" for refs in references]
+    preds = [p.strip() == "acceptable" for p in predictions]
+    tp = sum(g and p for g, p in zip(gold, preds))
+    tn = sum(not g and not p for g, p in zip(gold, preds))
+    fp = sum(p and not g for g, p in zip(gold, preds))
+    fn = sum(g and not p for g, p in zip(gold, preds))
+    denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    if denominator == 0:
         return 0.0
-    return covariance / math.sqrt(denominator)
+    return (tp * tn - fp * fn) / math.sqrt(denominator)
 
 
 def _parse_float(text: str) -> float | None:
