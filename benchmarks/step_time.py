@@ -17,8 +17,9 @@ embeddings, scaled cosine to the options' frozen embeddings, cross-entropy; for 
 the answer tokens). Every implementation uses the same optimiser (taskspace's AdamW). Timings interleave the
 implementations step by step and report medians; only ratios measured in the same run are meaningful. Usage:
 
-    python benchmarks/step_time.py                       # all-MiniLM-L6-v2 (encoder), ag_news, batch 8
+    python benchmarks/step_time.py --backbone minilm     # all-MiniLM-L6-v2 (encoder), ag_news, batch 8
     python benchmarks/step_time.py --backbone ../shared/models/stories260K --task glue-sst2
+    python benchmarks/step_time.py --steps 10 --warmup 2 --methods prompt prefix lora   # SmolLM2 (the default)
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from taskspace.backbones import load_backbone
+from taskspace.cli import parse_options
 from taskspace.deltas import FlatParameters, build_method
 from taskspace.optim import make_optimizer
 from taskspace.tasks import load_task
@@ -69,9 +71,13 @@ def encoder_loss(backbone, batch, run, extra_prefix: int = 0):
 
 
 def causal_loss(batch, run, extra_prefix: int = 0):
-    logits = run(batch["input_ids"], batch["attention_mask"])[:, extra_prefix:]
-    labels = batch["labels"]
-    return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+    """Next-token loss on the answer tokens, with the LM head run on the positions that predict them only (as
+    taskspace does; ``logits_to_keep`` gives every implementation the same head cost)."""
+    start = int(batch["answer_start"])
+    width = batch["input_ids"].shape[1] - start
+    logits = run(batch["input_ids"], batch["attention_mask"], keep=width + 1)[:, :-1]
+    labels = batch["labels"][:, start:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
 
 
 def make_reference(name: str, backbone, batch):
@@ -110,8 +116,9 @@ def make_reference(name: str, backbone, batch):
     if not params:  # e.g. BitFit on a model without biases (Llama): nothing native to compare with
         return None
 
-    def run(ids, mask):
-        return model(input_ids=ids, attention_mask=mask)[key]
+    def run(ids, mask, keep=None):
+        extra_args = {} if keep is None else {"logits_to_keep": keep}
+        return model(input_ids=ids, attention_mask=mask, **extra_args)[key]
 
     if family == "encoder":
         return (lambda: encoder_loss(backbone, batch, run, extra)), params
@@ -127,12 +134,13 @@ def frozen_step(backbone, batch, extra_tokens: int = 0):
     model = backbone.model
     table = model.get_input_embeddings()
 
-    def run(ids, mask):
+    def run(ids, mask, keep=None):
         embeds = table(ids)
         if extra_tokens:
             embeds = torch.cat([embeds.new_zeros(embeds.shape[0], extra_tokens, embeds.shape[-1]), embeds], 1)
             mask = torch.cat([mask.new_ones(mask.shape[0], extra_tokens), mask], 1)
-        out = model(inputs_embeds=embeds.detach().requires_grad_(True), attention_mask=mask)
+        extra_args = {} if keep is None else {"logits_to_keep": keep}
+        out = model(inputs_embeds=embeds.detach().requires_grad_(True), attention_mask=mask, **extra_args)
         return out.last_hidden_state if backbone.family == "encoder" else out.logits
 
     if backbone.family == "encoder":
@@ -142,7 +150,8 @@ def frozen_step(backbone, batch, extra_tokens: int = 0):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--backbone", default="minilm")
+    ap.add_argument("--backbone", default="smollm2")
+    ap.add_argument("--backbone-opt", action="append", default=[], metavar="KEY=VALUE", help="e.g. dtype=float32")
     ap.add_argument("--task", default="ag_news")
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/crossfit"))
     ap.add_argument("--batch-size", type=int, default=8)
@@ -152,13 +161,14 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.manual_seed(0)
-    backbone = load_backbone(args.backbone)
+    backbone = load_backbone(args.backbone, **parse_options(args.backbone_opt, None, "--backbone-opt"))
     task = load_task(args.task, args.data_dir)
     batch = backbone.collate(task.train[: args.batch_size])
     backbone.train()
     with torch.no_grad():
         backbone.loss(batch)  # fills the encoder's option-embedding cache for every implementation
-    print(f"backbone {backbone.name} ({backbone.family}, {backbone.num_parameters():,} parameters), task "
+    print(f"backbone {backbone.name} ({backbone.family}, {backbone.num_parameters():,} parameters, "
+          f"{backbone.describe()['dtype']}), task "
           f"{args.task}, batch {args.batch_size}, {torch.get_num_threads()} threads, median of {args.steps} steps")
     print(f"{'method':>9} {'D':>11} {'taskspace ms':>13} {'reference ms':>13} {'frozen ms':>10} "
           f"{'vs reference':>13} {'vs frozen':>10}  reference")

@@ -32,3 +32,30 @@ def shared_dir() -> Path:
 @pytest.fixture(scope="session")
 def data_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "crossfit"
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(tmp_path_factory):
+    """A fresh taskspace cache folder holding the real SmolLM2 conversion, made once per test session; every test
+    that loads the default backbone uses it (so a session converts once, and never reads a user's cache)."""
+    from taskspace.backbones import smollm2
+    from taskspace.cache import CACHE_ENV
+
+    root = tmp_path_factory.mktemp("taskspace-cache")
+    previous = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(root)
+    try:
+        yield root, smollm2.smollm2_folder()
+    finally:
+        if previous is None:
+            os.environ.pop(CACHE_ENV, None)
+        else:
+            os.environ[CACHE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def smol(smollm2_cache):
+    """The default backbone, SmolLM2-135M-Instruct, loaded once per test session."""
+    from taskspace.backbones import load_backbone
+
+    return load_backbone("smollm2")

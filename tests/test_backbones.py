@@ -73,7 +73,7 @@ def test_greedy_generation_matches_transformers(kind, shared_dir, data_dir):
 @pytest.mark.parametrize("kind", ("t5", "gpt2", "minilm"))
 def test_option_scores_are_the_losses_of_each_option(kind, shared_dir, data_dir):
     """Ranking scores an option by minus the loss of training on it (mean token NLL, or the encoder's logit)."""
-    backbone = tiny_backbone(kind, str(shared_dir))
+    backbone = tiny_backbone(kind, str(shared_dir), decode="rank")
     example = load_task("superglue-copa", data_dir).train[0]
     scores = backbone.option_scores(backbone.collate([example]))[0]
     with torch.no_grad():
@@ -96,7 +96,7 @@ def test_encoder_rejects_tasks_without_options(data_dir):
 
 
 def test_mixed_batches_rank_and_generate(shared_dir, data_dir):
-    backbone = tiny_backbone("t5", str(shared_dir))
+    backbone = tiny_backbone("t5", str(shared_dir), decode="rank")
     ranked = load_task("glue-sst2", data_dir).train[:2]
     generated = load_task("web_questions", data_dir).train[:2]
     mixed = [ranked[0], generated[0], ranked[1], generated[1]]

@@ -47,9 +47,9 @@ def _tune(args, tmp_path, data_dir, capsys):
     return code, capsys.readouterr()
 
 
-def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys):
-    args = ["--task", "glue-sst2", "--method", "lora", "--steps", "4", "--eval-every", "2",
-            "--max-test-examples", "24", "--run-name", "run"]
+def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys, smollm2_cache):
+    args = ["--task", "glue-sst2", "--method", "lora", "--steps", "4", "--eval-every", "2", "--batch-size", "4",
+            "--max-test-examples", "8", "--run-name", "run", "--backbone-opt", "max_output_length=3"]
     code, out = _tune(args, tmp_path, data_dir, capsys)
     assert code == 0, out.err
     run = tmp_path / "run"
@@ -57,13 +57,15 @@ def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys):
     assert {"config.json", "zero_shot.json", "log.jsonl", "checkpoint", "theta.safetensors", "theta.json",
             "scores.json", "predictions"} <= names
     scores = json.loads((run / "scores.json").read_text())
-    assert scores["metric"] == "ACC" and scores["n_test"] == 24 and scores["n_test_total"] == 872
+    assert scores["metric"] == "ACC" and scores["n_test"] == 8 and scores["n_test_total"] == 872
+    assert scores["decode"] == "generate" and "decode generate" in out.out
     assert 0 <= scores["dev"] <= 1 and 0 <= scores["test"] <= 1
     assert "tuned (best on dev)" in out.out and "frozen backbone" in out.out
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in log] == [2, 4]
+    assert [r["step"] for r in log] == [0, 2, 4]
     config = json.loads((run / "config.json").read_text())
-    assert len(config["backbone"]["fingerprint"]) == 64 and config["backbone"]["name"] == "all-MiniLM-L6-v2"
+    assert len(config["backbone"]["fingerprint"]) == 64 and config["backbone"]["name"] == "SmolLM2-135M-Instruct"
+    assert config["backbone"]["decode"] == "generate" and config["backbone"]["dtype"] in ("float32", "bfloat16")
 
     # The same command again returns the finished run without training.
     code, again = _tune(args, tmp_path, data_dir, capsys)
@@ -91,7 +93,9 @@ def test_tune_a_generative_task_on_a_causal_backbone(tmp_path, data_dir, shared_
     "args,message",
     [
         (["--task", "glue-sst3", "--method", "lora"], "glue-sst2"),
-        (["--task", "web_questions", "--method", "lora"], "has no options"),
+        (["--task", "web_questions", "--method", "lora", "--backbone", "minilm"], "has no options"),
+        (["--task", "glue-sst2", "--method", "lora", "--backbone", "minilm", "--decode", "generate"],
+         "decode='generate'.*encoder family can use rank"),
         (["--task", "glue-sst2", "--method", "lora", "--opt", "rank=4"], "--opt .*rank"),
         (["--task", "glue-sst2", "--method", "lora", "--steps", "0"], "--steps"),
     ],
@@ -122,10 +126,11 @@ def test_convert_writes_crossfit_tsv(tmp_path, data_dir, capsys):
 
 
 def test_method_names_match_the_registry():
-    from taskspace.cli import METHOD_NAMES
+    from taskspace import backbones, cli
     from taskspace.deltas import METHODS
 
-    assert METHOD_NAMES == tuple(METHODS)
+    assert cli.METHOD_NAMES == tuple(METHODS)
+    assert cli.DEFAULT_BACKBONE == backbones.DEFAULT_BACKBONE
 
 
 def test_parser_defaults_are_documented():

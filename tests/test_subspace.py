@@ -149,9 +149,9 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
     for name, ms in space.methods.items():
         assert ms.up.d_in == 4 and ms.up.d_out == bank.method(name).size
         assert torch.equal(ms.anchor, bank.stacked(TASKS[:2], name)[1])
-    # Validation ran at both evaluations (steps 2 and 4).
+    # Validation ran before training and at both evaluations (steps 0, 2 and 4).
     log = [json.loads(line) for line in (folder / "fit" / "log.jsonl").read_text().splitlines()]
-    assert len(log) == 2 and all("dev" in r for r in log)
+    assert [r["step"] for r in log] == [0, 2, 4] and all("dev" in r for r in log)
 
     # Round trip: the reloaded subspace decodes identically.
     loaded = Subspace.load(folder, llama)

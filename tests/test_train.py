@@ -38,7 +38,7 @@ def _run(tmp_path, steps, fail_at=None, **overrides):
             raise KeyboardInterrupt("simulated interruption")
         return model.loss(examples, targets)
 
-    scores = iter([0.1, 0.5, 0.3, 0.4, 0.2, 0.6, 0.6])
+    scores = iter([0.0, 0.1, 0.5, 0.3, 0.4, 0.2, 0.6, 0.6])  # the first is the untrained state's (step 0)
     config = TrainConfig(**{"steps": steps, "batch_size": 3, "lr": 0.1, "eval_every": 2, "progress": False, **overrides})
     result = train(model, loss_fn, EXAMPLES, config, evaluate=lambda: next(scores), run_dir=tmp_path)
     return model, result
@@ -59,7 +59,50 @@ def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
     assert torch.equal(resumed.last_state["theta"], whole.last_state["theta"])
     assert resumed.best_step == whole.best_step == 4
     assert torch.equal(resumed.best_state["theta"], whole.best_state["theta"])
-    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in whole.history]
+    assert [h.get("loss") for h in resumed.history] == [h.get("loss") for h in whole.history]
+
+
+def test_the_untrained_state_takes_part_in_the_selection(tmp_path):
+    """Step 0 is evaluated and wins when it scores strictly better than every trained state; on a tie the trained
+    state wins (ties among trained states still go to the earlier one)."""
+    config = TrainConfig(steps=6, batch_size=3, lr=0.1, eval_every=2, progress=False)
+    model = Quadratic()
+    initial = model.theta.detach().clone()
+    scores = iter([0.6, 0.2, 0.5, 0.1])
+    result = train(model, model.loss, EXAMPLES, config, evaluate=lambda: next(scores))
+    assert result.best_step == 0 and result.best_score == 0.6
+    assert torch.equal(result.best_state["theta"], initial)
+    assert [h["step"] for h in result.history] == [0, 2, 4, 6]
+    scores = iter([0.5, 0.2, 0.5, 0.5])
+    result = train(Quadratic(), model.loss, EXAMPLES, config, evaluate=lambda: next(scores))
+    assert result.best_step == 4
+    # A known initial score is used instead of a step-0 evaluation.
+    scores = iter([0.2, 0.3, 0.1])
+    result = train(Quadratic(), model.loss, EXAMPLES, config, evaluate=lambda: next(scores), initial_score=0.25)
+    assert result.best_step == 4 and result.history[0] == {"step": 0, "dev": 0.25}
+
+
+def test_a_resumed_run_keeps_the_untrained_state_while_it_can_win(tmp_path):
+    """Step 0 is best at the checkpoint and stays best after resuming: its state comes from the checkpoint."""
+    config = TrainConfig(steps=6, batch_size=3, lr=0.1, eval_every=2, progress=False)
+
+    def run(scores, fail_at=None):
+        model = Quadratic()
+        calls = {"n": 0}
+
+        def loss_fn(examples, targets):
+            calls["n"] += 1
+            if fail_at is not None and calls["n"] == fail_at:
+                raise KeyboardInterrupt
+            return model.loss(examples, targets)
+
+        return train(model, loss_fn, EXAMPLES, config, evaluate=lambda: next(scores), run_dir=tmp_path), model
+
+    with pytest.raises(KeyboardInterrupt):
+        run(iter([0.9, 0.1, 0.2]), fail_at=4)
+    result, model = run(iter([0.2, 0.3]))
+    assert result.resumed_from == 2 and result.best_step == 0 and result.best_score == 0.9
+    assert torch.equal(result.best_state["theta"], torch.zeros(4))
 
 
 def test_resume_refuses_changed_settings(tmp_path):
@@ -73,7 +116,7 @@ def test_best_on_dev_and_early_stopping(tmp_path):
     # Scores 0.1, 0.5, 0.3, 0.4: the best is the second evaluation (step 4); two worse ones stop the run.
     assert result.best_step == 4 and result.best_score == 0.5
     assert result.stopped_early and result.steps == 8
-    assert [h["dev"] for h in result.history] == [0.1, 0.5, 0.3, 0.4]
+    assert [h["dev"] for h in result.history] == [0.0, 0.1, 0.5, 0.3, 0.4]  # step 0 first
 
 
 def test_best_state_is_the_state_at_the_best_step(tmp_path):
@@ -82,13 +125,13 @@ def test_best_state_is_the_state_at_the_best_step(tmp_path):
 
     def evaluate():
         snapshots.append(model.theta.detach().clone())
-        return [0.2, 0.9, 0.1][len(snapshots) - 1]
+        return [0.0, 0.2, 0.9, 0.1][len(snapshots) - 1]  # steps 0, 2, 4, 6
 
     config = TrainConfig(steps=6, batch_size=3, lr=0.1, eval_every=2, progress=False)
     result = train(model, model.loss, EXAMPLES, config, evaluate=evaluate)
     assert result.best_step == 4
-    assert torch.equal(result.best_state["theta"], snapshots[1])
-    assert not torch.equal(result.last_state["theta"], snapshots[1])
+    assert torch.equal(result.best_state["theta"], snapshots[2])
+    assert not torch.equal(result.last_state["theta"], snapshots[2])
 
 
 def test_nan_loss_is_reported_with_its_step():

@@ -12,6 +12,8 @@ from .errors import ConfigError, TaskspaceError
 
 #: The delta methods (the registry in taskspace.deltas; repeated here so that --help needs no torch import).
 METHOD_NAMES = ("prompt", "prefix", "lora", "adapter", "bitfit", "finetune")
+#: taskspace.backbones.DEFAULT_BACKBONE, repeated for the same reason (a test checks that they agree).
+DEFAULT_BACKBONE = "smollm2"
 
 # ----------------------------------------------------------------------------------------------------------------
 # Option parsing helpers
@@ -93,13 +95,15 @@ def backbone_options_from(args: argparse.Namespace) -> dict[str, Any]:
     options = parse_options(args.backbone_opt, None, "--backbone-opt")
     if args.family:
         options["family"] = args.family
+    if getattr(args, "decode", None):
+        options["decode"] = args.decode
     return options
 
 
 def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None):
     """The backbone named by ``--backbone``; without one, the backbone an artefact's JSON file (a bank's or a
     subspace's) recorded, else the default."""
-    from .backbones import DEFAULT_BACKBONE, load_backbone
+    from .backbones import load_backbone
     from .store import read_json
 
     name = args.backbone
@@ -136,7 +140,8 @@ def _pct(x) -> str:
 
 def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
     zs = scores.get("zero_shot") or {}
-    print(f"task {task} | method {method} | metric {scores['metric']} | run {run_dir}")
+    decode = f" | decode {scores['decode']}" if scores.get("decode") else ""
+    print(f"task {task} | method {method} | metric {scores['metric']}{decode} | run {run_dir}")
     print(f"{'':>22} {'dev':>7} {'test':>7}")
     for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):
         print(f"{label:>22} {_pct(d.get('dev'))} {_pct(d.get('test'))}")
@@ -231,10 +236,17 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def add_backbone_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", default="minilm", help="model folder or hub name (default: minilm = all-MiniLM-L6-v2)")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"smollm2 (SmolLM2-135M-Instruct), minilm (all-MiniLM-L6-v2), a model folder or a hub name "
+                        f"(default: {DEFAULT_BACKBONE})")
     p.add_argument("--family", choices=["seq2seq", "causal", "encoder"], help="override the backbone family")
+    p.add_argument("--decode", choices=["generate", "rank"],
+                   help="generate: answer every task by generated text scored as a string (the papers' protocol; "
+                        "the default of seq2seq and causal backbones); rank: choose the most likely option of "
+                        "tasks with options (the only mode of encoder backbones)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE",
-                   help="backbone option, e.g. similarity_scale=20, max_input_length=256, label_smoothing=0.1")
+                   help="backbone option, e.g. dtype=float32 (default auto: bfloat16 where the hardware runs it "
+                        "fast), max_input_length=256, similarity_scale=20, label_smoothing=0.1")
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

@@ -208,7 +208,6 @@ def add_commands(sub) -> None:
     b.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option, e.g. lora.r=8")
     b.add_argument("--lr", action="append", metavar="METHOD=VALUE", help="learning rate of a method (default: per method)")
     add_backbone_args(b)
-    b.set_defaults(backbone="minilm")
     add_data_args(b)
     add_train_args(b, steps=300, eval_every=50, with_lr=False)
     add_eval_args(b)

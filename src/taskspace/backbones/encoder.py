@@ -21,6 +21,7 @@ from .base import Backbone, Batch
 
 class EncoderBackbone(Backbone):
     family = "encoder"
+    decode_modes = ("rank",)  # an encoder cannot generate: it chooses among a task's options
 
     def __init__(self, model, tokenizer, *, similarity_scale: float = 20.0, **options):
         options.setdefault("task_prefix", False)

@@ -77,7 +77,8 @@ class Seq2SeqBackbone(Backbone):
         encoder_out = self.model.get_encoder()(inputs_embeds=embeds, attention_mask=mask, return_dict=True)
         return encoder_out, mask
 
-    def _decode_nll(self, encoder_out: BaseModelOutput, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _decode_nll(self, encoder_out: BaseModelOutput, mask: torch.Tensor, labels: torch.Tensor,
+                    label_smoothing: float) -> torch.Tensor:
         out = self.model(
             encoder_outputs=encoder_out,
             attention_mask=mask,
@@ -85,50 +86,56 @@ class Seq2SeqBackbone(Backbone):
             use_cache=False,
             return_dict=True,
         )
-        return token_nll(out.logits, labels, self.label_smoothing)
+        return token_nll(out.logits, labels, label_smoothing)
 
     def loss(self, batch: Batch) -> torch.Tensor:
         encoder_out, mask = self._encode(batch["input_ids"], batch["attention_mask"])
-        return self._decode_nll(encoder_out, mask, batch["labels"])
+        return self._decode_nll(encoder_out, mask, batch["labels"], self.label_smoothing)
 
     # ------------------------------------------------------------------------------------------------------------
     @torch.no_grad()
     def option_scores(self, batch: Batch) -> list[torch.Tensor]:
-        """Mean token log-likelihood of every option of every example (all examples must have options)."""
+        """Mean token log-likelihood of every option of every example (all examples must have options); never
+        label-smoothed. The input is encoded once; its encoder states are copied to one row per option."""
         examples = batch.examples
         encoder_out, mask = self._encode(batch["input_ids"], batch["attention_mask"])
         index, spans = option_rows(examples, mask.device)
         labels = self._tokenize_targets([o for e in examples for o in e.options])
         expanded = BaseModelOutput(last_hidden_state=encoder_out.last_hidden_state.index_select(0, index))
         with self.row_map(index):
-            nll = self._decode_nll(expanded, mask.index_select(0, index), labels)
+            nll = self._decode_nll(expanded, mask.index_select(0, index), labels, 0.0)
         return [-nll[a:b] for a, b in spans]
 
     @torch.no_grad()
     def generate(self, batch: Batch) -> list[str]:
-        """Greedy decoding up to ``max_output_length`` tokens (stops at EOS)."""
+        """Greedy decoding up to ``max_output_length`` tokens; a row that has produced EOS leaves the batch."""
         encoder_out, mask = self._encode(batch["input_ids"], batch["attention_mask"])
         n = mask.shape[0]
+        hidden = encoder_out.last_hidden_state
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         step_ids = torch.full((n, 1), self.decoder_start_id, dtype=torch.long, device=mask.device)
-        done = torch.zeros(n, dtype=torch.bool, device=mask.device)
-        tokens = []
-        for _ in range(self.max_output_length):
-            out = self.model(
-                encoder_outputs=encoder_out,
-                attention_mask=mask,
-                decoder_input_ids=step_ids,
-                past_key_values=cache,
-                use_cache=True,
-                return_dict=True,
-            )
+        tokens: list[list[int]] = [[] for _ in range(n)]
+        active = torch.arange(n, device=mask.device)  # rows of the batch still generating
+        for step in range(self.max_output_length):
+            with self.row_map(active):
+                out = self.model(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=hidden),
+                    attention_mask=mask,
+                    decoder_input_ids=step_ids,
+                    past_key_values=cache,
+                    use_cache=True,
+                    return_dict=True,
+                )
             cache = out.past_key_values
             nxt = out.logits[:, -1].argmax(-1)
-            nxt = nxt.masked_fill(done, self.pad_id)
-            tokens.append(nxt)
-            done |= nxt == self.eos_id
-            if bool(done.all()):
+            for row, token in zip(active.tolist(), nxt.tolist()):
+                tokens[row].append(token)
+            keep = nxt != self.eos_id
+            if step == self.max_output_length - 1 or not bool(keep.any()):
                 break
+            if not bool(keep.all()):
+                kept = keep.nonzero().squeeze(1)
+                active, nxt, mask, hidden = active[kept], nxt[kept], mask[kept], hidden[kept]
+                cache.batch_select_indices(kept)
             step_ids = nxt[:, None]
-        ids = torch.stack(tokens, 1).tolist()
-        return [s.strip() for s in self.tokenizer.batch_decode(ids, skip_special_tokens=True)]
+        return [s.strip() for s in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]

@@ -47,6 +47,7 @@ class Adapter(DeltaMethod):
     name = "adapter"
     config_class = AdapterConfig
     has_neutral = True
+    neutral_slices = (".adapter.up",)
 
     def validate(self) -> None:
         c = self.config

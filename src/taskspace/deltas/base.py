@@ -227,6 +227,9 @@ class DeltaMethod:
     #: Whether some theta leaves the backbone's outputs exactly unchanged (LoRA with B = 0, adapters with W_up = 0,
     #: BitFit / fine-tuning at 0). Prompt and prefix tuning always change the computation.
     has_neutral: ClassVar[bool] = False
+    #: With a neutral value: the suffixes of the slices whose being zero alone makes theta neutral (LoRA's B,
+    #: an adapter's W_up); empty means every slice must be zero.
+    neutral_slices: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, backbone: Backbone, config: MethodConfig | None = None):
         config = self.config_class() if config is None else config
@@ -268,6 +271,15 @@ class DeltaMethod:
         if not self.has_neutral:
             raise ConfigError(f"{self.name} has no neutral value: any {self.name} theta changes the computation")
         return torch.zeros(self.size, device=self.backbone.device)
+
+    def is_neutral(self, theta: torch.Tensor) -> bool:
+        """Whether ``theta`` (``[D]``) leaves the backbone's outputs exactly unchanged."""
+        if not self.has_neutral:
+            return False
+        if not self.neutral_slices:
+            return not bool(theta.any())
+        views = self.layout.unflatten(theta)
+        return not any(bool(v.any()) for name, v in views.items() if name.endswith(self.neutral_slices))
 
     def bind(self, theta: "torch.Tensor | FlatParameters") -> Binding:
         """Within the returned context the backbone computes with this delta; theta is [D], [B, D] or the

@@ -37,6 +37,7 @@ class LoRA(DeltaMethod):
     name = "lora"
     config_class = LoRAConfig
     has_neutral = True
+    neutral_slices = (".lora_B",)
 
     def validate(self) -> None:
         c = self.config
