@@ -1,0 +1,171 @@
+"""Does tuning matter on a backbone? The frozen model against each delta method on a fixed set of shared tasks.
+
+    python recipes/backbones.py --out runs/backbones --doc docs/backbones.md
+
+For each backbone (default: SmolLM2-135M-Instruct, then all-MiniLM-L6-v2 on the tasks with options) and each
+task: the frozen backbone's dev and test scores once, then one ``tune`` run per method (16-shot seed-100 files,
+the backbone's decode protocol: ``generate`` for SmolLM2, ``rank`` for the encoder; test capped at 100
+examples). After every finished run the document is written again, so an interrupted invocation leaves a
+document of everything finished so far; the same command resumes (finished runs are verified and reused).
+``--report-only`` writes the document from finished runs without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from taskspace import __version__
+from taskspace.analysis import Table
+from taskspace.backbones import load_backbone
+from taskspace.errors import DataError
+from taskspace.store import read_json, write_json, write_text
+from taskspace.tasks import CATALOG, load_task
+from taskspace.train import TrainConfig
+from taskspace.tuning import DEFAULT_LR, TuneConfig, capped_test_split, evaluate, tune
+
+#: Six tasks with options and six generative ones that a ~135M model can learn from 16 examples.
+OPTION_TASKS = ["ag_news", "glue-sst2", "trec", "emotion", "glue-mrpc", "sciq"]
+GENERATIVE_TASKS = ["tweet_qa", "ropes", "lama-trex", "lama-squad", "web_questions", "ade_corpus_v2-dosage"]
+METHODS = ["prompt", "prefix", "lora", "adapter", "bitfit", "finetune"]
+GAIN_THRESHOLD = 0.05  # a task counts as gained when a method's test score beats the frozen one by 5 points
+
+
+def _tasks_for(backbone) -> list[str]:
+    return OPTION_TASKS if backbone.family == "encoder" else OPTION_TASKS + GENERATIVE_TASKS
+
+
+def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
+    """The frozen backbone's dev and test scores (computed once, kept in ``folder/frozen.json``)."""
+    path = folder / "frozen.json"
+    if path.is_file():
+        return read_json(path)
+    started = time.time()
+    scores = {split: evaluate(backbone, examples, task.metric, batch_size=batch_size)[0]
+              for split, examples in (("dev", task.dev), ("test", test))}
+    scores["seconds"] = round(time.time() - started, 1)
+    write_json(path, scores)
+    return scores
+
+
+def collect(out: Path) -> dict:
+    """Every finished result under ``out``: {backbone: {task: {"frozen": {...}, method: scores}}}."""
+    results: dict = {}
+    for frozen in sorted(out.glob("*/*/frozen.json")):
+        task_dir = frozen.parent
+        entry = {"frozen": read_json(frozen)}
+        for method in METHODS:
+            scores = task_dir / method / "scores.json"
+            if scores.is_file():
+                timing = task_dir / method / "timing.json"
+                entry[method] = {**read_json(scores), **(read_json(timing) if timing.is_file() else {})}
+        results.setdefault(task_dir.parent.name, {})[task_dir.name] = entry
+    return results
+
+
+def _pct(x):
+    return None if x is None else 100 * x
+
+
+def render(results: dict, meta: dict) -> str:
+    parts = [
+        "# Backbones: does tuning matter?",
+        "",
+        "Test scores (%) of the frozen backbone and of each delta method tuned on the task, 16-shot seed-100 files, "
+        f"test capped at 100 examples. Made by `{meta['command']}` (taskspace {__version__}; {meta['machine']}). "
+        "Each method runs with its default options and learning rate (`taskspace methods`) and the settings "
+        f"below; the best step on the 16-example dev set is kept, the untrained state (step 0) included.",
+        "",
+        f"Settings: {meta['settings']}.",
+        "",
+    ]
+    for backbone, tasks in results.items():
+        header = ["task", "metric", "decode", "frozen", *METHODS]
+        rows, gains = [], {m: [] for m in METHODS}
+        seconds = 0.0
+        for task, entry in tasks.items():
+            frozen = entry["frozen"]["test"]
+            seconds += entry["frozen"].get("seconds", 0.0)
+            decode = next((entry[m].get("decode") for m in METHODS if m in entry), "")
+            row = [task, CATALOG[task].metric if task in CATALOG else "", decode, _pct(frozen)]
+            for m in METHODS:
+                s = entry.get(m)
+                row.append(None if s is None else _pct(s["test"]))
+                if s is not None:
+                    gains[m].append(s["test"] - frozen)
+                    seconds += s.get("wall_seconds", 0.0)
+            rows.append(row)
+        rows.append(["mean gain over frozen", "", "", None,
+                      *[_pct(sum(g) / len(g)) if g else None for g in gains.values()]])
+        rows.append([f"tasks gaining >= {100 * GAIN_THRESHOLD:.0f} points", "", "", None,
+                     *[f"{sum(x >= GAIN_THRESHOLD for x in g)} of {len(g)}" if g else None for g in gains.values()]])
+        done = sum(len(g) for g in gains.values())
+        note = (f"{done} runs finished; their wall time (frozen evaluations included): {seconds / 60:.1f} min. "
+                "– : not run yet.")
+        parts.append(Table(backbone, header, rows, note).markdown())
+    return "\n".join(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/backbones")
+    ap.add_argument("--doc", default="docs/backbones.md")
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/crossfit"))
+    ap.add_argument("--backbones", nargs="+", default=["smollm2", "minilm"])
+    ap.add_argument("--tasks", nargs="*", help="only these tasks (default: the twelve above)")
+    ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
+    ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--eval-every", type=int, default=30)
+    ap.add_argument("--max-test-examples", type=int, default=100)
+    ap.add_argument("--eval-batch-size", type=int, default=32)
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+
+    out = Path(args.out)
+    settings = (f"{args.steps} steps, batch {args.batch_size}, dev every {args.eval_every} steps, AdamW with linear "
+                f"decay, clip 1.0, learning rates {json.dumps(DEFAULT_LR)}")
+    meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md",
+            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "settings": settings}
+    if not args.report_only:
+        for name in args.backbones:
+            backbone = load_backbone(name)
+            for task_name in args.tasks or _tasks_for(backbone):
+                if backbone.family == "encoder" and task_name not in OPTION_TASKS:
+                    continue
+                task = load_task(task_name, args.data_dir)
+                test = capped_test_split(task, args.max_test_examples, 0)
+                folder = out / backbone.name / task_name
+                frozen_scores(backbone, task, test, folder, args.eval_batch_size)
+                for method in args.methods:
+                    run_dir = folder / method
+                    if (run_dir / "scores.json").is_file():
+                        continue
+                    config = TuneConfig(
+                        task=task_name, method=method, data_dir=args.data_dir, backbone=name,
+                        train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=DEFAULT_LR[method],
+                                          eval_every=args.eval_every, progress=False),
+                        eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples,
+                        zero_shot=False,
+                    )
+                    started = time.time()
+                    result = tune(config, run_dir, backbone=backbone)
+                    wall = round(time.time() - started, 1)  # of this invocation: a resumed run counts its rest
+                    write_json(run_dir / "timing.json", {"wall_seconds": wall})
+                    print(f"{backbone.name} {task_name} {method}: test {result.scores['test']:.3f} ({wall:.0f} s)",
+                          flush=True)
+                    write_text(args.doc, render(collect(out), meta))
+    try:
+        write_text(args.doc, render(collect(out), meta))
+    except DataError as e:
+        raise SystemExit(str(e))
+
+
+if __name__ == "__main__":
+    main()
