@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -37,7 +38,11 @@ GAIN_THRESHOLD = 0.05  # a task counts as gained when a method's test score beat
 
 
 def _tasks_for(backbone) -> list[str]:
-    return OPTION_TASKS if backbone.family == "encoder" else OPTION_TASKS + GENERATIVE_TASKS
+    """The tasks a backbone runs, tasks with options and generative ones alternating (so that an interrupted
+    invocation has finished some of each)."""
+    if backbone.family == "encoder":
+        return list(OPTION_TASKS)
+    return [t for pair in zip(OPTION_TASKS, GENERATIVE_TASKS) for t in pair]
 
 
 def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
@@ -158,6 +163,7 @@ def main() -> None:
                     result = tune(config, run_dir, backbone=backbone)
                     wall = round(time.time() - started, 1)  # of this invocation: a resumed run counts its rest
                     write_json(run_dir / "timing.json", {"wall_seconds": wall})
+                    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # a finished run needs no resume state
                     print(f"{backbone.name} {task_name} {method}: test {result.scores['test']:.3f} ({wall:.0f} s)",
                           flush=True)
                     write_text(args.doc, render(collect(out), meta))

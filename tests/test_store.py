@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -37,3 +39,39 @@ def test_a_failed_write_keeps_the_old_file(tmp_path):
     with pytest.raises(TypeError):
         write_json(tmp_path / "a.json", {"v": object()})
     assert read_json(tmp_path / "a.json") == {"v": 1}
+
+
+def test_files_are_readable_like_any_file_the_user_writes(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "a.json", {"v": 1})
+        write_tensors(tmp_path / "t.safetensors", {"theta": torch.zeros(3)})
+    finally:
+        os.umask(umask)
+    for name in ("a.json", "t.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+
+
+def test_the_same_tensors_give_the_same_bytes_in_every_process(tmp_path):
+    """safetensors writes metadata keys in a per-process hash order; taskspace's files do not depend on it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch; from taskspace.store import write_tensors; "
+        "write_tensors(sys.argv[1], {'theta': torch.arange(5.0), 'theta_init': torch.ones(2)}, "
+        "{'format': 'taskspace.delta/1', 'method': 'lora', 'task': 'ag_news', 'zeta': 'z', 'alpha': 'a'})"
+    )
+    blobs = set()
+    for i in range(4):
+        out = tmp_path / f"{i}.safetensors"
+        subprocess.run([sys.executable, "-c", code, str(out)], check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        blobs.add(out.read_bytes())
+    assert len(blobs) == 1
+    back = read_tensors(tmp_path / "0.safetensors")
+    assert torch.equal(back["theta"], torch.arange(5.0)) and torch.equal(back["theta_init"], torch.ones(2))
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "0.safetensors"), "pt") as f:
+        assert f.metadata() == {"format": "taskspace.delta/1", "method": "lora", "task": "ag_news", "zeta": "z",
+                                "alpha": "a"}

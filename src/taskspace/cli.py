@@ -113,9 +113,10 @@ def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None
 
 
 def data_dir_from(args: argparse.Namespace) -> str:
+    """The data folder as an absolute path (recorded in artefacts, which must work from any directory)."""
     from .tasks import default_data_dir
 
-    return str(args.data_dir or default_data_dir())
+    return str(Path(args.data_dir or default_data_dir()).expanduser().resolve())
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -303,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(t, steps=300, eval_every=50, lr_help="learning rate (default: per method, see `taskspace methods`)")
     add_eval_args(t)
     t.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
-    t.add_argument("--run-name", help="run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>)")
+    t.add_argument("--run-name", help="run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>-"
+                                      "<hash of the settings>, so that other settings never reuse a run)")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
     t.set_defaults(func=cmd_tune)
 

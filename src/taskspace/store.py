@@ -21,12 +21,20 @@ from . import __version__
 from .errors import DataError, IncompatibleError
 
 
+def _file_mode() -> int:
+    """What ``open()`` would give a new file: 0666 less the process's umask (mkstemp's files are 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, _file_mode())  # readable like any file the user writes (shared runs, banks)
         with open(tmp, "rb") as f:  # on disk before it replaces the old file, so a crash leaves one of the two
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -68,10 +76,35 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"invalid JSON ({e.msg})", path, e.lineno) from None
 
 
+def _sort_header(path: str) -> None:
+    """Rewrite a safetensors file's JSON header in place in a fixed key order. The library writes the metadata keys
+    in a per-process hash order, so the same tensors would not always give the same bytes; the reordered header
+    has the same length, so the data offsets stay valid."""
+    with open(path, "r+b") as f:
+        n = int.from_bytes(f.read(8), "little")
+        raw = f.read(n)
+        header = json.loads(raw)
+        ordered = {k: header[k] for k in sorted(header, key=lambda k: (k != "__metadata__", k))}
+        if "__metadata__" in ordered:
+            ordered["__metadata__"] = dict(sorted(ordered["__metadata__"].items()))
+        text = json.dumps(ordered, separators=(",", ":")).encode()
+        text += b" " * (n - len(text))  # the library pads the header with spaces to 8-byte alignment
+        if len(text) != n or json.loads(text) != header:
+            raise RuntimeError(f"{path}: unexpected safetensors header layout")
+        f.seek(8)
+        f.write(text)
+
+
 def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> None:
-    """Write tensors as safetensors atomically (contiguous CPU copies; metadata values must be strings)."""
+    """Write tensors as safetensors atomically (contiguous CPU copies; metadata values must be strings). The same
+    tensors and metadata always give the same bytes."""
     data = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(data, tmp, metadata=dict(metadata or {})))
+
+    def write(tmp: str) -> None:
+        save_file(data, tmp, metadata=dict(metadata or {}))
+        _sort_header(tmp)
+
+    _atomic(Path(path), write)
 
 
 def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:

@@ -128,9 +128,18 @@ def capped_test_split(task: Task, limit: int | None, seed: int) -> list[Example]
 
 
 def default_run_name(config: TuneConfig) -> str:
+    """``<task>-<method>-<backbone>-d<data seed>-s<seed>-<hash>``: the hash (8 hex digits) covers every setting that
+    defines the run's results but the data folder, so runs of different settings (a sweep of --lr or --steps)
+    never share a directory, and the same command always finds its own run again."""
+    import hashlib
+    import json
+
     backbone = Path(config.backbone).name if Path(config.backbone).exists() else config.backbone.replace("/", "_")
     data = f"r{config.data_seed}" if config.resample else f"d{config.data_seed}"
-    return f"{config.task}-{config.method}-{backbone}-{data}-s{config.seed}"
+    identity = config.identity()
+    identity.pop("data_dir")
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{config.task}-{config.method}-{backbone}-{data}-s{config.seed}-{digest}"
 
 
 def _write_predictions(path: Path, examples: Sequence[Example], predictions: Sequence[str]) -> None:
@@ -160,6 +169,13 @@ def tune(
     run_dir = Path(run_dir)
     method_class(config.method)  # fail early on an unknown method name ...
     config.train.validate()  # ... or training settings, before any model is loaded
+    # Everything that can be checked is checked before the run directory is touched, so that bad input leaves
+    # nothing behind.
+    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample)
+    if backbone is None:
+        backbone = load_backbone(config.backbone, **config.backbone_options)
+    backbone.check_task(task.info.has_options, task.name)
+    method = build_method(config.method, backbone, config.method_options)
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
@@ -170,12 +186,6 @@ def tune(
                 "--overwrite to replace it"
             )
     run_dir.mkdir(parents=True, exist_ok=True)
-
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample)
-    if backbone is None:
-        backbone = load_backbone(config.backbone, **config.backbone_options)
-    backbone.check_task(task.info.has_options, task.name)
-    method = build_method(config.method, backbone, config.method_options)
     if (run_dir / "scores.json").is_file():
         scores, theta = _check_finished(run_dir, method)
         return RunResult(run_dir, scores, theta, method, task)

@@ -16,10 +16,10 @@ from typing import Iterator
 import torch
 
 from ..errors import ConfigError
+from . import smollm2
 from .base import Backbone, Batch, token_nll
 from .causal import CausalBackbone
 from .encoder import EncoderBackbone
-from . import smollm2
 from .seq2seq import Seq2SeqBackbone
 from .sites import FAMILY_OF, Sites, discover_sites, supported_model_types
 
