@@ -55,8 +55,9 @@ def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys, s
     assert code == 0, out.err
     run = tmp_path / "run"
     names = {p.name for p in run.iterdir()}
-    assert {"config.json", "zero_shot.json", "log.jsonl", "checkpoint", "theta.safetensors", "theta.json",
+    assert {"config.json", "zero_shot.json", "log.jsonl", "theta.safetensors", "theta.json",
             "scores.json", "predictions"} <= names
+    assert "checkpoint" not in names  # the resume state (optimiser included) goes once the run is finished
     scores = json.loads((run / "scores.json").read_text())
     assert scores["metric"] == "ACC" and scores["n_test"] == 8 and scores["n_test_total"] == 872
     assert scores["decode"] == "generate" and "decode generate" in out.out
@@ -82,9 +83,10 @@ def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys, s
 def test_tune_a_generative_task_on_a_causal_backbone(tmp_path, data_dir, shared_dir, capsys):
     args = ["--task", "web_questions", "--method", "prefix", "--backbone", f"{shared_dir}/models/stories260K",
             "--steps", "2", "--eval-every", "2", "--max-test-examples", "8", "--opt", "n_tokens=2",
-            "--run-name", "gen", "--backbone-opt", "max_output_length=8"]
+            "--run-name", "gen", "--backbone-opt", "max_output_length=8", "--keep-checkpoint"]
     code, out = _tune(args, tmp_path, data_dir, capsys)
     assert code == 0, out.err
+    assert (tmp_path / "gen" / "checkpoint" / "state.json").is_file()
     preds = [json.loads(line) for line in (tmp_path / "gen" / "predictions" / "test.jsonl").read_text().splitlines()]
     assert len(preds) == 8 and all(isinstance(p["prediction"], str) for p in preds)
     assert json.loads((tmp_path / "gen" / "scores.json").read_text())["metric"] == "EM"
@@ -99,9 +101,15 @@ def test_tune_a_generative_task_on_a_causal_backbone(tmp_path, data_dir, shared_
          "decode='generate'.*encoder family can use rank"),
         (["--task", "glue-sst2", "--method", "lora", "--opt", "rank=4"], "--opt .*rank"),
         (["--task", "glue-sst2", "--method", "lora", "--steps", "0"], "--steps"),
+        (["--task", "glue-sst2", "--method", "lora", "--steps", "-5"], "--steps"),
+        (["--task", "glue-sst2", "--method", "lora", "--max-test-examples", "-4"], "--max-test-examples -4"),
+        (["--task", "glue-sst2", "--method", "lora", "--backbone-opt", "colour=red"],
+         "--backbone-opt colour: unknown option.*max_input_length"),
+        (["--task", "glue-sst2", "--method", "lora", "--backbone-opt", "device=cuda"], "device='cuda'.*no CUDA"),
+        (["--task", "glue-sst2", "--method", "lora", "--family", "encoder"], "--family encoder: llama models are causal"),
     ],
 )
-def test_tune_errors_are_clear(args, message, tmp_path, data_dir, capsys):
+def test_tune_errors_are_clear(args, message, tmp_path, data_dir, capsys, smollm2_cache):
     code, out = _tune(args, tmp_path, data_dir, capsys)
     assert code == 2
     assert out.err.startswith("taskspace tune: error:")
@@ -135,6 +143,10 @@ def test_tasks_and_methods_commands(capsys):
     assert main(["tasks", "--type", "paraphrase"]) == 0
     out = capsys.readouterr().out
     assert "glue-mrpc" in out and "paws" in out and "3 tasks" in out
+    assert main(["tasks", "--type", "Paraphrase"]) == 0 and "3 tasks" in capsys.readouterr().out
+    assert main(["tasks", "--type", "poetry"]) == 2
+    err = capsys.readouterr().err
+    assert "--type 'poetry': expected one of" in err and "paraphrase" in err
     assert main(["methods"]) == 0
     out = capsys.readouterr().out
     for name in ("prompt", "prefix", "lora", "adapter", "bitfit", "finetune"):
@@ -161,6 +173,10 @@ def test_parser_defaults_are_documented():
     tune = build_parser()._subparsers._group_actions[0].choices["tune"]
     helps = {a.dest: a.help for a in tune._actions}
     assert "default" in helps["backbone"] and "TASKSPACE_DATA" in helps["data_dir"]
+    text = tune.format_help()
+    for shown in ("optimiser steps (default: 300)", "per step (default: 8)", "every N steps (default: 50)",
+                  "per method, see `taskspace methods`"):
+        assert shown in " ".join(text.split()), shown
 
 
 def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):

@@ -13,6 +13,7 @@ from taskspace.analysis.reports import reconstruction_table, transfer_tables
 from taskspace.backbones import load_backbone
 from taskspace.errors import ConfigError, DataError, IncompatibleError
 from taskspace.projections import build_projection
+from taskspace.store import read_tensors
 from taskspace.subspace import (Bank, BankSpec, MSFConfig, SharedConfig, Subspace, SubspaceTuneConfig, UnifiedConfig,
                                 build_bank, fastfood_subspace, fit_msf, fit_shared, fit_unified, load_z, mixing_weights,
                                 random_autoencoder, subspace_tune, transfer)
@@ -115,8 +116,9 @@ def test_ist_trains_only_d_numbers(bank, data_dir, tmp_path):
     assert len(projections) == 6 + 1 + 3 + 1, len(projections)
     z, saved = load_z(run)
     assert z.shape == (5,) and saved["d"] == 5
-    trainable = json.loads((run / "checkpoint" / "state.json").read_text())["shapes"]
-    assert trainable == {"z": [5]}  # nothing else was trained
+    trainable = read_tensors(run / "trainable.safetensors")
+    assert list(trainable) == ["z"] and trainable["z"].shape == (5,)  # nothing else was trained
+    assert not (run / "checkpoint").exists()  # a finished run keeps no resume state
     assert all(torch.equal(decoder_before[k], v) for k, v in space["prompt"].up.state_dict().items())
     assert not torch.equal(z, torch.randn(5, generator=torch.Generator().manual_seed(0)) * 0.02)  # z moved
     # The decoded theta was saved like any delta and reproduces the scores.

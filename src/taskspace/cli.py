@@ -128,6 +128,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         backbone=args.backbone, backbone_options=backbone_options_from(args), k=args.k, data_seed=args.data_seed,
         resample=args.resample, seed=args.seed, train=train_config_from(args, DEFAULT_LR[args.method]),
         eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples, init_from=args.init_from,
+        keep_checkpoint=args.keep_checkpoint,
     )
     run_dir = Path(args.out) / (args.run_name or default_run_name(config))
     result = tune(config, run_dir, overwrite=args.overwrite)
@@ -172,10 +173,16 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     names = sorted(CATALOG)
     if args.data_dir:
         names = available_tasks(args.data_dir)
+    wanted_type = None
+    if args.type:
+        types = sorted({info.type for info in CATALOG.values()})
+        wanted_type = next((t for t in types if t.lower() == args.type.lower()), None)
+        if wanted_type is None:
+            raise ConfigError(f"--type {args.type!r}: expected one of {', '.join(types)}")
     rows = []
     for n in names:
         info = CATALOG.get(n)
-        if info is None or (args.category and info.category != args.category) or (args.type and info.type != args.type):
+        if info is None or (args.category and info.category != args.category) or (wanted_type and info.type != wanted_type):
             continue
         rows.append((n, info.metric, info.category, info.type, "yes" if info.has_options else "no"))
     width = max((len(r[0]) for r in rows), default=4)
@@ -259,18 +266,20 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_train_args(p: argparse.ArgumentParser, *, steps: int, eval_every: int, lr: float | None = None,
                    optimizer: str = "adamw", schedule: str = "linear", lr_help: str = "learning rate",
                    with_lr: bool = True) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order")
-    p.add_argument("--steps", type=int, default=steps)
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0, help="seed of the initialisation and the data order (default: 0)")
+    p.add_argument("--steps", type=int, default=steps, help="optimiser steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="training examples per step (default: %(default)s)")
     if with_lr:
-        p.add_argument("--lr", type=float, default=lr, help=lr_help)
+        p.add_argument("--lr", type=float, default=lr,
+                       help=lr_help if lr is None else f"{lr_help} (default: %(default)s)")
     p.add_argument("--optimizer", default=optimizer, choices=["adamw", "adafactor"])
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument("--schedule", default=schedule, choices=["linear", "constant"],
                    help="after warm-up: linear decay to 0, or constant")
     p.add_argument("--warmup-steps", type=int, default=0)
     p.add_argument("--max-grad-norm", type=_none_or(float), default=1.0, help="gradient clipping (none: off)")
-    p.add_argument("--eval-every", type=int, default=eval_every, help="evaluate on dev every N steps")
+    p.add_argument("--eval-every", type=int, default=eval_every,
+                   help="evaluate on dev every N steps (default: %(default)s)")
     p.add_argument("--patience", type=_none_or(int), default=None,
                    help="stop after N evaluations without a better dev score")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -307,6 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-name", help="run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>-"
                                       "<hash of the settings>, so that other settings never reuse a run)")
     t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    t.add_argument("--keep-checkpoint", action="store_true",
+                   help="keep the last training state (with the optimiser's) after the run finished")
     t.set_defaults(func=cmd_tune)
 
     e = sub.add_parser("evaluate", help="re-evaluate a finished run's saved theta",
@@ -329,7 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("params", help="count a method's parameters from a backbone's config (no weights)",
                        description="Build the backbone from its config.json on the meta device and print the size "
                                    "D of a method's theta (and its layout with --layout).")
-    c.add_argument("--backbone", required=True, help="model folder (config.json is enough) or hub name")
+    c.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"built-in name, model folder (config.json is enough) or hub name (default: {DEFAULT_BACKBONE})")
     c.add_argument("--family", choices=["seq2seq", "causal", "encoder"])
     c.add_argument("--method", required=True, choices=METHOD_NAMES)
     c.add_argument("--opt", action="append", metavar="KEY=VALUE")

@@ -61,6 +61,9 @@ class TuneConfig:
     zero_shot: bool = True
     #: Start from a saved delta (``<run>/theta``, e.g. an IST solution) instead of the method's initialisation.
     init_from: str | None = None
+    #: Keep the last training state (checkpoint/, with the optimiser's) after the run finished; without it a finished
+    #: run keeps what evaluation and transfer need (theta, scores, predictions, log).
+    keep_checkpoint: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -71,6 +74,7 @@ class TuneConfig:
         """The settings that define the run's results (not how progress is shown)."""
         d = self.to_dict()
         d["train"].pop("progress")
+        d.pop("keep_checkpoint")
         return d
 
 
@@ -169,6 +173,10 @@ def tune(
     run_dir = Path(run_dir)
     method_class(config.method)  # fail early on an unknown method name ...
     config.train.validate()  # ... or training settings, before any model is loaded
+    if config.max_test_examples is not None and config.max_test_examples < 1:
+        raise ConfigError(f"--max-test-examples {config.max_test_examples}: expected a positive number, or none")
+    if config.eval_batch_size < 1:
+        raise ConfigError(f"--eval-batch-size {config.eval_batch_size}: expected a positive number")
     # Everything that can be checked is checked before the run directory is touched, so that bad input leaves
     # nothing behind.
     task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample)
@@ -198,7 +206,7 @@ def tune(
     source = DirectTheta(FlatParameters(theta_init, method.layout))
     scores = fit(task, test, method, source, config.train, run_dir, backbone=backbone,
                  eval_batch_size=config.eval_batch_size, record={"run": config.identity()}, theta_init=theta_init,
-                 evaluate_zero_shot=config.zero_shot)
+                 evaluate_zero_shot=config.zero_shot, keep_checkpoint=config.keep_checkpoint)
     return RunResult(run_dir, scores, source.current(), method, task)  # the trainable holds the best state
 
 
@@ -246,6 +254,7 @@ def fit(
     record: dict[str, Any],
     theta_init: torch.Tensor | None = None,
     evaluate_zero_shot: bool = True,
+    keep_checkpoint: bool = False,
 ) -> dict[str, Any]:
     """Train ``source`` on ``task`` through ``method``; write the run directory (see the module docstring).
 
@@ -307,6 +316,8 @@ def fit(
     save_delta(run_dir / "theta", method, theta, theta_init,
                extra={"task": task.name, "best_step": result.best_step, "dev": scores["dev"], "test": scores["test"]})
     write_json(run_dir / "scores.json", scores)  # written last: marks the run finished
+    if not keep_checkpoint:
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # resume state (optimiser included): not needed now
     return scores
 
 

@@ -77,6 +77,10 @@ def family_of(model_type: str, family: str | None = None) -> str:
     if family is not None:
         if family not in FAMILIES:
             raise ConfigError(f"--family {family!r}: expected one of {', '.join(FAMILIES)}")
+        known = FAMILY_OF.get(model_type)
+        if known is not None and known != family:
+            raise ConfigError(f"--family {family}: {model_type} models are {known} models here (expected --family "
+                              f"{known}, or no --family)")
         return family
     if model_type not in FAMILY_OF:
         raise ConfigError(
@@ -117,7 +121,12 @@ def _model_class(path: str, local: bool, family: str | None):
     build it."""
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    config = AutoConfig.from_pretrained(path, local_files_only=local)
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=local)
+    except OSError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"backbone {path!r} is neither a built-in name (smollm2, minilm) nor a local model "
+                          f"folder, and the hub could not provide it: {first}") from None
     fam = family_of(config.model_type, family)
     auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
     extra = {"add_pooling_layer": False} if fam == "encoder" else {}  # sentence embeddings pool the tokens
@@ -144,6 +153,34 @@ def _snapshot_folder(name: str) -> str | None:
         return None
 
 
+def _check_device(device: str | torch.device) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device={device!r}: expected cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r}: this PyTorch build sees no CUDA device (torch.cuda.is_available() is "
+                          "False); use device=cpu, or install a CUDA build of PyTorch")
+    return dev
+
+
+def _check_options(cls: type[Backbone], options: dict) -> None:
+    """Refuse option names that no constructor in ``cls``'s hierarchy takes (before any weights are loaded)."""
+    import inspect
+
+    valid = {"dtype", "device", "family"}
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            valid |= {n for n, p in inspect.signature(klass.__init__).parameters.items()
+                      if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and n not in
+                                                      ("self", "model", "tokenizer"))}
+    valid -= {"name", "weight_files"}
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ConfigError(f"--backbone-opt {unknown[0]}: unknown option for a {cls.family} backbone; valid: "
+                          + ", ".join(sorted(valid)))
+
+
 def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE,
     *,
@@ -161,8 +198,10 @@ def load_backbone(
 
     from .base import resolve_dtype
 
+    device = _check_device(device)
     path, local = resolve_backbone_path(name_or_path)
     _, fam, auto, extra = _model_class(path, local, family)
+    _check_options(FAMILIES[fam], options)
     torch_dtype = resolve_dtype(dtype, device)
     with _quiet_transformers():
         model = auto.from_pretrained(
