@@ -208,3 +208,26 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
     assert "Transfer matrix" in capsys.readouterr().out
     code = main(["fit-subspace", "--recipe", "ipt", "--tasks", "glue-sst2", "--out", str(tmp_path / "x")])
     assert code == 2 and "--bank" in capsys.readouterr().err
+
+
+def test_your_own_task_folder_is_listed_and_tuned_with_a_metric(tmp_path, data_dir, shared_dir, capsys):
+    """A task folder outside the catalog: `tasks` lists it, `tune` asks for --metric (naming it, without suggesting
+    the rejected name itself), and tunes it once given one."""
+    mine = tmp_path / "data" / "my-sentiment"
+    mine.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        lines = (data_dir / "glue-sst2" / f"glue-sst2_16_100_{split}.jsonl").read_text().splitlines()[:16]
+        (mine / f"my-sentiment_16_100_{split}.jsonl").write_text("\n".join(lines) + "\n")
+    assert main(["tasks", "--data-dir", str(tmp_path / "data")]) == 0
+    out = capsys.readouterr().out
+    assert "my-sentiment" in out and "1 tasks" in out
+    args = ["tune", "--task", "my-sentiment", "--method", "lora", "--data-dir", str(tmp_path / "data"),
+            "--backbone", f"{shared_dir}/models/stories260K", "--steps", "1", "--eval-every", "1",
+            "--max-test-examples", "4", "--backbone-opt", "max_output_length=2", "--no-progress",
+            "--out", str(tmp_path / "runs")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "pass --metric" in err and "Classification-F1" in err and "did you mean" not in err
+    assert not (tmp_path / "runs").exists()
+    assert main([*args, "--metric", "ACC"]) == 0
+    assert "metric ACC" in capsys.readouterr().out

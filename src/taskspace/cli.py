@@ -124,7 +124,8 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     method_options = parse_options(args.opt, _method_fields(args.method), f"--opt (for {args.method})")
     config = TuneConfig(
-        task=args.task, method=args.method, data_dir=data_dir_from(args), method_options=method_options,
+        task=args.task, method=args.method, data_dir=data_dir_from(args), metric=args.metric,
+        method_options=method_options,
         backbone=args.backbone, backbone_options=backbone_options_from(args), k=args.k, data_seed=args.data_seed,
         resample=args.resample, seed=args.seed, train=train_config_from(args, DEFAULT_LR[args.method]),
         eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples, init_from=args.init_from,
@@ -182,7 +183,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     rows = []
     for n in names:
         info = CATALOG.get(n)
-        if info is None or (args.category and info.category != args.category) or (wanted_type and info.type != wanted_type):
+        if info is None:
+            # A task of the user's own (its folder holds few-shot files): listed unless a catalog filter asks for
+            # what only the catalog knows.
+            if not (args.category or wanted_type):
+                rows.append((n, "(--metric)", "unknown", "not in the catalog", "?"))
+            continue
+        if (args.category and info.category != args.category) or (wanted_type and info.type != wanted_type):
             continue
         rows.append((n, info.metric, info.category, info.type, "yes" if info.has_options else "no"))
     width = max((len(r[0]) for r in rows), default=4)
@@ -305,6 +312,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method", required=True, choices=METHOD_NAMES)
     add_backbone_args(t)
     add_data_args(t)
+    t.add_argument("--metric", help="the task's metric, for a task that is not in the catalog (EM, ACC, QA-F1, "
+                                    "Classification-F1, Rouge-L, Matthew-Correlation, Pearson-Correlation); "
+                                    "for a catalogued task it replaces the catalog's")
     t.add_argument("--resample", action="store_true",
                    help="resample train/dev CrossFit-style from the pooled examples with --data-seed")
     t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (see `taskspace methods`)")

@@ -47,6 +47,8 @@ class TuneConfig:
     method: str
     data_dir: str
     method_options: dict[str, Any] = field(default_factory=dict)
+    #: The task's metric: needed for a task outside the catalog, else it replaces the catalog's.
+    metric: str | None = None
     backbone: str = "smollm2"
     backbone_options: dict[str, Any] = field(default_factory=dict)
     k: int = 16
@@ -179,7 +181,8 @@ def tune(
         raise ConfigError(f"--eval-batch-size {config.eval_batch_size}: expected a positive number")
     # Everything that can be checked is checked before the run directory is touched, so that bad input leaves
     # nothing behind.
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample)
+    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
+                     metric=config.metric)
     if backbone is None:
         backbone = load_backbone(config.backbone, **config.backbone_options)
     backbone.check_task(task.info.has_options, task.name)
@@ -337,7 +340,8 @@ def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
         backbone = load_backbone(config.backbone, **config.backbone_options)
     method = build_method(config.method, backbone, config.method_options)
     theta, _, _ = load_delta(run_dir / "theta", method)
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample)
+    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
+                     metric=config.metric)
     return config, task, method, theta, read_json(run_dir / "scores.json")
 
 

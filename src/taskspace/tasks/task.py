@@ -172,10 +172,14 @@ def load_task(
     info = CATALOG.get(name)
     if (info is None and metric is None) or not _has_files(data_dir, name):
         known = sorted(set(CATALOG) | set(available_tasks(data_dir)))
-        close = close_task_names(name, known)
+        close = [c for c in close_task_names(name, known) if c != name]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        if info is None and metric is None:
-            reason = "is not in the task catalog (pass metric=... to load a task of your own)"
+        if info is None and metric is None and _has_files(data_dir, name):
+            reason = (f"is not in the task catalog, so its metric is unknown: pass --metric (metric=... in Python), "
+                      f"one of {', '.join(METRICS)}, to use your own task")
+            hint = ""
+        elif info is None and metric is None:
+            reason = "is not in the task catalog and has no files in the data folder"
         else:
             reason = f"has no folder {name}/ and no {name}_<k>_<seed>_<split>.jsonl/.tsv files"
         raise UnknownTaskError(f"task {name!r} {reason}; data folder: {data_dir}{hint}")
