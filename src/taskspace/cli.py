@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -48,15 +49,26 @@ def _convert(raw: str, default: Any, where: str) -> Any:
         if isinstance(default, int):
             return int(raw)
         if isinstance(default, float):
-            return float(raw)
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}={raw!r}: expected a finite number")
+            return value
         if isinstance(default, tuple):
             return tuple(x.strip() for x in raw.split(",") if x.strip())
         if default is None:
             try:
-                return json.loads(raw)
+                value = json.loads(raw)
             except json.JSONDecodeError:
-                return raw
+                try:
+                    value = float(raw)  # nan, inf: numbers that JSON does not spell this way
+                except ValueError:
+                    return raw
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}={raw!r}: expected a finite number")
+            return value
         return raw
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"{where}={raw!r}: expected a value like {default!r}") from None
 

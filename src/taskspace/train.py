@@ -49,8 +49,10 @@ class TrainConfig:
             raise ConfigError(f"--steps {self.steps}: expected at least 1")
         if self.batch_size < 1:
             raise ConfigError(f"--batch-size {self.batch_size}: expected at least 1")
-        if not self.lr > 0:
-            raise ConfigError(f"--lr {self.lr}: expected a positive learning rate")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"--lr {self.lr}: expected a positive, finite learning rate")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"--weight-decay {self.weight_decay}: expected a finite number >= 0")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
@@ -61,8 +63,8 @@ class TrainConfig:
             raise ConfigError(f"--eval-every {self.eval_every}: expected at least 1")
         if self.patience is not None and self.patience < 1:
             raise ConfigError(f"--patience {self.patience}: expected at least 1 (or none)")
-        if self.max_grad_norm is not None and self.max_grad_norm <= 0:
-            raise ConfigError(f"--max-grad-norm {self.max_grad_norm}: expected a positive number (or none)")
+        if self.max_grad_norm is not None and not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
+            raise ConfigError(f"--max-grad-norm {self.max_grad_norm}: expected a positive, finite number (or none)")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

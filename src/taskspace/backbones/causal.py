@@ -113,31 +113,50 @@ class CausalBackbone(Backbone):
     def option_scores(self, batch: Batch) -> list[torch.Tensor]:
         """Mean log-likelihood of each option's tokens (and EOS) after the input, never label-smoothed.
 
-        The input is encoded once per example; its KV cache is then copied to one row per option and only the
-        option tokens are run through the model.
+        The input is encoded once per example. Then all of an example's options run in one more pass, laid side by
+        side after the input in the same row: an attention mask lets each option token see the input and the
+        earlier tokens of its own option only, and positions restart after the input for every option, so each
+        option is scored exactly as if it followed the input alone (without copying the input's KV cache).
         """
         examples = batch.examples
-        index, spans = option_rows(examples, self.device)
+        n = len(examples)
         cache, mask, last, first_logits = self._prefill([self._prompt_ids(e) for e in examples])
-        cache.batch_select_indices(index)
-        a_ids, a_labels = self._right_padded([self._answer_ids(o) for e in examples for o in e.options])
-        a_ids, a_labels = a_ids.to(self.device), a_labels.to(self.device)
-        a_mask = (a_labels != -100).long()
-        logits = first_logits.index_select(0, index)[:, None]
-        if a_ids.shape[1] > 1:
-            # Options are run without their last token: no position after it is scored.
-            with self.row_map(index):
-                out = self.model(
-                    input_ids=a_ids[:, :-1],
-                    attention_mask=torch.cat([mask.index_select(0, index), a_mask[:, :-1]], dim=1),
-                    position_ids=last.index_select(0, index)[:, None] + 1 + torch.arange(a_ids.shape[1] - 1,
-                                                                                        device=self.device),
-                    past_key_values=cache,
-                    use_cache=True,
-                )
-            logits = torch.cat([logits, out.logits], dim=1)
-        nll = token_nll(logits, a_labels)
-        return [-nll[a:b] for a, b in spans]
+        answers = [[self._answer_ids(o) for o in e.options] for e in examples]
+        # An option's last token is never an input: no position after it is scored.
+        width = max(sum(len(a) - 1 for a in options) for options in answers)
+        first = first_logits.float().log_softmax(-1)
+        rest = None
+        if width > 0:
+            ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+            positions = torch.zeros((n, width), dtype=torch.long)
+            segment = torch.full((n, width), -1, dtype=torch.long)  # which option a column belongs to
+            for i, options in enumerate(answers):
+                col = 0
+                for k, a in enumerate(options):
+                    length = len(a) - 1
+                    ids[i, col : col + length] = torch.tensor(a[:-1])
+                    positions[i, col : col + length] = int(last[i]) + 1 + torch.arange(length)
+                    segment[i, col : col + length] = k
+                    col += length
+            same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+            own = same & torch.ones(width, width, dtype=torch.bool).tril()
+            sees = torch.cat([mask.bool()[:, None, :].expand(n, width, mask.shape[1]), own.to(self.device)], dim=2)
+            out = self.model(input_ids=ids.to(self.device), attention_mask=sees[:, None],
+                             position_ids=positions.to(self.device), past_key_values=cache, use_cache=True)
+            rest = out.logits.float().log_softmax(-1)
+        scores = []
+        for i, options in enumerate(answers):
+            col, per_option = 0, []
+            for a in options:
+                target = torch.tensor(a, device=self.device)
+                logp = first[i, target[0]]
+                if len(a) > 1:
+                    steps = rest[i, col : col + len(a) - 1]
+                    logp = logp + steps.gather(1, target[1:, None]).sum()
+                    col += len(a) - 1
+                per_option.append(logp / len(a))
+            scores.append(torch.stack(per_option))
+        return scores
 
     @torch.no_grad()
     def option_scores_reencoded(self, batch: Batch) -> list[torch.Tensor]:
