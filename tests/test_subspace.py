@@ -51,6 +51,18 @@ def test_bank_entries_and_their_common_anchor(bank):
         torch.testing.assert_close(e.delta, e.theta - init)
 
 
+def test_bank_records_the_learning_rate_each_method_used(bank, data_dir):
+    """bank.json holds every method's learning rate (given or default), never an unused placeholder."""
+    from taskspace.tuning import DEFAULT_LR
+
+    record = json.loads((bank.root / "bank.json").read_text())["spec"]
+    assert "lr" not in record["train"]
+    assert record["lr"] == {m: DEFAULT_LR[m] for m in METHODS}
+    assert BankSpec(tasks=TASKS, methods={"lora": {}}, data_dir=str(data_dir), lr={"lora": 0.5}).lr == {"lora": 0.5}
+    with pytest.raises(ConfigError, match="--lr prompt=.*not among the bank's methods"):
+        BankSpec(tasks=TASKS, methods={"lora": {}}, data_dir=str(data_dir), lr={"prompt": 0.5})
+
+
 def test_rebuilding_a_bank_verifies_instead_of_retraining(bank, llama, data_dir):
     mtimes = {p: p.stat().st_mtime_ns for p in bank.root.rglob("theta.safetensors")}
     again = build_bank(bank.root, bank.spec, llama)

@@ -36,7 +36,8 @@ BANK_FILE = "bank.json"
 @dataclass
 class BankSpec:
     """What a bank holds. ``methods`` maps a method name to its options. Every entry trains with ``train``'s
-    settings except the learning rate, which is ``lr[method]`` or the method's default (``train.lr`` is unused)."""
+    settings except the learning rate, which is ``lr[method]``: given, or the method's default (``train.lr`` is
+    not used, and not recorded)."""
 
     tasks: list[str]
     methods: dict[str, dict[str, Any]]
@@ -51,10 +52,18 @@ class BankSpec:
     #: Also score the frozen backbone and the initial theta per entry (off: the same for every method).
     zero_shot: bool = False
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.lr) - set(self.methods))
+        if unknown:
+            raise ConfigError(f"--lr {unknown[0]}=...: {unknown[0]} is not among the bank's methods "
+                              f"({', '.join(self.methods)})")
+        self.lr = {m: float(self.lr.get(m, DEFAULT_LR[m])) for m in self.methods}
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["train"] = self.train.to_dict()
         d["train"].pop("progress")
+        d["train"].pop("lr")  # per method, in d["lr"]
         return d
 
     @classmethod
@@ -64,7 +73,7 @@ class BankSpec:
         return cls(train=train, **d)
 
     def tune_config(self, task: str, method: str, seed: int, backbone: Backbone) -> TuneConfig:
-        train = dataclasses.replace(self.train, seed=seed, lr=self.lr.get(method, DEFAULT_LR[method]))
+        train = dataclasses.replace(self.train, seed=seed, lr=self.lr[method])
         return TuneConfig(
             task=task, method=method, data_dir=self.data_dir, method_options=dict(self.methods[method]),
             backbone=backbone.name, k=self.k, data_seed=self.data_seed, seed=seed, train=train,
