@@ -79,7 +79,6 @@ class CausalBackbone(Backbone):
         targets = [e.target for e in examples] if targets is None else list(targets)
         prompts = [self._prompt_ids(e) for e in examples]
         tensors = self._pack(prompts, [self._answer_ids(t) for t in targets])
-        tensors["prompt_lengths"] = torch.tensor([len(p) for p in prompts], dtype=torch.long)
         return Batch(examples, targets, tensors)
 
     # ------------------------------------------------------------------------------------------------------------
