@@ -8,17 +8,18 @@ exactly what differs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import DataError, IncompatibleError
+from .errors import ConfigError, DataError, IncompatibleError
 
 
 def _file_mode() -> int:
@@ -42,6 +43,28 @@ def _atomic(path: Path, write) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def exclusive(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (through its ``.lock`` file) while writing into it: a second process
+    that asks for the same folder is refused at once, so two writers never interleave."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".lock", "a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ConfigError(f"{folder} is being written by another taskspace process; wait for it to finish, or "
+                          "write elsewhere") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
 
 
 def write_text(path: str | Path, content: str) -> None:

@@ -33,7 +33,7 @@ from . import __version__
 from .backbones import Backbone, load_backbone
 from .deltas import DeltaMethod, FlatParameters, build_method, method_class
 from .errors import ConfigError, DataError
-from .store import load_delta, read_json, save_delta, write_json, write_tensors
+from .store import exclusive, load_delta, read_json, save_delta, write_json, write_tensors
 from .tasks import Example, Task, compute_metric, load_task
 from .train import TrainConfig, log_to, train
 
@@ -196,20 +196,20 @@ def tune(
                 f"{run_dir} holds a run with a different configuration; choose another --out/--run-name or pass "
                 "--overwrite to replace it"
             )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if (run_dir / "scores.json").is_file():
-        scores, theta = _check_finished(run_dir, method)
-        return RunResult(run_dir, scores, theta, method, task)
-
     if config.init_from is not None:
         theta_init = load_delta(config.init_from, method)[0]
     else:
         theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
-    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
-    source = DirectTheta(FlatParameters(theta_init, method.layout))
-    scores = fit(task, test, method, source, config.train, run_dir, backbone=backbone,
-                 eval_batch_size=config.eval_batch_size, record={"run": config.identity()}, theta_init=theta_init,
-                 evaluate_zero_shot=config.zero_shot, keep_checkpoint=config.keep_checkpoint)
+    with exclusive(run_dir):  # creates it; a second process on the same run is refused
+        if (run_dir / "scores.json").is_file():
+            scores, theta = _check_finished(run_dir, method)
+            return RunResult(run_dir, scores, theta, method, task)
+        test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
+        source = DirectTheta(FlatParameters(theta_init, method.layout))
+        scores = fit(task, test, method, source, config.train, run_dir, backbone=backbone,
+                     eval_batch_size=config.eval_batch_size, record={"run": config.identity()},
+                     theta_init=theta_init, evaluate_zero_shot=config.zero_shot,
+                     keep_checkpoint=config.keep_checkpoint)
     return RunResult(run_dir, scores, source.current(), method, task)  # the trainable holds the best state
 
 
