@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
+import json
 import random
 import shutil
 import time
@@ -137,9 +139,6 @@ def default_run_name(config: TuneConfig) -> str:
     """``<task>-<method>-<backbone>-d<data seed>-s<seed>-<hash>``: the hash (8 hex digits) covers every setting that
     defines the run's results but the data folder, so runs of different settings (a sweep of --lr or --steps)
     never share a directory, and the same command always finds its own run again."""
-    import hashlib
-    import json
-
     backbone = Path(config.backbone).name if Path(config.backbone).exists() else config.backbone.replace("/", "_")
     data = f"r{config.data_seed}" if config.resample else f"d{config.data_seed}"
     identity = config.identity()
@@ -149,8 +148,6 @@ def default_run_name(config: TuneConfig) -> str:
 
 
 def _write_predictions(path: Path, examples: Sequence[Example], predictions: Sequence[str]) -> None:
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
