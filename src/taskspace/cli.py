@@ -124,6 +124,14 @@ def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None
     return load_backbone(name, **backbone_options_from(args))
 
 
+def output_folder(path: str | Path, option: str) -> Path:
+    """An output folder named by ``option``: refused when a file stands there (it is created later, when needed)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: expected a folder, found a file")
+    return path
+
+
 def data_dir_from(args: argparse.Namespace) -> str:
     """The data folder as an absolute path (recorded in artefacts, which must work from any directory)."""
     from .tasks import default_data_dir
@@ -143,7 +151,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples, init_from=args.init_from,
         keep_checkpoint=args.keep_checkpoint,
     )
-    run_dir = Path(args.out) / (args.run_name or default_run_name(config))
+    run_dir = output_folder(args.out, "--out") / (args.run_name or default_run_name(config))
     result = tune(config, run_dir, overwrite=args.overwrite)
     _print_scores(result.scores, result.task.name, args.method, run_dir)
     return 0
@@ -169,8 +177,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .store import read_json
     from .tuning import reevaluate
 
-    scores = read_json(Path(args.run) / "scores.json")
+    if not Path(args.run).is_dir():
+        raise ConfigError(f"RUN {args.run}: expected a run directory (one that `taskspace tune` wrote)")
     again = reevaluate(args.run, data_dir=args.data_dir)
+    scores = read_json(Path(args.run) / "scores.json")
     print(f"{'split':>6} {'saved':>8} {'now':>8}")
     same = True
     for split, value in again.items():
@@ -244,18 +254,18 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .tasks.catalog import CATALOG
     from .tasks.formats import read_examples, task_files
 
-    src, dst = Path(args.src), Path(args.dst)
+    src, dst = Path(args.src), output_folder(args.dst, "DST")
     tasks = args.tasks or available_tasks(src)
-    written = 0
+    converted = []  # everything is read (and checked) before anything is written
     for task in tasks:
         labels = CATALOG[task].labels if task in CATALOG else None
         for seed in args.seeds:
             for split, path in task_files(src, task, args.k, seed).items():
                 examples = read_examples(path, task=task, labels=labels)
-                out = dst / task / f"{task}_{args.k}_{seed}_{split}.tsv"
-                write_tsv(examples, out, sanitize=True, labels=labels)
-                written += 1
-    print(f"wrote {written} files under {dst}")
+                converted.append((examples, dst / task / f"{task}_{args.k}_{seed}_{split}.tsv", labels))
+    for examples, out, labels in converted:
+        write_tsv(examples, out, sanitize=True, labels=labels)
+    print(f"wrote {len(converted)} files under {dst}")
     return 0
 
 
@@ -310,8 +320,16 @@ def add_eval_args(p: argparse.ArgumentParser) -> None:
                    help="evaluate on a seeded random subset of at most N test examples (none: all)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (``taskspace COMMAND: error: ...``, exit status 2) like taskspace's own;
+    ``--help`` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="taskspace",
         description="Delta-tuning methods as flat vectors and the low-dimensional task subspaces they share.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from .cli import (
     add_train_args,
     data_dir_from,
     load_backbone_from,
+    output_folder,
     parse_options,
     train_config_from,
 )
@@ -62,6 +64,24 @@ def tasks_from(args: argparse.Namespace, parts: list[str]) -> list[str]:
     return [t for p in parts for t in split[p]]
 
 
+def _check(condition: bool, option: str, value, expected: str) -> None:
+    """One numeric option checked before anything is loaded or written."""
+    if not condition:
+        raise ConfigError(f"{option} {value}: expected {expected}")
+
+
+def _known_tasks(tasks: list[str], data_dir: str) -> None:
+    from .tasks import CATALOG, available_tasks
+    from .tasks.catalog import close_task_names
+
+    present = set(available_tasks(data_dir))
+    for task in tasks:
+        if task not in present:
+            close = [c for c in close_task_names(task, sorted(present | set(CATALOG))) if c != task]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"task {task!r} has no files in the data folder {data_dir}{hint}")
+
+
 def _write_tables(tables, folder: Path, stem: str) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for i, table in enumerate(tables):
@@ -78,12 +98,14 @@ def cmd_bank(args: argparse.Namespace) -> int:
     from .subspace import BankSpec, build_bank
 
     methods = list(args.methods)
+    output_folder(args.out, "--out")
     tasks = tasks_from(args, args.parts)
     spec = BankSpec(
         tasks=tasks, methods=method_options_from(args.opt, methods), data_dir=data_dir_from(args), seeds=args.seeds,
-        data_seed=args.data_seed, k=args.k, train=train_config_from(args, 0.0), lr=lrs_from(args.lr, methods),
+        data_seed=args.data_seed, k=args.k, train=train_config_from(args, 1e-3), lr=lrs_from(args.lr, methods),
         max_test_examples=args.max_test_examples, eval_batch_size=args.eval_batch_size,
     )
+    _known_tasks(tasks, spec.data_dir)
     backbone = load_backbone_from(args)
 
     def report(task, method, seed, scores):
@@ -102,8 +124,14 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
     from .deltas import build_method
     from .subspace.bank import BANK_FILE
 
-    out = Path(args.out)
+    out = output_folder(args.out, "--out")
     recipe = args.recipe
+    _check(args.d >= 1, "--d", args.d, "a positive intrinsic dimension")
+    _check(args.hidden >= 1, "--hidden", args.hidden, "a positive hidden size")
+    _check(math.isfinite(args.alpha) and args.alpha >= 0, "--alpha", args.alpha, "a finite weight >= 0")
+    _check(math.isfinite(args.dist_weight) and args.dist_weight >= 0, "--dist-weight", args.dist_weight,
+           "a finite weight >= 0")
+    train_config_from(args, 1e-3).validate()
     if recipe in ("ipt", "unified"):
         if not args.bank:
             raise ConfigError(f"--recipe {recipe} fits a bank's solutions: pass --bank DIR")
@@ -154,6 +182,9 @@ def cmd_subspace_tune(args: argparse.Namespace) -> int:
     from .subspace import Bank, Subspace, SubspaceTuneConfig, subspace_tune
     from .subspace.space import SUBSPACE_JSON
 
+    output_folder(args.out, "--out")
+    _check(math.isfinite(args.z_std) and args.z_std > 0, "--z-std", args.z_std, "a positive, finite standard deviation")
+    train_config_from(args, 1e-2).validate()
     backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     config = SubspaceTuneConfig(
@@ -177,6 +208,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from .subspace import Bank, Subspace, load_z, transfer
     from .subspace.space import SUBSPACE_JSON
 
+    out = output_folder(args.out, "--out")
     backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     results: dict[str, dict[str, dict]] = {}
@@ -185,7 +217,6 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         task, source = saved["run"]["task"], saved["run"]["method"]
         results.setdefault(task, {})[source] = transfer(space, args.subspace, run, targets=args.targets,
                                                         data_dir=args.data_dir)
-    out = Path(args.out)
     write_json(out / "transfer.json", results)
     bank = Bank(args.bank, backbone) if args.bank else None
     _write_tables(transfer_tables(results, bank), out, "transfer")

@@ -15,6 +15,7 @@ All entries of one method share their initialisation seed, so they share theta_i
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -58,6 +59,10 @@ class BankSpec:
             raise ConfigError(f"--lr {unknown[0]}=...: {unknown[0]} is not among the bank's methods "
                               f"({', '.join(self.methods)})")
         self.lr = {m: float(self.lr.get(m, DEFAULT_LR[m])) for m in self.methods}
+        for method, lr in self.lr.items():
+            if not (lr > 0 and math.isfinite(lr)):
+                raise ConfigError(f"--lr {method}={lr}: expected a positive, finite learning rate")
+            dataclasses.replace(self.train, lr=lr).validate()  # every entry's settings, before any is trained
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

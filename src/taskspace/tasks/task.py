@@ -164,6 +164,8 @@ def load_task(
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise ConfigError(f"data folder {data_dir} does not exist; pass --data-dir or set {DATA_ENV}")
+    if k < 1:
+        raise ConfigError(f"--k {k}: expected a positive number (shots in the file names, e.g. 16)")
     if metric is not None and metric not in METRICS:
         raise ConfigError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     if resample_k is not None and not resample:
