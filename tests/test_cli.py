@@ -193,7 +193,8 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
                  "--opt", "lora.r=2", "--opt", "adapter.r=2", "--lr", "lora=0.01", *common]) == 0
     assert (bank / "scores.md").is_file() and (bank / "scores.csv").is_file()
     spec = json.loads((bank / "bank.json").read_text())["spec"]
-    assert spec["methods"] == {"lora": {"r": 2}, "adapter": {"r": 2}} and spec["lr"] == {"lora": 0.01}
+    assert spec["methods"] == {"lora": {"r": 2}, "adapter": {"r": 2}}
+    assert spec["lr"] == {"lora": 0.01, "adapter": 2e-3}  # given, and the method's default
     assert main(["fit-subspace", "--recipe", "unified", "--bank", str(bank), "--tasks", "glue-sst2",
                  "--methods", "lora", "adapter", "--d", "3", "--out", str(space), "--data-dir", str(data_dir),
                  *common]) == 0
@@ -213,6 +214,29 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
     assert "Transfer matrix" in capsys.readouterr().out
     code = main(["fit-subspace", "--recipe", "ipt", "--tasks", "glue-sst2", "--out", str(tmp_path / "x")])
     assert code == 2 and "--bank" in capsys.readouterr().err
+
+    # Damaged artefacts are named in one line: a run, a bank entry, a subspace.
+    def one_line_error(argv, *names):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+        assert any(name in err for name in names), err
+
+    one_line_error(["evaluate", str(tmp_path / "st-lora"), "--data-dir", str(data_dir)], "not a `taskspace tune` run")
+    (tmp_path / "st-lora" / "config.json").write_text("{broken")
+    one_line_error(["evaluate", str(tmp_path / "st-lora"), "--data-dir", str(data_dir)], "st-lora/config.json")
+    entry = bank / "glue-sst2" / "lora" / "s0" / "theta.safetensors"
+    entry.write_bytes(entry.read_bytes()[:40])
+    one_line_error(["fit-subspace", "--recipe", "unified", "--bank", str(bank), "--tasks", "glue-sst2", "--methods",
+                    "lora", "adapter", "--d", "3", "--out", str(tmp_path / "udt2"), "--data-dir", str(data_dir),
+                    *common], "glue-sst2/lora/s0/theta.safetensors")
+    assert not (tmp_path / "udt2").exists()
+    for tensors in space.glob("*.safetensors"):
+        tensors.write_bytes(tensors.read_bytes()[:40])
+    one_line_error(["subspace-tune", "--subspace", str(space), "--task", "superglue-copa", "--method", "lora",
+                    "--out", str(tmp_path / "st-again"), "--data-dir", str(data_dir), *common],
+                   *[str(p.name) for p in space.glob("*.safetensors")])
+    assert not (tmp_path / "st-again").exists()
 
 
 def test_your_own_task_folder_is_listed_and_tuned_with_a_metric(tmp_path, data_dir, shared_dir, capsys):

@@ -328,7 +328,11 @@ def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
     saved = read_json(run_dir / "config.json")
     if not (run_dir / "scores.json").is_file():
         raise DataError("the run is not finished (no scores.json); run the same command again to resume it", run_dir)
-    run = dict(saved["run"])
+    run = dict(saved.get("run") or {})
+    unknown = sorted(set(run) - {f.name for f in dataclasses.fields(TuneConfig)})
+    if not run or unknown:
+        raise DataError("not a `taskspace tune` run (" + (f"its settings include {unknown[0]!r}" if unknown else
+                        "no run settings") + "); `taskspace evaluate` re-scores tune runs", run_dir / "config.json")
     train_cfg = TrainConfig(**run.pop("train"))
     config = TuneConfig(**run, train=train_cfg)
     if data_dir is not None:
