@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .errors import ConfigError, TaskspaceError
+from .errors import ConfigError, DataError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
 from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors, write_text
 from .tasks.example import Example
@@ -139,17 +139,21 @@ def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.T
 
 
 class _Checkpoint:
-    """``<run_dir>/checkpoint/{state.safetensors,state.json}``; the JSON, written last, commits the pair."""
+    """``<run_dir>/checkpoint/``: ``state-<step>.safetensors`` and ``state.json``, which names it and is written last.
+
+    A new state goes to a new file and the JSON is replaced after it, so a process killed at any moment leaves the
+    previous pair whole (the older tensor file is deleted only once the new JSON is in place)."""
 
     def __init__(self, run_dir: Path):
         self.dir = run_dir / "checkpoint"
-        self.tensors = self.dir / "state.safetensors"
         self.meta = self.dir / "state.json"
 
     def exists(self) -> bool:
         return self.meta.is_file()
 
     def save(self, trainable, opt, step, best, initial, history, bad_evals, key, shapes) -> None:
+        from .cache import file_sha256
+
         best_step, best_score, best_state = best
         tensors = {f"param.{k}": v for k, v in trainable.state_dict().items()}
         tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
@@ -158,26 +162,32 @@ class _Checkpoint:
         opt_tensors, opt_meta = _optimizer_to_files(opt)
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
-        write_tensors(self.tensors, tensors)
-        digest = hashlib.sha256(self.tensors.read_bytes()).hexdigest()
+        name = f"state-{step}.safetensors"
+        write_tensors(self.dir / name, tensors)
         write_json(self.meta, {
             "step": step, "best_step": best_step, "best_score": best_score, "bad_evals": bad_evals,
             "initial_score": initial_score,
             "history": history, "optimizer": opt_meta, "config": key, "shapes": shapes,
-            "tensors_sha256": digest,
+            "tensors": name, "tensors_sha256": file_sha256(self.dir / name, remember=False),
         })
+        for old in self.dir.glob("state*.safetensors"):
+            if old.name != name:
+                old.unlink()
 
     def load(self, key: str, shapes: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+        from .cache import file_sha256
+
         meta = read_json(self.meta)
         if meta.get("config") != key or meta.get("shapes") != shapes:
             raise ConfigError(
                 f"{self.meta}: this checkpoint was made with different training settings or parameters; "
                 "resume with the same settings, or start a fresh run directory (--overwrite)"
             )
-        if hashlib.sha256(self.tensors.read_bytes()).hexdigest() != meta["tensors_sha256"]:
-            raise ConfigError(f"{self.tensors} does not match {self.meta} (interrupted while saving?); "
-                              "delete the checkpoint folder to restart from scratch")
-        return meta, read_tensors(self.tensors)
+        tensors = self.dir / meta.get("tensors", "state.safetensors")
+        if not tensors.is_file() or file_sha256(tensors, remember=False) != meta["tensors_sha256"]:
+            raise DataError(f"does not match {self.meta.name} (changed or damaged after it was written); delete "
+                            "the checkpoint folder to restart the run from scratch", tensors)
+        return meta, read_tensors(tensors)
 
 
 # ----------------------------------------------------------------------------------------------------------------
