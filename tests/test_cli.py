@@ -262,8 +262,10 @@ def test_your_own_task_folder_is_listed_and_tuned_with_a_metric(tmp_path, data_d
     assert "metric ACC" in capsys.readouterr().out
 
 
-def test_a_second_process_on_the_same_run_is_refused(tmp_path, data_dir, shared_dir, capsys):
-    """While one process writes a run directory, another one asking for it stops at once with a clear message."""
+@pytest.mark.parametrize("command", ["tune", "bank"])
+def test_a_second_process_on_the_same_run_is_refused(command, tmp_path, data_dir, shared_dir, capsys):
+    """While one process writes a run directory (or a bank), another one asking for it stops at once with a clear
+    message."""
     run = tmp_path / "runs" / "busy"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from taskspace.store import exclusive\n"
@@ -271,9 +273,13 @@ def test_a_second_process_on_the_same_run_is_refused(tmp_path, data_dir, shared_
         stdout=subprocess.PIPE, text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     try:
         assert holder.stdout.readline().strip() == "locked"
-        code = main(["tune", "--task", "glue-sst2", "--method", "lora", "--data-dir", str(data_dir),
-                     "--backbone", f"{shared_dir}/models/stories260K", "--steps", "1", "--no-progress",
-                     "--out", str(tmp_path / "runs"), "--run-name", "busy"])
+        common = ["--data-dir", str(data_dir), "--backbone", f"{shared_dir}/models/stories260K", "--steps", "1",
+                  "--no-progress"]
+        if command == "tune":
+            code = main(["tune", "--task", "glue-sst2", "--method", "lora", *common, "--out", str(tmp_path / "runs"),
+                         "--run-name", "busy"])
+        else:
+            code = main(["bank", "--tasks", "glue-sst2", "--methods", "lora", *common, "--out", str(run)])
         assert code == 2
         assert "is being written by another taskspace process" in capsys.readouterr().err
         assert sorted(p.name for p in run.iterdir()) == [".lock"]  # nothing written

@@ -118,11 +118,7 @@ def cmd_bank(args: argparse.Namespace) -> int:
 
 
 def cmd_fit_subspace(args: argparse.Namespace) -> int:
-    from .analysis.reports import reconstruction_table, shared_table
-    from .subspace import (Bank, MSFConfig, SharedConfig, UnifiedConfig, fastfood_subspace, fit_msf, fit_shared,
-                           fit_unified, random_autoencoder)
-    from .deltas import build_method
-    from .subspace.bank import BANK_FILE
+    from .store import exclusive
 
     out = output_folder(args.out, "--out")
     recipe = args.recipe
@@ -132,6 +128,18 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
     _check(math.isfinite(args.dist_weight) and args.dist_weight >= 0, "--dist-weight", args.dist_weight,
            "a finite weight >= 0")
     train_config_from(args, 1e-3).validate()
+    with exclusive(out):  # one process writes a subspace folder at a time
+        return _fit_subspace(args, out)
+
+
+def _fit_subspace(args: argparse.Namespace, out: Path) -> int:
+    from .analysis.reports import reconstruction_table, shared_table
+    from .deltas import build_method
+    from .subspace import (Bank, MSFConfig, SharedConfig, UnifiedConfig, fastfood_subspace, fit_msf, fit_shared,
+                           fit_unified, random_autoencoder)
+    from .subspace.bank import BANK_FILE
+
+    recipe = args.recipe
     if recipe in ("ipt", "unified"):
         if not args.bank:
             raise ConfigError(f"--recipe {recipe} fits a bank's solutions: pass --bank DIR")

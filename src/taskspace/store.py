@@ -48,10 +48,17 @@ def _atomic(path: Path, write) -> None:
 @contextlib.contextmanager
 def exclusive(folder: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (through its ``.lock`` file) while writing into it: a second process
-    that asks for the same folder is refused at once, so two writers never interleave."""
+    that asks for the same folder is refused at once, so two writers never interleave. The folder is created; if
+    the block fails before anything but the lock was written there, the folders this call created are removed."""
     import fcntl
+    import shutil
 
     folder = Path(folder)
+    created = None
+    if not folder.exists():
+        created = folder
+        while not created.parent.exists():
+            created = created.parent
     folder.mkdir(parents=True, exist_ok=True)
     handle = open(folder / ".lock", "a")
     try:
@@ -62,6 +69,10 @@ def exclusive(folder: str | Path) -> Iterator[None]:
                           "write elsewhere") from None
     try:
         yield
+    except BaseException:
+        if created is not None and [p for p in created.rglob("*") if p.is_file()] == [folder / ".lock"]:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
     finally:
         fcntl.flock(handle, fcntl.LOCK_UN)
         handle.close()

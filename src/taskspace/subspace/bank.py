@@ -26,7 +26,7 @@ from .. import __version__
 from ..backbones import Backbone
 from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, DataError
-from ..store import load_delta, read_json, write_json
+from ..store import exclusive, load_delta, read_json, write_json
 from ..train import TrainConfig
 from ..tasks import Example, Task, load_task
 from ..tuning import DEFAULT_LR, TuneConfig, capped_test_split, tune
@@ -118,7 +118,8 @@ def build_bank(
     *,
     report: Callable[[str, str, int, dict], None] | None = None,
 ) -> "Bank":
-    """Tune every (task, method, seed) of ``spec`` into ``root`` (resuming and verifying finished entries)."""
+    """Tune every (task, method, seed) of ``spec`` into ``root`` (resuming and verifying finished entries). One
+    process writes a bank at a time: a second one is refused at once."""
     root = Path(root)
     record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.to_dict(),
               "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint()}}
@@ -129,15 +130,16 @@ def build_bank(
                 f"{root / BANK_FILE} describes another bank (different tasks, methods, settings or backbone); "
                 "use another folder"
             )
-    else:
-        write_json(root / BANK_FILE, record)
-    for task in spec.tasks:
-        for method in spec.methods:
-            for seed in spec.seeds:
-                result = tune(spec.tune_config(task, method, seed, backbone), entry_dir(root, task, method, seed),
-                              backbone=backbone)
-                if report is not None:
-                    report(task, method, seed, result.scores)
+    with exclusive(root):
+        if not (root / BANK_FILE).is_file():
+            write_json(root / BANK_FILE, record)
+        for task in spec.tasks:
+            for method in spec.methods:
+                for seed in spec.seeds:
+                    result = tune(spec.tune_config(task, method, seed, backbone),
+                                  entry_dir(root, task, method, seed), backbone=backbone)
+                    if report is not None:
+                        report(task, method, seed, result.scores)
     return Bank(root, backbone)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError, DataError
-from ..store import read_json, read_tensors
+from ..store import exclusive, read_json, read_tensors
 from ..tasks import load_task
 from ..train import TrainConfig
 from ..tuning import capped_test_split, evaluate, fit
@@ -88,12 +88,12 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
         if z.shape != (space.d,):
             raise DataError(f"z has shape {tuple(z.shape)}, the subspace has d = {space.d}", run_dir)
         return read_json(run_dir / "scores.json")
-    run_dir.mkdir(parents=True, exist_ok=True)
     z0 = initial_z(space.d, config.z_init, config.z_std, config.seed).to(backbone.device)
     source = ProjectedTheta(ms, z0)
     test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
-    return fit(task, test, ms.method, source, config.train, run_dir, backbone=backbone,
-               eval_batch_size=config.eval_batch_size, record=record, theta_init=ms.anchor)
+    with exclusive(run_dir):  # creates it; a second process on the same run is refused
+        return fit(task, test, ms.method, source, config.train, run_dir, backbone=backbone,
+                   eval_batch_size=config.eval_batch_size, record=record, theta_init=ms.anchor)
 
 
 def load_z(run_dir: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
