@@ -212,3 +212,17 @@ def test_meta_backbone_needs_no_weights(tmp_path):
     assert backbone.device.type == "meta"
     with pytest.raises(ConfigError, match="without a tokenizer"):
         backbone.collate([Example("x", ("a",), ("a", "b"))])
+
+
+def test_an_unreachable_hub_name_is_one_clear_error(monkeypatch):
+    """A name that is neither built in nor a folder goes to the hub; when that fails, the error says what was
+    tried instead of transformers' OSError."""
+    import transformers
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", offline)
+    with pytest.raises(ConfigError, match=r"backbone 'some-org/some-model' is neither a built-in name \(smollm2, "
+                                          r"minilm\) nor a local model folder.*couldn't connect"):
+        load_backbone("some-org/some-model")
