@@ -1,5 +1,5 @@
-"""Crash safety: a command killed with SIGKILL (a real one, in a subprocess) and run again finishes with the same
-tensors and scores as an uninterrupted run, for tune, bank, fit-subspace and subspace-tune."""
+"""Crash safety: a command killed with SIGKILL (a real one, in a subprocess) at two points and run again finishes
+with the same tensors and scores as an uninterrupted run, for tune, bank, fit-subspace and subspace-tune."""
 
 from __future__ import annotations
 
@@ -87,7 +87,9 @@ def test_bank_killed_between_and_within_entries_resumes(tmp_path, common):
             "--steps", "80", "--eval-every", "20", "--max-test-examples", "8", *common]
     _run([*argv, "--out", str(tmp_path / "whole")])
     killed = tmp_path / "killed"
-    second = killed / "superglue-copa" / "lora" / "s0"
+    first, second = (killed / task / "lora" / "s0" for task in ("glue-sst2", "superglue-copa"))
+    _kill_when([*argv, "--out", str(killed)], _logged_step(first / "log.jsonl", 20))
+    assert not (first / "scores.json").exists()
     _kill_when([*argv, "--out", str(killed)], _logged_step(second / "log.jsonl", 20))
     assert (killed / "glue-sst2" / "lora" / "s0" / "scores.json").is_file() and not (second / "scores.json").exists()
     _run([*argv, "--out", str(killed)])
@@ -112,7 +114,8 @@ def test_fit_subspace_killed_resumes(tmp_path, common, small_bank):
             *common]
     _run([*argv, "--out", str(tmp_path / "whole")])
     killed = tmp_path / "killed"
-    _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "fit" / "log.jsonl", 40))
+    _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "fit" / "log.jsonl", 20))
+    _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "fit" / "log.jsonl", 60))
     assert not (killed / "subspace.json").exists()
     _run([*argv, "--out", str(killed)])
     for tensors in sorted((tmp_path / "whole").glob("*.safetensors")):
@@ -127,7 +130,8 @@ def test_subspace_tune_killed_resumes(tmp_path, common, small_bank, shared_dir, 
             "--steps", "120", "--eval-every", "20", "--max-test-examples", "8", *common]
     _run([*argv, "--out", str(tmp_path / "whole")])
     killed = tmp_path / "killed"
-    _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "log.jsonl", 40))
+    _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "log.jsonl", 20))
+    _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "log.jsonl", 60))
     _run([*argv, "--out", str(killed)])
     _same_tensors(tmp_path / "whole" / "trainable.safetensors", killed / "trainable.safetensors")
     assert _scores(tmp_path / "whole") == _scores(killed)
