@@ -41,8 +41,6 @@ def _median_ms(fn, repeats: int) -> tuple[float, object]:
 
 def _generate_keeping_every_row(backbone, batch) -> list[str]:
     """Greedy generation with the batch kept whole until every row has stopped (finished rows are padded)."""
-    from taskspace.backbones.causal import _positions  # noqa: F401 - the same position rule as taskspace
-
     n = len(batch)
     cache, mask, last, logits = backbone._prefill([backbone._prompt_ids(e) for e in batch.examples])
     done = torch.zeros(n, dtype=torch.bool)
