@@ -110,8 +110,10 @@ def render(results: dict, meta: dict) -> str:
         rows.append([f"tasks gaining >= {100 * GAIN_THRESHOLD:.0f} points", "", "", None,
                      *[f"{sum(x >= GAIN_THRESHOLD for x in g)} of {len(g)}" if g else None for g in gains.values()]])
         done = sum(len(g) for g in gains.values())
-        note = (f"{done} runs finished; their wall time (frozen evaluations included): {seconds / 60:.1f} min. "
-                "– : not run yet.")
+        threads = sorted({entry[m]["threads"] for entry in tasks.values() for m in METHODS
+                          if m in entry and "threads" in entry[m]})
+        note = (f"{done} runs finished; their wall time (frozen evaluations included): {seconds / 60:.1f} min"
+                + (f" at {' or '.join(map(str, threads))} threads per run" if threads else "") + ". – : not run yet.")
         parts.append(Table(backbone, header, rows, note).markdown())
     return "\n".join(parts)
 
@@ -162,7 +164,7 @@ def main() -> None:
                     started = time.time()
                     result = tune(config, run_dir, backbone=backbone)
                     wall = round(time.time() - started, 1)  # of this invocation: a resumed run counts its rest
-                    write_json(run_dir / "timing.json", {"wall_seconds": wall})
+                    write_json(run_dir / "timing.json", {"wall_seconds": wall, "threads": torch.get_num_threads()})
                     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # a finished run needs no resume state
                     print(f"{backbone.name} {task_name} {method}: test {result.scores['test']:.3f} ({wall:.0f} s)",
                           flush=True)
