@@ -147,9 +147,9 @@ def test_seeded_layers_follow_nn_linear_default_init():
     w1 = torch.empty(5, 4).uniform_(-bound, bound, generator=gen)
     b1 = torch.empty(5).uniform_(-bound, bound, generator=gen)
     w2 = torch.empty(10, 5).uniform_(-1 / math.sqrt(5), 1 / math.sqrt(5), generator=gen)
-    assert torch.equal(p.first.weight, w1) and torch.equal(p.first.bias, b1) and torch.equal(p.second.weight, w2)
-    assert UDTDown(10, 3, seed=0).first.bias is None and UDTUp(3, 10, seed=0).linear.bias is None
-    assert not torch.equal(UDTUp(3, 10, seed=0).linear.weight, UDTUp(3, 10, seed=1).linear.weight)
+    assert torch.equal(p.layers[0].weight, w1) and torch.equal(p.layers[0].bias, b1) and torch.equal(p.layers[1].weight, w2)
+    assert UDTDown(10, 3, seed=0).layers[0].bias is None and UDTUp(3, 10, seed=0).layers[0].bias is None
+    assert not torch.equal(UDTUp(3, 10, seed=0).layers[0].weight, UDTUp(3, 10, seed=1).layers[0].weight)
 
 
 def test_linear_inits():

@@ -11,13 +11,15 @@ import torch
 from taskspace.analysis import gain_kept, relative_table
 from taskspace.analysis.reports import reconstruction_table, transfer_tables
 from taskspace.backbones import load_backbone
+from taskspace.deltas import METHODS as REGISTRY
 from taskspace.errors import ConfigError, DataError, IncompatibleError
 from taskspace.projections import build_projection
 from taskspace.store import read_tensors
-from taskspace.subspace import (Bank, BankSpec, MSFConfig, SharedConfig, Subspace, SubspaceTuneConfig, UnifiedConfig,
-                                build_bank, fastfood_subspace, fit_msf, fit_shared, fit_unified, load_z, mixing_weights,
-                                random_autoencoder, subspace_tune, transfer)
-from taskspace.subspace.ipt import AutoEncoder
+from taskspace.subspace import (Bank, BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, SharedConfig,
+                                Subspace, SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, load_z,
+                                mixing_weights, subspace_tune, transfer)
+from taskspace.subspace.finders import AutoEncoder
+from taskspace.subspace.reconstruction import reconstruction_scores
 from taskspace.train import TrainConfig
 from tiny import tiny_backbone
 
@@ -27,6 +29,13 @@ METHODS = {"prompt": {"n_tokens": 4}, "lora": {"r": 2}, "adapter": {"r": 2}, "pr
 
 def quick(steps=4, **kw):
     return TrainConfig(steps=steps, eval_every=2, progress=False, **kw)
+
+
+def fit_bank(finder, config, bank, tasks, folder):
+    """Fit ``finder`` to ``bank``'s solutions of ``tasks`` (its training state in ``folder``) and save it there."""
+    space = build_finder(finder, config).fit(FitData.from_bank(bank, tasks), work_dir=folder)
+    space.save(folder)
+    return space
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +62,9 @@ def test_bank_entries_and_their_common_anchor(bank):
 
 def test_bank_records_the_learning_rate_each_method_used(bank, data_dir):
     """bank.json holds every method's learning rate (given or default), never an unused placeholder."""
-    from taskspace.tuning import DEFAULT_LR
-
     record = json.loads((bank.root / "bank.json").read_text())["spec"]
-    assert "lr" not in record["train"]
-    assert record["lr"] == {m: DEFAULT_LR[m] for m in METHODS}
+    assert record["train"]["lr"] is None  # not used: no placeholder number
+    assert record["lr"] == {m: REGISTRY[m].default_lr for m in METHODS}
     assert BankSpec(tasks=TASKS, methods={"lora": {}}, data_dir=str(data_dir), lr={"lora": 0.5}).lr == {"lora": 0.5}
     with pytest.raises(ConfigError, match="--lr prompt=.*not among the bank's methods"):
         BankSpec(tasks=TASKS, methods={"lora": {}}, data_dir=str(data_dir), lr={"prompt": 0.5})
@@ -94,16 +101,17 @@ def test_a_bank_refuses_another_backbone(bank, shared_dir):
 
 def test_msf_reconstruction_falls(bank, tmp_path):
     thetas, _ = bank.stacked(TASKS[:2], "prompt")
-    config = MSFConfig(d=3, hidden=16, alpha=200.0, train=quick(steps=30, lr=1e-2))
+    config = MSFConfig(method="prompt", d=3, hidden=16, alpha=200.0, train=quick(steps=30, lr=1e-2))
     ae = AutoEncoder(*_fresh_autoencoder(thetas.shape[1], config))
     before = (ae(thetas) - thetas).square().mean()
-    space = fit_msf(bank, "prompt", TASKS[:2], config, tmp_path / "ipt")
+    space = fit_bank("ipt", config, bank, TASKS[:2], tmp_path / "ipt")
     ms = space["prompt"]
     with torch.no_grad():
         after = (ms.up(ms.down(thetas)) - thetas).square().mean()
     assert after < 0.5 * before, (float(before), float(after))
     assert space.info["tasks"] == TASKS[:2]
-    table = reconstruction_table(space, bank, TASKS[:2], "prompt")
+    table = reconstruction_table("prompt", space.recipe, space.d, TASKS[:2],
+                                 *reconstruction_scores(space, bank, TASKS[:2], "prompt"))
     assert table.rows[-1][0] == "average" and table.rows[0][0] == "glue-sst2"
 
 
@@ -114,7 +122,7 @@ def _fresh_autoencoder(D, config):
 
 
 def test_ist_trains_only_d_numbers(bank, data_dir, tmp_path):
-    space = fit_msf(bank, "prompt", TASKS[:2], MSFConfig(d=5, hidden=16, train=quick()), tmp_path / "ipt")
+    space = fit_bank("ipt", MSFConfig(d=5, hidden=16, train=quick()), bank, TASKS[:2], tmp_path / "ipt")
     decoder_before = {k: v.clone() for k, v in space["prompt"].up.state_dict().items()}
     run = tmp_path / "ist"
     config = SubspaceTuneConfig(task="superglue-copa", method="prompt", data_dir=str(data_dir),
@@ -151,12 +159,13 @@ def test_mixing_weights_follow_the_paper():
 
 
 def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_path, monkeypatch):
-    import taskspace.subspace.unified as unified
+    import taskspace.subspace.finders.unified as unified
 
     draws = []
     monkeypatch.setattr(unified, "mixing_weights", lambda m, g=None: draws.append(m) or mixing_weights(m, g))
     folder = tmp_path / "udt"
-    space = fit_unified(bank, ["adapter", "prefix", "lora"], TASKS[:2], UnifiedConfig(y=4, train=quick()), folder)
+    space = fit_bank("unified", UnifiedConfig(methods=("adapter", "prefix", "lora"), d=4, train=quick()), bank,
+                     TASKS[:2], folder)
     # Deterministic validation: mixing weights are drawn for the 4 training steps only, never at validation.
     assert draws == [3] * 4
     assert set(space.methods) == {"adapter", "prefix", "lora"}
@@ -181,7 +190,7 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
     assert set(out) == {"adapter", "prefix", "lora"}
     z, _ = load_z(run)
     from taskspace.tasks import load_task
-    from taskspace.tuning import capped_test_split, evaluate
+    from taskspace.evaluation import capped_test_split, evaluate
 
     task = load_task("ag_news", str(data_dir))
     manual = evaluate(llama, capped_test_split(task, 8, 0), task.metric, method=loaded["adapter"].method,
@@ -195,7 +204,8 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
 
 def test_subspace_refuses_other_backbones_and_layouts(bank, shared_dir, tmp_path):
     folder = tmp_path / "udt"
-    space = fit_unified(bank, ["adapter", "lora"], TASKS[:2], UnifiedConfig(y=3, train=quick(steps=2)), folder)
+    space = fit_bank("unified", UnifiedConfig(methods=("adapter", "lora"), d=3, train=quick(steps=2)), bank,
+                     TASKS[:2], folder)
     with pytest.raises(IncompatibleError, match="fitted on backbone"):
         Subspace.load(folder, tiny_backbone("gpt2", str(shared_dir)))
     meta = json.loads((folder / "subspace.json").read_text())
@@ -206,16 +216,14 @@ def test_subspace_refuses_other_backbones_and_layouts(bank, shared_dir, tmp_path
 
 
 def test_random_baselines(llama, data_dir, tmp_path):
-    from taskspace.deltas import build_method
-
-    prompt = build_method("prompt", llama, {"n_tokens": 4})
-    a = random_autoencoder(llama, prompt, 6, hidden=16, seed=1)
-    b = random_autoencoder(llama, prompt, 6, hidden=16, seed=1)
+    data = FitData(llama, [], method_options={"prompt": {"n_tokens": 4}})
+    a = build_finder("random-ae", RandomAEConfig(method="prompt", d=6, hidden=16, seed=1)).fit(data)
+    b = build_finder("random-ae", RandomAEConfig(method="prompt", d=6, hidden=16, seed=1)).fit(data)
     z = torch.randn(6)
     torch.testing.assert_close(a.theta("prompt", z), b.theta("prompt", z))
     assert not any(p.requires_grad for p in a["prompt"].up.parameters())
 
-    ff = fastfood_subspace(llama, 20, seed=3)
+    ff = build_finder("fastfood", FastfoodConfig(d=20, seed=3)).fit(FitData(llama, []))
     assert ff["finetune"].method.size == llama.num_parameters()
     ff.save(tmp_path / "ff")
     reloaded = Subspace.load(tmp_path / "ff", llama)
@@ -228,9 +236,10 @@ def test_random_baselines(llama, data_dir, tmp_path):
 
 
 def test_shared_variant_with_fine_tuning_through_fastfood(llama, data_dir, tmp_path):
-    config = SharedConfig(y=6, train=quick(steps=2, lr=0.05))
-    space = fit_shared(llama, {"lora": {"r": 2}, "finetune": {}}, ["glue-sst2"], str(data_dir), config,
-                       tmp_path / "shared")
+    config = SharedConfig(methods=("lora", "finetune"), d=6, train=quick(steps=2, lr=0.05))
+    data = FitData(llama, ["glue-sst2"], data_dir=str(data_dir), method_options={"lora": {"r": 2}})
+    space = build_finder("shared", config).fit(data, work_dir=tmp_path / "shared")
+    space.save(tmp_path / "shared")
     up = space["finetune"].up
     assert [n for n, _ in up.named_parameters()] and all("G" in n for n, _ in up.named_parameters())
     reloaded = Subspace.load(tmp_path / "shared", llama)
@@ -238,7 +247,8 @@ def test_shared_variant_with_fine_tuning_through_fastfood(llama, data_dir, tmp_p
         torch.testing.assert_close(p, q)
     fresh = build_projection(up.config())  # the same seeded draws, untrained: G has moved in training
     assert any(not torch.equal(p, q) for (_, p), (_, q) in zip(up.named_parameters(), fresh.named_parameters()))
-    assert len(space.info["task_vectors"]) == 1 and len(space.info["task_vectors"][0]) == 6
+    assert space.task_vectors.shape == (1, 6)
+    torch.testing.assert_close(reloaded.task_vectors, space.task_vectors)
 
 
 def test_relative_table_by_hand():
@@ -262,7 +272,8 @@ def test_gain_kept_by_hand():
 
 def test_ipt_with_adapters(bank, tmp_path):
     """IPT (Adapter): the same pipeline with the adapter bank; the decoder outputs adapter thetas."""
-    space = fit_msf(bank, "adapter", TASKS[:2], MSFConfig(d=3, hidden=8, train=quick(steps=2)), tmp_path / "ipt-a")
+    space = fit_bank("ipt", MSFConfig(method="adapter", d=3, hidden=8, train=quick(steps=2)), bank, TASKS[:2],
+                     tmp_path / "ipt-a")
     ms = space["adapter"]
     assert ms.up.d_out == bank.method("adapter").size
     with torch.no_grad():
@@ -274,7 +285,7 @@ def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, t
     from taskspace.store import load_delta
     from taskspace.tuning import TuneConfig, tune
 
-    space = fit_msf(bank, "prompt", TASKS[:2], MSFConfig(d=3, hidden=8, train=quick(steps=2)), tmp_path / "ipt")
+    space = fit_bank("ipt", MSFConfig(d=3, hidden=8, train=quick(steps=2)), bank, TASKS[:2], tmp_path / "ipt")
     ist = tmp_path / "ist"
     ist_scores = subspace_tune(space, tmp_path / "ipt", SubspaceTuneConfig(
         task="superglue-copa", method="prompt", data_dir=str(data_dir), train=quick(), max_test_examples=8), ist)

@@ -10,7 +10,6 @@ run exactly.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -23,6 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .config import Config, at_least, non_negative, option, positive
 from .errors import ConfigError, DataError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
 from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors, write_text
@@ -30,50 +30,32 @@ from .tasks.example import Example
 
 
 @dataclass
-class TrainConfig:
-    steps: int = 300
-    batch_size: int = 8
-    lr: float = 1e-3
-    optimizer: str = "adamw"
-    weight_decay: float = 0.0
-    schedule: str = "linear"
-    warmup_steps: int = 0
-    max_grad_norm: float | None = 1.0
-    eval_every: int = 50
-    patience: int | None = None
-    seed: int = 0
-    progress: bool = True
+class TrainConfig(Config):
+    """How a trainable is optimised: steps, batches, optimiser, schedule, evaluation and early stopping."""
 
-    def validate(self) -> None:
-        if self.steps < 1:
-            raise ConfigError(f"--steps {self.steps}: expected at least 1")
-        if self.batch_size < 1:
-            raise ConfigError(f"--batch-size {self.batch_size}: expected at least 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"--lr {self.lr}: expected a positive, finite learning rate")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ConfigError(f"--weight-decay {self.weight_decay}: expected a finite number >= 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"--optimizer {self.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"--schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+    steps: int = option(300, "optimiser steps", check=at_least(1))
+    batch_size: int = option(8, "training examples per step", check=at_least(1))
+    lr: float | None = option(1e-3, "learning rate (none: the default of what is trained, e.g. the method's)",
+                              check=positive("learning rate"), nullable=True)
+    optimizer: str = option("adamw", "optimiser", choices=OPTIMIZERS)
+    weight_decay: float = option(0.0, "decoupled weight decay", check=non_negative)
+    schedule: str = option("linear", "after warm-up: linear decay to 0, or constant", choices=SCHEDULES)
+    warmup_steps: int = option(0, "steps of linear warm-up from 0")
+    max_grad_norm: float | None = option(1.0, "gradient clipping by global norm (none: off)",
+                                         check=positive("number"), nullable=True)
+    eval_every: int = option(50, "evaluate on dev every N steps", check=at_least(1))
+    patience: int | None = option(None, "stop after N evaluations without a better dev score (none: never)",
+                                  check=at_least(1))
+    seed: int = option(0, "seed of the data order")
+    progress: bool = option(True, "a progress bar", runtime=True)
+
+    def check(self) -> None:
         if not 0 <= self.warmup_steps <= self.steps:
             raise ConfigError(f"--warmup-steps {self.warmup_steps}: expected between 0 and --steps {self.steps}")
-        if self.eval_every < 1:
-            raise ConfigError(f"--eval-every {self.eval_every}: expected at least 1")
-        if self.patience is not None and self.patience < 1:
-            raise ConfigError(f"--patience {self.patience}: expected at least 1 (or none)")
-        if self.max_grad_norm is not None and not (self.max_grad_norm > 0 and math.isfinite(self.max_grad_norm)):
-            raise ConfigError(f"--max-grad-norm {self.max_grad_norm}: expected a positive, finite number (or none)")
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
     def resume_key(self) -> str:
         """What must not change between an interrupted run and its resumption (progress display may)."""
-        d = self.to_dict()
-        d.pop("progress")
-        return json.dumps(d, sort_keys=True)
+        return json.dumps(self.identity(), sort_keys=True)
 
 
 @dataclass
@@ -204,6 +186,7 @@ def train(
     backbone: nn.Module | None = None,
     log: Callable[[dict], None] | None = None,
     initial_score: float | None = None,
+    groups: list[tuple[list[nn.Parameter], float]] | None = None,
 ) -> TrainResult:
     """Optimise ``trainable``'s parameters; ``loss_fn(batch_examples, targets)`` returns a scalar loss.
 
@@ -212,9 +195,14 @@ def train(
     step. The trained state with the best score is returned (ties go to the earlier step), unless the untrained
     state (step 0) scored strictly better than all of them: then that one is, so that training never reports a
     result worse on dev than where it started. Without ``evaluate`` the last state is returned.
-    ``backbone`` (if given) is switched to train mode for steps and to eval mode for evaluation.
+    ``backbone`` (if given) is switched to train mode for steps and to eval mode for evaluation. ``groups``
+    gives learning-rate multipliers per parameter group, ``[(parameters, multiplier), ...]`` (default: one group
+    of every trainable parameter at 1).
     """
-    config.validate()
+    config.validate()  # a config edited in place since its construction
+    if config.lr is None:
+        raise ConfigError("--lr: no learning rate (none means the method's default, which only `tune` and `bank` "
+                          "have)")
     examples = list(examples)
     if not examples:
         raise ConfigError("no training examples")
@@ -222,8 +210,7 @@ def train(
     if not params:
         raise ConfigError("the trainable module has no parameters that require gradients")
     torch.manual_seed(config.seed)
-    # A trainable may ask for learning-rate multipliers per parameter group (UDT's shared vectors).
-    groups = trainable.param_groups() if hasattr(trainable, "param_groups") else [(params, 1.0)]
+    groups = groups if groups is not None else [(params, 1.0)]
     opt = make_optimizer(config.optimizer, [{"params": list(ps), "lr": config.lr * scale} for ps, scale in groups],
                          config.lr, config.weight_decay)
     shapes = {k: list(v.shape) for k, v in trainable.state_dict().items()}

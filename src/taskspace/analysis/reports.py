@@ -1,4 +1,5 @@
-"""The tables that the subspace commands write: bank scores, reconstruction, subspace tuning and transfer.
+"""The tables that the subspace commands write: bank scores, reconstruction, subspace tuning and transfer. They
+render stored results and scores computed elsewhere; nothing here runs a model.
 
 Every relative figure divides a test score by the test score of the same task tuned in the original space with
 the same method (the bank entry), and where the papers do, by prompt tuning or fine-tuning of the same task.
@@ -8,11 +9,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
-
 from ..subspace.bank import Bank
-from ..subspace.space import Subspace
-from ..tuning import evaluate
 from .relative import Table, mean, ratio, relative_table
 
 #: The papers' reference methods, with the name of their relative measure.
@@ -36,45 +33,18 @@ def bank_tables(bank: Bank, tasks: Sequence[str], split: str = "test") -> list[T
     return tables
 
 
-def _bank_test_score(space: Subspace, bank: Bank, task_name: str, method: str, theta: torch.Tensor) -> float | None:
-    """``theta``'s score on the test examples the bank's entries of ``task_name`` were scored on."""
-    task, test = bank.spec.test_split(task_name)
-    if not test:
-        return None
-    return evaluate(space.backbone, test, task.metric, method=space[method].method, theta=theta,
-                    batch_size=bank.spec.eval_batch_size)[0]
+def reconstruction_table(method: str, recipe: str, d: int, tasks: Sequence[str], scores: Sequence[float | None],
+                         refs: Sequence[float | None]) -> Table:
+    """Test scores of solutions reconstructed through a subspace against the solutions themselves."""
+    return relative_table(f"{method}: solutions reconstructed through the {recipe} subspace (d = {d})", tasks,
+                          scores, refs, score_name="reconstructed", reference_name="original")
 
 
-def reconstruction_table(space: Subspace, bank: Bank, tasks: Sequence[str], method: str) -> Table:
-    """Test scores of the bank's solutions after a round trip through the subspace, ``up(down(theta))``, against
-    the solutions themselves (IPT's T_train(MSF) when the tasks are the training tasks)."""
-    ms = space[method]
-    if ms.down is None:
-        raise ValueError(f"the {space.recipe} subspace has no down-projection for {method}")
-    scores, refs = [], []
-    for t in tasks:
-        entry = bank.entry(t, method)
-        with torch.no_grad():
-            delta = entry.theta.to(ms.anchor.device) - ms.anchor
-            theta = ms.anchor + ms.up(ms.down(delta))
-        scores.append(_bank_test_score(space, bank, t, method, theta))
-        refs.append(entry.scores.get("test"))
-    return relative_table(f"{method}: solutions reconstructed through the {space.recipe} subspace (d = {space.d})",
-                          tasks, scores, refs, score_name="reconstructed", reference_name="original")
-
-
-def shared_table(space: Subspace, bank: Bank, tasks: Sequence[str], method: str) -> Table:
-    """UDT's simplified variant: each training task's own shared vector decoded with ``method``, against that
-    method tuned in its original space (the bank entry)."""
-    ms = space[method]
-    vectors = torch.tensor(space.info["task_vectors"], dtype=ms.anchor.dtype, device=ms.anchor.device)
-    scores, refs = [], []
-    for i, t in enumerate(tasks):
-        with torch.no_grad():
-            theta = ms.theta(vectors[i])
-        scores.append(_bank_test_score(space, bank, t, method, theta))
-        refs.append(bank.score(t, method) if method in bank.spec.methods else None)
-    return relative_table(f"{method}: training tasks' shared vectors (d = {space.d})", tasks, scores, refs,
+def shared_table(method: str, d: int, tasks: Sequence[str], scores: Sequence[float | None],
+                 refs: Sequence[float | None]) -> Table:
+    """UDT's simplified variant: the training tasks' shared vectors decoded with ``method``, against that method
+    tuned in its original space."""
+    return relative_table(f"{method}: training tasks' shared vectors (d = {d})", tasks, scores, refs,
                           score_name="shared subspace", reference_name="original")
 
 

@@ -303,6 +303,10 @@ class Backbone(nn.Module):
                 # flows from the model's computation into the override (as torch.func.functional_call does).
                 mod._parameters[attr] = value
 
+    def holders(self, name: str) -> list[tuple[nn.Module, str]]:
+        """The (module, attribute) pairs that hold base parameter ``name`` (several when weights are tied)."""
+        return list(self._holders[name])
+
     @contextlib.contextmanager
     def suspended(self) -> Iterator[None]:
         """Run the frozen model as loaded, ignoring every injection registered so far."""

@@ -22,7 +22,8 @@ import torch
 
 from ..backbones.sites import LinearSite
 from ..errors import ConfigError
-from .base import DeltaMethod, MethodConfig, kaiming_uniform_, option
+from ..config import option
+from .base import DeltaMethod, MethodConfig, kaiming_uniform_, register
 
 ACTIVATIONS = {
     "silu": torch.nn.functional.silu,
@@ -41,10 +42,12 @@ class AdapterConfig(MethodConfig):
     locations: tuple[str, ...] = option(LOCATIONS, "sub-layers followed by an adapter: self_attn, cross_attn, ffn")
 
 
+@register
 class Adapter(DeltaMethod):
     """Bottleneck adapters h + f(h W_down) W_up after attention / feed-forward sub-layers."""
 
     name = "adapter"
+    default_lr = 2e-3
     config_class = AdapterConfig
     has_neutral = True
     neutral_slices = (".adapter.up",)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Iterable, Mapping
 import torch
 
 from ..backbones.base import Backbone
+from ..config import Config
 from ..errors import ConfigError
 
 
@@ -180,42 +181,9 @@ class FlatParameters(torch.nn.Module):
 
 
 @dataclass
-class MethodConfig:
-    """Base of the per-method configuration dataclasses; fields carry their help text in ``metadata``."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "MethodConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} for {cls.__name__}; valid: {sorted(names)}")
-        kwargs = {}
-        for f in dataclasses.fields(cls):
-            if f.name in data:
-                v = data[f.name]
-                kwargs[f.name] = tuple(v) if isinstance(v, list) else v
-        return cls(**kwargs)
-
-    @classmethod
-    def help(cls) -> list[tuple[str, Any, str]]:
-        """(name, default value, help text) per option."""
-        out = []
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            out.append((f.name, default, f.metadata.get("help", "")))
-        return out
-
-
-def _jsonable(v: Any) -> Any:
-    return list(v) if isinstance(v, tuple) else v
-
-
-def option(default: Any, help: str) -> Any:
-    """A config field with help text."""
-    return dataclasses.field(default=default, metadata={"help": help})
+class MethodConfig(Config):
+    """Base of the per-method configuration dataclasses (fields declared with :func:`taskspace.config.option`).
+    Values are checked against the backbone by the method's ``validate``."""
 
 
 class DeltaMethod:
@@ -223,6 +191,8 @@ class DeltaMethod:
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
+    #: The learning rate a run of this method uses unless told otherwise (few-shot, batch 8, a few hundred steps).
+    default_lr: ClassVar[float] = 1e-3
     supports_per_example: ClassVar[bool] = True
     #: Whether some theta leaves the backbone's outputs exactly unchanged (LoRA with B = 0, adapters with W_up = 0,
     #: BitFit / fine-tuning at 0). Prompt and prefix tuning always change the computation.
@@ -289,6 +259,20 @@ class DeltaMethod:
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": self.config.to_dict(), "size": self.size}
 
+
+
+#: Registry: method name -> DeltaMethod subclass (filled by :func:`register` when each method's module loads).
+METHODS: dict[str, type[DeltaMethod]] = {}
+
+
+def register(cls: type[DeltaMethod]) -> type[DeltaMethod]:
+    """Class decorator: make a delta method available by its ``name`` (commands, banks, configs)."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    if METHODS.get(cls.name, cls) is not cls:
+        raise TypeError(f"delta method {cls.name!r} registered twice")
+    METHODS[cls.name] = cls
+    return cls
 
 
 def kaiming_uniform_(t: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> torch.Tensor:

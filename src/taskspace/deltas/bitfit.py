@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import DeltaMethod, MethodConfig, option
+from ..config import option
+from .base import DeltaMethod, MethodConfig, register
 
 
 @dataclass
@@ -21,10 +22,12 @@ class BitFitConfig(MethodConfig):
     norms: bool = option(True, "also tune the biases of layer norms")
 
 
+@register
 class BitFit(DeltaMethod):
     """BitFit: biases of every projection (and norm), added where the architecture has none."""
 
     name = "bitfit"
+    default_lr = 5e-3
     config_class = BitFitConfig
     has_neutral = True
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch.nn.functional as F
 from torch import nn
 
-from .base import DeltaMethod, MethodConfig
+from .base import DeltaMethod, MethodConfig, register
 
 
 @dataclass
@@ -31,10 +31,12 @@ def _lookup_only(holders: list[tuple[nn.Module, str]]) -> bool:
     )
 
 
+@register
 class FineTuning(DeltaMethod):
     """Full fine-tuning: the change of every backbone weight."""
 
     name = "finetune"
+    default_lr = 2e-5
     config_class = FinetuneConfig
     supports_per_example = False
     has_neutral = True
@@ -44,12 +46,12 @@ class FineTuning(DeltaMethod):
 
     def _install(self, views, per_example):
         base = self.backbone.base_parameters
-        holders = self.backbone._holders
         overrides, handles = {}, []
         for name, delta in views.items():
-            if _lookup_only(holders[name]):
+            holders = self.backbone.holders(name)
+            if _lookup_only(holders):
                 # Every embedding module that shares the table (T5's encoder and decoder) adds the delta rows.
-                for module, _ in holders[name]:
+                for module, _ in holders:
 
                     def edit(ids, out, delta=delta, module=module):
                         return out + F.embedding(ids, delta.to(out.dtype), padding_idx=module.padding_idx)

@@ -18,7 +18,8 @@ import torch
 
 from ..backbones.sites import LinearSite
 from ..errors import ConfigError
-from .base import DeltaMethod, MethodConfig, add_to_output, kaiming_uniform_, option
+from ..config import option
+from .base import DeltaMethod, MethodConfig, add_to_output, kaiming_uniform_, register
 
 ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
@@ -31,10 +32,12 @@ class LoRAConfig(MethodConfig):
     attention: tuple[str, ...] = option(("self", "cross"), "which attention modules q/k/v/o refer to: self, cross")
 
 
+@register
 class LoRA(DeltaMethod):
     """LoRA: low-rank updates s·B A added to chosen projections."""
 
     name = "lora"
+    default_lr = 2e-3
     config_class = LoRAConfig
     has_neutral = True
     neutral_slices = (".lora_B",)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import ConfigError
-from .base import DeltaMethod, MethodConfig, option
+from ..config import option
+from .base import DeltaMethod, MethodConfig, register
 
 
 @dataclass
@@ -25,10 +26,12 @@ class PromptConfig(MethodConfig):
     init_std: float = option(0.02, "standard deviation of the normal initialisation")
 
 
+@register
 class PromptTuning(DeltaMethod):
     """Prompt tuning: soft tokens prepended to the input embeddings."""
 
     name = "prompt"
+    default_lr = 3e-2
     config_class = PromptConfig
 
     def validate(self) -> None:

@@ -1,7 +1,8 @@
 """Projections between an intrinsic vector z ∈ R^d and a flat delta vector theta ∈ R^D (and back).
 
-Up-projections: :class:`LinearProjection`, IPT's :class:`IPTDecoder`, UDT's :class:`UDTUp`, and the random
-:class:`Fastfood` transform of all weights; down-projections: :class:`IPTEncoder`, :class:`UDTDown`.
+Up-projections: :class:`LinearProjection`, the :class:`MLP` (IPT's decoder :func:`IPTDecoder` and UDT's
+:func:`UDTUp` are named factories of it), and the random :class:`Fastfood` transform of all weights;
+down-projections: the MLPs :func:`IPTEncoder` and :func:`UDTDown`.
 ``build_projection(p.config())`` rebuilds any of them (see :mod:`.base`).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from .base import PROJECTIONS, Projection, build_projection, register
 from .fastfood import Fastfood, fwht, hadamard
 from .linear import LinearProjection
-from .mlp import IPTDecoder, IPTEncoder, UDTDown, UDTUp
+from .mlp import MLP, IPTDecoder, IPTEncoder, UDTDown, UDTUp
 
 __all__ = [
     "PROJECTIONS",
@@ -18,6 +19,7 @@ __all__ = [
     "IPTDecoder",
     "IPTEncoder",
     "LinearProjection",
+    "MLP",
     "Projection",
     "UDTDown",
     "UDTUp",

@@ -1,32 +1,37 @@
-"""Subspaces of delta-tuning solutions: banks, IPT, the unified delta-tuning subspace, tuning and transfer."""
+"""Subspaces of delta-tuning solutions: banks, finders (IPT, the unified delta-tuning subspace, its shared
+variant, random baselines), tuning inside a subspace, and transfer between methods."""
 
 from .bank import Bank, BankEntry, BankSpec, build_bank
-from .ipt import MSFConfig, fastfood_subspace, fit_msf, random_autoencoder
-from .multitask import MultiTask
+from .finders import (FINDERS, FastfoodConfig, Finder, FitData, MSFConfig, RandomAEConfig, SharedConfig, UnifiedConfig,
+                      build_finder, finder_class, mixing_weights)
+from .multitask import MultiTask, mixed_loss
 from .space import MethodSpace, ProjectedTheta, Subspace
-from .tune import SubspaceTuneConfig, load_z, subspace_tune, transfer
-from .unified import SharedConfig, UnifiedConfig, fit_shared, fit_unified, mixing_weights
+from .transfer import transfer
+from .tune import SubspaceTuneConfig, load_z, subspace_tune
 
 __all__ = [
     "Bank",
     "BankEntry",
     "BankSpec",
+    "FINDERS",
+    "FastfoodConfig",
+    "Finder",
+    "FitData",
     "MSFConfig",
     "MethodSpace",
     "MultiTask",
     "ProjectedTheta",
+    "RandomAEConfig",
     "SharedConfig",
     "Subspace",
     "SubspaceTuneConfig",
     "UnifiedConfig",
     "build_bank",
-    "fastfood_subspace",
-    "fit_msf",
-    "fit_shared",
-    "fit_unified",
+    "build_finder",
+    "finder_class",
     "load_z",
+    "mixed_loss",
     "mixing_weights",
-    "random_autoencoder",
     "subspace_tune",
     "transfer",
 ]

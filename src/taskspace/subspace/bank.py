@@ -14,7 +14,6 @@ All entries of one method share their initialisation seed, so they share theta_i
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,61 +23,57 @@ import torch
 
 from .. import __version__
 from ..backbones import Backbone
-from ..deltas import DeltaMethod, build_method
+from ..config import Config, option, positive_count
+from ..deltas import METHODS, DeltaMethod, build_method, default_lr
 from ..errors import ConfigError, DataError
+from ..evaluation import capped_test_split
 from ..store import exclusive, load_delta, read_json, write_json
-from ..train import TrainConfig
 from ..tasks import Example, Task, load_task
-from ..tuning import DEFAULT_LR, TuneConfig, capped_test_split, tune
+from ..train import TrainConfig
+from ..tuning import TuneConfig, tune
 
 BANK_FILE = "bank.json"
 
 
 @dataclass
-class BankSpec:
+class BankSpec(Config):
     """What a bank holds. ``methods`` maps a method name to its options. Every entry trains with ``train``'s
     settings except the learning rate, which is ``lr[method]``: given, or the method's default (``train.lr`` is
-    not used, and not recorded)."""
+    not used, and recorded as none)."""
 
-    tasks: list[str]
-    methods: dict[str, dict[str, Any]]
-    data_dir: str
-    seeds: list[int] = field(default_factory=lambda: [0])
-    data_seed: int = 100
-    k: int = 16
-    train: TrainConfig = field(default_factory=TrainConfig)
-    lr: dict[str, float] = field(default_factory=dict)
-    max_test_examples: int | None = 500
-    eval_batch_size: int = 32
-    #: Also score the frozen backbone and the initial theta per entry (off: the same for every method).
-    zero_shot: bool = False
+    tasks: list[str] = option(help="the tasks", cli=False)
+    methods: dict[str, dict[str, Any]] = option(help="method name -> its options", cli=False)
+    data_dir: str = option(help="folder of task folders", cli=False)
+    seeds: list[int] = option(help="initialisation / data-order seeds", factory=lambda: [0], cli=False)
+    data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
+    k: int = option(16, "shots in the file names", check=positive_count)
+    train: TrainConfig = option(help="training settings (but the learning rate)",
+                                factory=lambda: TrainConfig(lr=None))
+    lr: dict[str, float] = option(help="learning rate per method (default: the method's)", factory=dict, cli=False)
+    max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
+                                                "(none: all)", check=positive_count, nullable=True)
+    eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
+    zero_shot: bool = option(False, "also score the frozen backbone and the initial theta per entry (off: the "
+                                    "same for every method)", cli=False)
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"unknown method {unknown[0]!r}; expected one of {', '.join(METHODS)}")
         unknown = sorted(set(self.lr) - set(self.methods))
         if unknown:
             raise ConfigError(f"--lr {unknown[0]}=...: {unknown[0]} is not among the bank's methods "
                               f"({', '.join(self.methods)})")
-        self.lr = {m: float(self.lr.get(m, DEFAULT_LR[m])) for m in self.methods}
+        if self.train.lr is not None:  # not used: every entry trains at its method's rate
+            self.train = self.train.replace(lr=None)
+        self.lr = {m: float(self.lr.get(m, default_lr(m))) for m in self.methods}
         for method, lr in self.lr.items():
             if not (lr > 0 and math.isfinite(lr)):
                 raise ConfigError(f"--lr {method}={lr}: expected a positive, finite learning rate")
-            dataclasses.replace(self.train, lr=lr).validate()  # every entry's settings, before any is trained
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["train"] = self.train.to_dict()
-        d["train"].pop("progress")
-        d["train"].pop("lr")  # per method, in d["lr"]
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "BankSpec":
-        d = dict(d)
-        train = TrainConfig(**d.pop("train"))
-        return cls(train=train, **d)
+            self.train.replace(lr=lr)  # every entry's settings are checked before any is trained
 
     def tune_config(self, task: str, method: str, seed: int, backbone: Backbone) -> TuneConfig:
-        train = dataclasses.replace(self.train, seed=seed, lr=self.lr[method])
+        train = self.train.replace(seed=seed, lr=self.lr[method])
         return TuneConfig(
             task=task, method=method, data_dir=self.data_dir, method_options=dict(self.methods[method]),
             backbone=backbone.name, k=self.k, data_seed=self.data_seed, seed=seed, train=train,
@@ -121,7 +116,7 @@ def build_bank(
     """Tune every (task, method, seed) of ``spec`` into ``root`` (resuming and verifying finished entries). One
     process writes a bank at a time: a second one is refused at once."""
     root = Path(root)
-    record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.to_dict(),
+    record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.identity(),
               "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint()}}
     if (root / BANK_FILE).is_file():
         saved = read_json(root / BANK_FILE)

@@ -1,15 +1,17 @@
-"""Several tasks trained together: pooled, shuffled training examples (batches mix tasks) and per-task dev scores."""
+"""Several tasks trained together: pooled, shuffled training examples (batches mix tasks), the one loss of a batch
+that mixes tasks, and per-task dev scores."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
 from ..backbones import Backbone
+from ..deltas import DeltaMethod
+from ..evaluation import evaluate
 from ..tasks import Example, Task, load_task
-from ..tuning import evaluate
 
 
 @dataclass
@@ -37,9 +39,41 @@ class MultiTask:
         for t in self.tasks.values():
             backbone.check_task(t.info.has_options, t.name)
 
-    def dev_scores(self, backbone: Backbone, method, thetas: torch.Tensor, batch_size: int = 32) -> dict[str, float]:
-        """Dev score of each task with its own theta (``thetas[i]`` for task ``names[i]``)."""
-        return {
-            n: evaluate(backbone, t.dev, t.metric, method=method, theta=thetas[i], batch_size=batch_size)[0]
-            for i, (n, t) in enumerate(self.tasks.items())
-        }
+    def dev_scores(self, backbone: Backbone, method: DeltaMethod, theta_of_task: Callable[[int], torch.Tensor],
+                   batch_size: int = 32) -> dict[str, float]:
+        """Dev score of each task with its own theta, ``theta_of_task(i)`` (``[D]``) for task ``names[i]``: decoded
+        one task at a time, so that D-sized thetas of many tasks are never held at once."""
+        out = {}
+        for i, (name, task) in enumerate(self.tasks.items()):
+            with torch.no_grad():
+                theta = theta_of_task(i)
+            out[name] = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=batch_size)[0]
+        return out
+
+    def mean_dev_score(self, backbone: Backbone, method: DeltaMethod, theta_of_task: Callable[[int], torch.Tensor],
+                       batch_size: int = 32) -> float:
+        """The mean over tasks of :meth:`dev_scores` (each task weighs the same)."""
+        scores = self.dev_scores(backbone, method, theta_of_task, batch_size)
+        return sum(scores.values()) / len(scores)
+
+
+def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Example], targets: Sequence[str],
+               index: torch.Tensor, theta_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The mean loss of a batch that mixes tasks, every example computed with its own task's theta.
+
+    ``index`` holds each example's task row; ``theta_of(rows)`` returns the thetas ``[len(rows), D]`` of the batch
+    rows ``rows``. A method that takes per-example theta gets one ``[B, D]`` bind for the whole batch; one that
+    does not (full fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with its
+    rows' share of the mean.
+    """
+    if method.supports_per_example:
+        with method.bind(theta_of(torch.arange(len(examples), device=index.device))):
+            return backbone.loss(backbone.collate(list(examples), list(targets))).mean()
+    total = 0.0
+    for t in index.unique().tolist():
+        rows = (index == t).nonzero().flatten()
+        with method.bind(theta_of(rows[:1])[0]):
+            loss = backbone.loss(backbone.collate([examples[i] for i in rows.tolist()],
+                                                  [targets[i] for i in rows.tolist()])).sum()
+        total = total + loss
+    return total / len(examples)

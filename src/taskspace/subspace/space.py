@@ -27,7 +27,7 @@ from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, IncompatibleError
 from ..projections import Projection, build_projection
 from ..store import read_json, read_tensors, write_json, write_tensors
-from ..tuning import ThetaSource
+from ..runs import ThetaSource
 
 SUBSPACE_JSON = "subspace.json"
 SUBSPACE_TENSORS = "subspace.safetensors"
@@ -53,8 +53,13 @@ class Subspace:
     methods: dict[str, MethodSpace]
     backbone: Backbone
     info: dict[str, Any] = field(default_factory=dict)
+    #: The training tasks' own intrinsic vectors ``[T, d]`` (in ``info["tasks"]`` order), when the finder learnt
+    #: them (the shared variant).
+    task_vectors: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.task_vectors is not None and (self.task_vectors.dim() != 2 or self.task_vectors.shape[1] != self.d):
+            raise ConfigError(f"task vectors of shape {tuple(self.task_vectors.shape)}, expected [tasks, {self.d}]")
         for name, ms in self.methods.items():
             if ms.up.d_in != self.d or ms.up.d_out != ms.method.size:
                 raise ConfigError(
@@ -91,6 +96,8 @@ class Subspace:
                 "up": ms.up.config(),
                 "down": None if ms.down is None else ms.down.config(),
             }
+        if self.task_vectors is not None:
+            tensors["task_vectors"] = self.task_vectors
         write_tensors(folder / SUBSPACE_TENSORS, tensors, {"format": "taskspace.subspace/1", "recipe": self.recipe})
         write_json(folder / SUBSPACE_JSON, {
             "format": "taskspace.subspace/1",
@@ -143,7 +150,7 @@ class Subspace:
                         p.copy_(learnt[k])
                 parts[part] = proj.freeze()
             methods[name] = MethodSpace(method, tensors[f"anchor.{name}"], parts["up"], parts["down"])
-        return cls(meta["recipe"], meta["d"], methods, backbone, meta.get("info", {}))
+        return cls(meta["recipe"], meta["d"], methods, backbone, meta.get("info", {}), tensors.get("task_vectors"))
 
 
 class IntrinsicVector(nn.Module):

@@ -1,52 +1,47 @@
-"""Tuning inside a subspace, and transferring what was found to other methods.
+"""Tuning inside a subspace: IPT's intrinsic subspace tuning, UDT's subspace optimisation, the random baselines.
 
-**Subspace tuning** (IPT's intrinsic subspace tuning, UDT's subspace optimisation, the random baselines): a fresh
-intrinsic vector ``z`` in R^d is trained through one method's frozen up-projection, ``theta = anchor + up(z)``;
-only the d entries of z change. The run directory is a tune run directory (the decoded theta is saved like any
-delta, and ``trainable.safetensors`` holds z).
-
-**Transfer** (UDT): the z found with a source method is decoded by every other method's up-projection, without
-further training, and evaluated.
+A fresh intrinsic vector ``z`` in R^d is trained through one method's frozen up-projection,
+``theta = anchor + up(z)``; only the d entries of z change. The run directory is a tune run directory (see
+:mod:`taskspace.runs`: the decoded theta is saved like any delta, and ``trainable.safetensors`` holds z).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..config import Config, option, positive, positive_count
+from ..deltas import METHODS
 from ..errors import ConfigError, DataError
+from ..evaluation import capped_test_split
+from ..runs import check_run_dir, fit_source, is_finished
 from ..store import exclusive, read_json, read_tensors
 from ..tasks import load_task
 from ..train import TrainConfig
-from ..tuning import capped_test_split, evaluate, fit
 from .space import SUBSPACE_JSON, ProjectedTheta, Subspace
 
 
 @dataclass
-class SubspaceTuneConfig:
-    task: str
-    method: str
-    data_dir: str
-    k: int = 16
-    data_seed: int = 100
-    seed: int = 0
-    z_init: str = "normal"
-    z_std: float = 0.02
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(lr=1e-2, steps=300, eval_every=50))
-    eval_batch_size: int = 32
-    max_test_examples: int | None = 500
-    test_sample_seed: int = 0
-
-    def identity(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
-        d["train"].pop("progress")
-        return d
+class SubspaceTuneConfig(Config):
+    task: str = option(help="the task", cli=False)
+    method: str = option(help="the method whose up-projection decodes z", choices=METHODS, cli=False)
+    data_dir: str = option(help="folder of task folders", cli=False)
+    k: int = option(16, "shots in the file names", check=positive_count)
+    data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
+    seed: int = option(0, "seed of z's initialisation (and, on the command line, of the data order)")
+    z_init: str = option("normal", "z's initialisation: N(0, z_std^2) (IPT's IST), or zeros (the anchor)",
+                         choices=("normal", "zeros"))
+    z_std: float = option(0.02, "standard deviation of z's normal initialisation", check=positive("standard deviation"))
+    train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=1e-2, steps=300,
+                                                                                       eval_every=50))
+    eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
+    max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
+                                                "(none: all)", check=positive_count, nullable=True)
+    test_sample_seed: int = option(0, "seed of the test subset", cli=False)
 
 
 def initial_z(d: int, how: str, std: float, seed: int) -> torch.Tensor:
@@ -71,19 +66,14 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     """Train a fresh z for ``config.task`` through ``config.method``'s up-projection of ``space`` (saved in
     ``folder``); returns the scores. Resumes an interrupted run; returns a finished one after checking it."""
     run_dir = Path(run_dir)
+    config.validate()
     record = {"run": config.identity(), "subspace": subspace_id(folder), "d": space.d}
-    if run_dir.exists() and overwrite:
-        shutil.rmtree(run_dir)
-    if (run_dir / "config.json").is_file():
-        saved = read_json(run_dir / "config.json")
-        if saved.get("run") != record["run"] or saved.get("subspace") != record["subspace"]:
-            raise ConfigError(f"{run_dir} holds a run with another configuration or subspace; use another folder "
-                              "or --overwrite")
+    check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite)
     ms = space[config.method]
     backbone = space.backbone
     task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed)
     backbone.check_task(task.info.has_options, task.name)
-    if (run_dir / "scores.json").is_file():
+    if is_finished(run_dir):
         z = read_tensors(run_dir / "trainable.safetensors")["z"]
         if z.shape != (space.d,):
             raise DataError(f"z has shape {tuple(z.shape)}, the subspace has d = {space.d}", run_dir)
@@ -92,8 +82,8 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     source = ProjectedTheta(ms, z0)
     test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     with exclusive(run_dir):  # creates it; a second process on the same run is refused
-        return fit(task, test, ms.method, source, config.train, run_dir, backbone=backbone,
-                   eval_batch_size=config.eval_batch_size, record=record, theta_init=ms.anchor)
+        return fit_source(task, test, ms.method, source, config.train, run_dir, backbone=backbone,
+                          eval_batch_size=config.eval_batch_size, record=record, theta_init=ms.anchor)
 
 
 def load_z(run_dir: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -105,31 +95,3 @@ def load_z(run_dir: str | Path) -> tuple[torch.Tensor, dict[str, Any]]:
     if "subspace" not in saved:
         raise DataError("not a subspace-tune run (its config.json names no subspace)", run_dir)
     return read_tensors(run_dir / "trainable.safetensors")["z"], saved
-
-
-def transfer(space: Subspace, folder: str | Path, run_dir: str | Path, *, targets: list[str] | None = None,
-             data_dir: str | None = None) -> dict[str, dict[str, float | None]]:
-    """Decode a subspace-tune run's z with every target method's up-projection; dev and test scores per target.
-
-    The source method (the one z was trained through) is included: its row is the subspace optimisation result.
-    """
-    z, saved = load_z(run_dir)
-    if saved["subspace"]["sha256"] != subspace_id(folder)["sha256"]:
-        raise ConfigError(f"{run_dir} was tuned in another subspace than {folder}")
-    run = saved["run"]
-    backbone = space.backbone
-    task = load_task(run["task"], data_dir or run["data_dir"], k=run["k"], seed=run["data_seed"])
-    test = capped_test_split(task, run["max_test_examples"], run["test_sample_seed"])
-    z = z.to(backbone.device)
-    out: dict[str, dict[str, float | None]] = {}
-    for target in targets or list(space.methods):
-        ms = space[target]
-        with torch.no_grad():
-            theta = ms.theta(z)
-        scores: dict[str, float | None] = {"dev": None, "test": None}
-        for split, examples in (("dev", task.dev), ("test", test)):
-            if examples:
-                scores[split] = evaluate(backbone, examples, task.metric, method=ms.method, theta=theta,
-                                         batch_size=run["eval_batch_size"])[0]
-        out[target] = scores
-    return out

@@ -1,0 +1,214 @@
+"""What every command shares: option parsing, the backbone, data, training and evaluation options, output folders.
+
+A command's defaults are the library's: options derived from a config's fields (:func:`taskspace.config.add_arguments`)
+stay out of the namespace unless given, and :func:`taskspace.config.from_args` lays what was given over the
+library config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..backbones import DEFAULT_BACKBONE
+from ..config import Config, add_arguments
+from ..errors import ConfigError
+from ..train import TrainConfig
+
+# ----------------------------------------------------------------------------------------------------------------
+# key=value options
+
+
+def parse_options(pairs: Sequence[str] | None, fields: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    """``key=value`` strings to a dict, converting each value to the type of the field's default.
+
+    ``fields`` maps option names to default values (None: accept any name and guess the type).
+    """
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ConfigError(f"{what} {pair!r}: expected key=value")
+        key, raw = pair.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if fields is not None and key not in fields:
+            raise ConfigError(f"{what} {key!r}: unknown option; valid: {', '.join(sorted(fields)) or '(none)'}")
+        default = None if fields is None else fields[key]
+        out[key] = _convert(raw.strip(), default, f"{what} {key}")
+    return out
+
+
+def _convert(raw: str, default: Any, where: str) -> Any:
+    try:
+        if isinstance(default, bool):
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            value = float(raw)
+            if not math.isfinite(value):
+                raise ConfigError(f"{where}={raw!r}: expected a finite number")
+            return value
+        if isinstance(default, tuple):
+            return tuple(x.strip() for x in raw.split(",") if x.strip())
+        if default is None:
+            try:
+                value = json.loads(raw)
+            except json.JSONDecodeError:
+                try:
+                    value = float(raw)  # nan, inf: numbers that JSON does not spell this way
+                except ValueError:
+                    return raw
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{where}={raw!r}: expected a finite number")
+            return value
+        return raw
+    except ConfigError:
+        raise
+    except ValueError:
+        raise ConfigError(f"{where}={raw!r}: expected a value like {default!r}") from None
+
+
+def method_fields(method: str) -> dict[str, Any]:
+    from ..deltas import method_class
+
+    return {name: default for name, default, _ in method_class(method).config_class.help()}
+
+
+def method_options_from(pairs: list[str] | None, methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``--opt METHOD.key=value`` (several methods) to per-method option dicts."""
+    out: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for pair in pairs or []:
+        head, _, rest = pair.partition(".")
+        if head not in out or not rest:
+            raise ConfigError(f"--opt {pair!r}: expected METHOD.key=value with METHOD one of {list(methods)}")
+        out[head].update(parse_options([rest], method_fields(head), f"--opt {head}."))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backbones, data, output folders
+
+
+def backbone_options_from(args: argparse.Namespace) -> dict[str, Any]:
+    options = parse_options(args.backbone_opt, None, "--backbone-opt")
+    if args.family:
+        options["family"] = args.family
+    if getattr(args, "decode", None):
+        options["decode"] = args.decode
+    return options
+
+
+def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None):
+    """The backbone named by ``--backbone``; without one, the backbone an artefact's JSON file (a bank's or a
+    subspace's) recorded, else the default."""
+    from ..backbones import load_backbone
+    from ..store import read_json
+
+    name = args.backbone
+    if name is None:
+        name = read_json(recorded_in)["backbone"]["name"] if recorded_in is not None else DEFAULT_BACKBONE
+    return load_backbone(name, **backbone_options_from(args))
+
+
+def output_folder(path: str | Path, option: str) -> Path:
+    """An output folder named by ``option``: refused when a file stands there (it is created later, when needed)."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path}: expected a folder, found a file")
+    return path
+
+
+def data_dir_from(args: argparse.Namespace) -> str:
+    """The data folder as an absolute path (recorded in artefacts, which must work from any directory)."""
+    from ..tasks import default_data_dir
+
+    return str(Path(args.data_dir or default_data_dir()).expanduser().resolve())
+
+
+def tasks_from(args: argparse.Namespace, parts: list[str]) -> list[str]:
+    from ..tasks import CATALOG
+    from ..tasks.formats import read_split_file
+
+    if args.tasks:
+        return list(args.tasks)
+    if not args.split:
+        raise ConfigError("name the tasks: --tasks T1 T2 ... or --split FILE.json")
+    split = read_split_file(args.split, known_tasks=CATALOG)
+    missing = [p for p in parts if p not in split]
+    if missing:
+        raise ConfigError(f"{args.split}: no {missing} list in this split file")
+    return [t for p in parts for t in split[p]]
+
+
+def known_tasks(tasks: list[str], data_dir: str) -> None:
+    """Every task has files in the data folder (checked before anything is loaded or written)."""
+    from ..tasks import CATALOG, available_tasks
+    from ..tasks.catalog import close_task_names
+
+    present = set(available_tasks(data_dir))
+    for task in tasks:
+        if task not in present:
+            close = [c for c in close_task_names(task, sorted(present | set(CATALOG))) if c != task]
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigError(f"task {task!r} has no files in the data folder {data_dir}{hint}")
+
+
+def write_tables(tables, folder: Path, stem: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, table in enumerate(tables):
+        table.write(folder / (stem if i == 0 else f"{stem}_{i}"))
+    for table in tables:
+        print(table.markdown())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Arguments
+
+
+def method_names() -> list[str]:
+    from ..deltas import METHODS
+
+    return list(METHODS)
+
+
+def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_BACKBONE) -> None:
+    shown = default if default is not None else f"the one the artefact records, else {DEFAULT_BACKBONE}"
+    p.add_argument("--backbone", default=default,
+                   help=f"smollm2 (SmolLM2-135M-Instruct), minilm (all-MiniLM-L6-v2), a model folder or a hub name "
+                        f"(default: {shown})")
+    p.add_argument("--family", choices=["seq2seq", "causal", "encoder"], help="override the backbone family")
+    p.add_argument("--decode", choices=["generate", "rank"],
+                   help="generate: answer every task by generated text scored as a string (the papers' protocol; "
+                        "the default of seq2seq and causal backbones); rank: choose the most likely option of "
+                        "tasks with options (the only mode of encoder backbones)")
+    p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE",
+                   help="backbone option, e.g. dtype=float32 (default auto: bfloat16 where the hardware runs it "
+                        "fast), max_input_length=256, similarity_scale=20, label_smoothing=0.1")
+
+
+def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config | None = None) -> None:
+    """``--data-dir`` and the config's data fields (``--k``, ``--data-seed``, ...)."""
+    p.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
+    add_arguments(p, config, defaults=defaults, only=("k", "data_seed", "resample"))
+
+
+def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = None, *,
+                   default_text: dict[str, str] | None = None, exclude: Sequence[str] = ()) -> None:
+    """The training options, one per field of :class:`TrainConfig` (``--seed`` belongs to the command's config)."""
+    add_arguments(p, TrainConfig, defaults=defaults, exclude=("seed", *exclude), default_text=default_text or {},
+                  types={"patience": int})
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (``taskspace COMMAND: error: ...``, exit status 2) like taskspace's own;
+    ``--help`` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")

@@ -1,0 +1,279 @@
+"""The subspace commands of ``taskspace``: bank, fit-subspace, subspace-tune, transfer."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+from ..config import Config, add_arguments, flag, from_args
+from ..errors import ConfigError
+from ..subspace.bank import BankSpec
+from ..subspace.finders import FINDERS, finder_class
+from ..subspace.tune import SubspaceTuneConfig
+from ..train import TrainConfig
+from .common import (add_backbone_args, add_data_args, add_train_args, data_dir_from, known_tasks, load_backbone_from,
+                     method_names, method_options_from, output_folder, tasks_from, write_tables)
+
+
+def _lrs_from(pairs: list[str] | None, methods: list[str]) -> dict[str, float]:
+    out = {}
+    for pair in pairs or []:
+        m, _, value = pair.partition("=")
+        if m not in methods or not value:
+            raise ConfigError(f"--lr {pair!r}: expected METHOD=VALUE with METHOD one of {methods}")
+        try:
+            out[m] = float(value)
+        except ValueError:
+            raise ConfigError(f"--lr {pair!r}: {value!r} is not a number") from None
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def bank_spec_from(args: argparse.Namespace) -> BankSpec:
+    """The library's BankSpec with what the command line set."""
+    methods = list(args.methods)
+    base = BankSpec(tasks=tasks_from(args, args.parts), methods=method_options_from(args.opt, methods),
+                    data_dir=data_dir_from(args), seeds=list(args.seeds), lr=_lrs_from(args.method_lr, methods))
+    return from_args(base, args)
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    from ..analysis.reports import bank_tables
+    from ..subspace import build_bank
+
+    output_folder(args.out, "--out")
+    spec = bank_spec_from(args)
+    known_tasks(spec.tasks, spec.data_dir)
+    backbone = load_backbone_from(args)
+
+    def report(task, method, seed, scores):
+        test = "n/a" if scores.get("test") is None else f"{100 * scores['test']:.1f}"
+        print(f"  {task:40s} {method:9s} seed {seed}: dev {100 * scores['dev']:.1f} test {test}", flush=True)
+
+    bank = build_bank(args.out, spec, backbone, report=report)
+    write_tables(bank_tables(bank, spec.tasks), Path(args.out), "scores")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _finder_fields(cls: type[Config]) -> set[str]:
+    """The command-line names of a finder config's fields (its training settings' included)."""
+    names = set()
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if isinstance(default, Config):
+            names |= {g.name for g in dataclasses.fields(default) if g.name != "seed"}
+        elif f.metadata.get("cli", True):
+            names.add(f.name)
+    return names
+
+
+def finder_config_from(args: argparse.Namespace) -> Config:
+    """The chosen finder's library config with what the command line set; an option of another finder is refused."""
+    cls = finder_class(args.recipe).config_class
+    own = _finder_fields(cls)
+    every = set().union(*(_finder_fields(f.config_class) for f in FINDERS.values()))
+    stray = sorted(name for name in every - own if name in vars(args))
+    if stray:
+        raise ConfigError(f"{flag(stray[0])}: not an option of --recipe {args.recipe} (its options: "
+                          f"{', '.join(flag(n) for n in sorted(own))})")
+    return from_args(cls(), args)
+
+
+def cmd_fit_subspace(args: argparse.Namespace) -> int:
+    from ..store import exclusive
+
+    out = output_folder(args.out, "--out")
+    config = finder_config_from(args)  # checked before anything is loaded or written
+    with exclusive(out):  # one process writes a subspace folder at a time
+        return _fit_subspace(args, config, out)
+
+
+def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
+    from ..analysis.reports import reconstruction_table, shared_table
+    from ..subspace import Bank, FitData, build_finder
+    from ..subspace.bank import BANK_FILE
+    from ..subspace.reconstruction import reconstruction_scores, task_vector_scores
+
+    finder = build_finder(args.recipe, config)
+    methods = list(getattr(config, "methods", None) or [getattr(config, "method", "finetune")])
+    bank = None
+    if finder.needs_bank:
+        if not args.bank:
+            raise ConfigError(f"--recipe {args.recipe} fits a bank's solutions: pass --bank DIR")
+        bank = Bank(args.bank, load_backbone_from(args, Path(args.bank) / BANK_FILE))
+        backbone = bank.backbone
+    else:
+        backbone = load_backbone_from(args)
+    needs_tasks = finder.needs_bank or args.recipe == "shared"
+    tasks = tasks_from(args, ["train"]) if needs_tasks else []
+    if bank is not None:
+        data = FitData.from_bank(bank, tasks)
+    else:
+        given = {name: value for name, value in vars(args).items() if name in ("k", "data_seed")}
+        data = FitData(backbone, tasks, data_dir=data_dir_from(args), method_options=method_options_from(args.opt, methods),
+                       **given)
+    space = finder.fit(data, work_dir=out)
+    space.save(out)
+    print(f"{space.recipe} subspace, d = {space.d}, methods {list(space.methods)}: saved in {out}")
+    tables = []
+    if finder.needs_bank:
+        for m in methods:
+            scores, refs = reconstruction_scores(space, bank, tasks, m)
+            tables.append(reconstruction_table(m, space.recipe, space.d, tasks, scores, refs))
+    elif space.task_vectors is not None and args.bank:
+        reference = Bank(args.bank, backbone)
+        for m in methods:
+            scores, refs = task_vector_scores(space, reference, tasks, m)
+            tables.append(shared_table(m, space.d, tasks, scores, refs))
+    if tables:
+        write_tables(tables, out, "reconstruction" if finder.needs_bank else "relative")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def subspace_tune_config_from(args: argparse.Namespace) -> SubspaceTuneConfig:
+    base = SubspaceTuneConfig(task=args.task, method=args.method, data_dir=data_dir_from(args))
+    return from_args(base, args)
+
+
+def cmd_subspace_tune(args: argparse.Namespace) -> int:
+    from ..analysis.reports import tuning_tables
+    from ..subspace import Bank, Subspace, subspace_tune
+    from ..subspace.space import SUBSPACE_JSON
+
+    output_folder(args.out, "--out")
+    config = subspace_tune_config_from(args)
+    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
+    space = Subspace.load(args.subspace, backbone)
+    scores = subspace_tune(space, args.subspace, config, args.out, overwrite=args.overwrite)
+    test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
+    print(f"task {args.task} | {space.recipe} subspace (d = {space.d}) | method {args.method} | "
+          f"dev {100 * scores['dev']:.2f} test {test}")
+    bank = Bank(args.bank, backbone) if args.bank else None
+    write_tables(tuning_tables(f"{args.task}, {space.recipe} d={space.d}", [args.task], args.method,
+                               [scores["test"]], bank), Path(args.out), "relative")
+    return 0
+
+
+def cmd_transfer(args: argparse.Namespace) -> int:
+    from ..analysis.reports import transfer_tables
+    from ..store import write_json
+    from ..subspace import Bank, Subspace, load_z, transfer
+    from ..subspace.space import SUBSPACE_JSON
+
+    out = output_folder(args.out, "--out")
+    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
+    space = Subspace.load(args.subspace, backbone)
+    results: dict[str, dict[str, dict]] = {}
+    for run in args.runs:
+        _, saved = load_z(run)
+        task, source = saved["run"]["task"], saved["run"]["method"]
+        results.setdefault(task, {})[source] = transfer(space, args.subspace, run, targets=args.targets,
+                                                        data_dir=args.data_dir)
+    write_json(out / "transfer.json", results)
+    bank = Bank(args.bank, backbone) if args.bank else None
+    write_tables(transfer_tables(results, bank), out, "transfer")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _add_finder_args(p: argparse.ArgumentParser) -> None:
+    """One option per field of any finder's config; its help shows each finder's default where they differ."""
+    configs = {name: cls.config_class() for name, cls in FINDERS.items()}
+    done: set[str] = set()
+    for name, config in configs.items():
+        fields = [f.name for f in dataclasses.fields(config) if f.name not in done and not isinstance(
+            getattr(config, f.name), Config)]
+        text = {}
+        for field_name in fields:
+            values = {n: getattr(c, field_name) for n, c in configs.items() if hasattr(c, field_name)}
+            shown = {str(v) if not isinstance(v, tuple) else " ".join(v) for v in values.values()}
+            if len(shown) > 1 or len(values) < len(configs):
+                text[field_name] = "; ".join(f"{n}: {v if not isinstance(v, tuple) else ' '.join(v)}"
+                                             for n, v in values.items())
+        add_arguments(p, type(config), defaults=config, only=fields, default_text=text)
+        done |= set(fields)
+    trained = {n: c.train for n, c in configs.items() if hasattr(c, "train")}
+    text = {}
+    for f in dataclasses.fields(TrainConfig):
+        values = {n: getattr(t, f.name) for n, t in trained.items()}
+        if len({str(v) for v in values.values()}) > 1:
+            text[f.name] = "; ".join(f"{n}: {v}" for n, v in values.items())
+    add_train_args(p, next(iter(trained.values())), default_text=text)
+
+
+def add_commands(sub) -> None:
+    defaults = BankSpec(tasks=[], methods={}, data_dir="")
+    b = sub.add_parser("bank", help="tune methods on a list of tasks: a solution bank",
+                       description="Tune each method on each task (and seed) into DIR/<task>/<method>/s<seed>; "
+                                   "resumable; finished entries are verified. Writes scores tables.")
+    b.add_argument("--out", required=True, help="bank folder")
+    b.add_argument("--methods", nargs="+", required=True, choices=method_names())
+    b.add_argument("--tasks", nargs="*", help="task names (or --split)")
+    b.add_argument("--split", help="split file {'train': [...], 'dev': [...], 'test': [...]}")
+    b.add_argument("--parts", nargs="+", default=["train", "test"], help="which lists of the split file")
+    b.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation / data-order seeds")
+    b.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option, e.g. lora.r=8")
+    b.add_argument("--lr", action="append", dest="method_lr", metavar="METHOD=VALUE",
+                   help="learning rate of a method (default: the method's, see `taskspace methods`)")
+    add_backbone_args(b)
+    add_data_args(b, BankSpec, defaults)
+    add_train_args(b, defaults.train, exclude=("lr",))
+    add_arguments(b, BankSpec, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
+    b.set_defaults(func=cmd_bank)
+
+    f = sub.add_parser("fit-subspace", help=f"fit a subspace: {', '.join(FINDERS)}",
+                       description="; ".join(f"{name}: {cls.summary}" for name, cls in FINDERS.items())
+                                   + ". Writes the subspace and, for the finders that fit a bank, reconstruction "
+                                     "tables of the training tasks. Each finder's defaults are the library's.")
+    f.add_argument("--recipe", required=True, choices=list(FINDERS))
+    f.add_argument("--out", required=True, help="subspace folder")
+    f.add_argument("--bank", help="bank folder (ipt, unified; shared: optional, for relative tables)")
+    f.add_argument("--tasks", nargs="*", help="training task names (or --split)")
+    f.add_argument("--split", help="split file; its 'train' list is used")
+    f.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option (shared, random-ae)")
+    _add_finder_args(f)
+    add_backbone_args(f, default=None)
+    add_data_args(f, SubspaceTuneConfig)
+    f.set_defaults(func=cmd_fit_subspace)
+
+    defaults_t = SubspaceTuneConfig(task="", method="prompt", data_dir="")
+    t = sub.add_parser("subspace-tune", help="tune a fresh intrinsic vector through a subspace's up-projection",
+                       description="IPT's intrinsic subspace tuning / UDT's subspace optimisation: train only z "
+                                   "(d numbers) through a method's frozen up-projection. With --bank, writes the "
+                                   "relative performance against the method in its original space.")
+    t.add_argument("--subspace", required=True, help="subspace folder")
+    t.add_argument("--task", required=True)
+    t.add_argument("--method", required=True, choices=method_names())
+    t.add_argument("--out", required=True, help="run directory")
+    t.add_argument("--bank", help="bank folder with the original-space reference runs")
+    t.add_argument("--overwrite", action="store_true")
+    add_arguments(t, SubspaceTuneConfig, defaults=defaults_t, only=("z_init", "z_std", "seed"))
+    add_backbone_args(t, default=None)
+    add_data_args(t, SubspaceTuneConfig, defaults_t)
+    add_train_args(t, defaults_t.train)
+    add_arguments(t, SubspaceTuneConfig, defaults=defaults_t, only=("eval_batch_size", "max_test_examples"))
+    t.set_defaults(func=cmd_subspace_tune)
+
+    x = sub.add_parser("transfer", help="decode subspace-tuned vectors with other methods' up-projections",
+                       description="For each subspace-tune run, decode its z with every method of the subspace "
+                                   "(no further training) and evaluate; writes transfer.json and the source -> "
+                                   "target matrix of relative performance.")
+    x.add_argument("--subspace", required=True)
+    x.add_argument("--runs", nargs="+", required=True, help="subspace-tune run directories")
+    x.add_argument("--out", required=True)
+    x.add_argument("--bank", help="bank folder with the original-space reference runs")
+    x.add_argument("--targets", nargs="*", choices=method_names(), help="target methods (default: all of the subspace)")
+    x.add_argument("--data-dir", help="data folder, if it moved since the runs")
+    add_backbone_args(x, default=None)
+    x.set_defaults(func=cmd_transfer)

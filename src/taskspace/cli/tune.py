@@ -1,0 +1,203 @@
+"""The single-task commands of ``taskspace``: tune, evaluate, tasks, methods, params, convert."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..backbones import DEFAULT_BACKBONE
+from ..config import add_arguments, from_args
+from ..errors import ConfigError
+from ..tuning import TuneConfig
+from .common import (add_backbone_args, add_data_args, add_train_args, backbone_options_from, data_dir_from,
+                     method_fields, method_names, output_folder, parse_options)
+
+
+def tune_config_from(args: argparse.Namespace) -> TuneConfig:
+    """The library's TuneConfig with what the command line set."""
+    method_options = parse_options(args.opt, method_fields(args.method), f"--opt (for {args.method})")
+    base = TuneConfig(task=args.task, method=args.method, data_dir=data_dir_from(args), backbone=args.backbone,
+                      method_options=method_options, backbone_options=backbone_options_from(args))
+    return from_args(base, args)
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from ..tuning import default_run_name, tune
+
+    config = tune_config_from(args)
+    run_dir = output_folder(args.out, "--out") / (args.run_name or default_run_name(config))
+    result = tune(config, run_dir, overwrite=args.overwrite)
+    _print_scores(result.scores, result.task.name, args.method, run_dir)
+    return 0
+
+
+def _pct(x) -> str:
+    return "   n/a" if x is None else f"{100 * x:6.2f}"
+
+
+def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
+    zs = scores.get("zero_shot") or {}
+    decode = f" | decode {scores['decode']}" if scores.get("decode") else ""
+    print(f"task {task} | method {method} | metric {scores['metric']}{decode} | run {run_dir}")
+    print(f"{'':>22} {'dev':>7} {'test':>7}")
+    for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):
+        print(f"{label:>22} {_pct(d.get('dev'))} {_pct(d.get('test'))}")
+    print(f"{'tuned (best on dev)':>22} {_pct(scores['dev'])} {_pct(scores['test'])}   step {scores['best_step']}")
+    if scores.get("test") is not None:
+        print(f"test examples: {scores['n_test']} of {scores['n_test_total']}")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..store import read_json
+    from ..tuning import reevaluate
+
+    if not Path(args.run).is_dir():
+        raise ConfigError(f"RUN {args.run}: expected a run directory (one that `taskspace tune` wrote)")
+    again = reevaluate(args.run, data_dir=args.data_dir)
+    scores = read_json(Path(args.run) / "scores.json")
+    print(f"{'split':>6} {'saved':>8} {'now':>8}")
+    same = True
+    for split, value in again.items():
+        print(f"{split:>6} {_pct(scores[split])} {_pct(value)}")
+        same &= value == scores[split]
+    print("identical to the saved scores" if same else "DIFFERENT from the saved scores")
+    return 0 if same else 1
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from ..tasks import CATALOG, available_tasks
+
+    names = sorted(CATALOG)
+    if args.data_dir:
+        names = available_tasks(args.data_dir)
+    wanted_type = None
+    if args.type:
+        types = sorted({info.type for info in CATALOG.values()})
+        wanted_type = next((t for t in types if t.lower() == args.type.lower()), None)
+        if wanted_type is None:
+            raise ConfigError(f"--type {args.type!r}: expected one of {', '.join(types)}")
+    rows = []
+    for n in names:
+        info = CATALOG.get(n)
+        if info is None:
+            # A task of the user's own (its folder holds few-shot files): listed unless a catalog filter asks for
+            # what only the catalog knows.
+            if not (args.category or wanted_type):
+                rows.append((n, "(--metric)", "unknown", "not in the catalog", "?"))
+            continue
+        if (args.category and info.category != args.category) or (wanted_type and info.type != wanted_type):
+            continue
+        rows.append((n, info.metric, info.category, info.type, "yes" if info.has_options else "no"))
+    width = max((len(r[0]) for r in rows), default=4)
+    print(f"{'task':<{width}}  {'metric':<19} {'category':<8} {'options':<7} type")
+    for n, metric, cat, typ, opts in rows:
+        print(f"{n:<{width}}  {metric:<19} {cat:<8} {opts:<7} {typ}")
+    print(f"{len(rows)} tasks")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from ..deltas import METHODS
+
+    for name, cls in METHODS.items():
+        print(f"{name}: {cls.__doc__.strip().splitlines()[0]}")
+        print(f"    default --lr {cls.default_lr}; per-example theta: {'yes' if cls.supports_per_example else 'no'}")
+        for opt, default, help_text in cls.config_class.help():
+            shown = ",".join(default) if isinstance(default, tuple) else str(default).lower() if isinstance(default, bool) else str(default)
+            print(f"    --opt {(opt + '=' + shown):<44} {help_text}")
+    return 0
+
+
+def cmd_params(args: argparse.Namespace) -> int:
+    from ..backbones import meta_backbone
+    from ..deltas import build_method
+
+    backbone = meta_backbone(args.backbone, family=args.family)
+    method = build_method(args.method, backbone, parse_options(args.opt, method_fields(args.method), "--opt"))
+    print(f"{args.method} on {args.backbone} ({backbone.model_type}, {backbone.num_parameters():,} frozen "
+          f"parameters): D = {method.size:,}")
+    if args.layout:
+        for s in method.layout.slices:
+            print(f"  {s.name:60s} {str(list(s.shape)):>16} offset {s.offset}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from ..tasks import available_tasks, write_tsv
+    from ..tasks.catalog import CATALOG
+    from ..tasks.formats import read_examples, task_files
+
+    src, dst = Path(args.src), output_folder(args.dst, "DST")
+    tasks = args.tasks or available_tasks(src)
+    converted = []  # everything is read (and checked) before anything is written
+    for task in tasks:
+        labels = CATALOG[task].labels if task in CATALOG else None
+        for seed in args.seeds:
+            for split, path in task_files(src, task, args.k, seed).items():
+                examples = read_examples(path, task=task, labels=labels)
+                converted.append((examples, dst / task / f"{task}_{args.k}_{seed}_{split}.tsv", labels))
+    for examples, out, labels in converted:
+        write_tsv(examples, out, sanitize=True, labels=labels)
+    print(f"wrote {len(converted)} files under {dst}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def add_commands(sub) -> None:
+    defaults = TuneConfig(task="", method="lora", data_dir="")
+    t = sub.add_parser("tune", help="tune one delta method on one task and write a run directory",
+                       description="Tune a delta method on a few-shot task; prints dev/test scores. Re-running "
+                                   "the same command resumes an interrupted run.")
+    t.add_argument("--task", required=True, help="task name (see `taskspace tasks`)")
+    t.add_argument("--method", required=True, choices=method_names())
+    add_backbone_args(t)
+    add_data_args(t, TuneConfig, defaults)
+    add_arguments(t, TuneConfig, defaults=defaults, only=("metric", "seed", "init_from", "keep_checkpoint"))
+    t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (see `taskspace methods`)")
+    add_train_args(t, defaults.train, default_text={"lr": "per method, see `taskspace methods`"})
+    add_arguments(t, TuneConfig, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
+    t.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
+    t.add_argument("--run-name", help="run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>-"
+                                      "<hash of the settings>, so that other settings never reuse a run)")
+    t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    t.set_defaults(func=cmd_tune)
+
+    e = sub.add_parser("evaluate", help="re-evaluate a finished run's saved theta",
+                       description="Load a run's theta (checking backbone and method) and evaluate it on the same "
+                                   "dev and test examples; exits 1 if the scores differ from the saved ones.")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--data-dir", help="data folder, if it moved since the run")
+    e.set_defaults(func=cmd_evaluate)
+
+    k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
+    k.add_argument("--category", choices=["cls", "non-cls"])
+    k.add_argument("--type", help="finer type, e.g. sentiment, NLI, multiple-choice QA")
+    k.add_argument("--data-dir", help="only tasks present in this folder")
+    k.set_defaults(func=cmd_tasks)
+
+    m = sub.add_parser("methods", help="list delta methods and their options",
+                       description="List delta methods, their options (--opt KEY=VALUE) and default learning rates.")
+    m.set_defaults(func=cmd_methods)
+
+    c = sub.add_parser("params", help="count a method's parameters from a backbone's config (no weights)",
+                       description="Build the backbone from its config.json on the meta device and print the size "
+                                   "D of a method's theta (and its layout with --layout).")
+    c.add_argument("--backbone", default=DEFAULT_BACKBONE,
+                   help=f"built-in name, model folder (config.json is enough) or hub name (default: {DEFAULT_BACKBONE})")
+    c.add_argument("--family", choices=["seq2seq", "causal", "encoder"])
+    c.add_argument("--method", required=True, choices=method_names())
+    c.add_argument("--opt", action="append", metavar="KEY=VALUE")
+    c.add_argument("--layout", action="store_true", help="print every named slice of theta")
+    c.set_defaults(func=cmd_params)
+
+    v = sub.add_parser("convert", help="write MetaICL JSONL task files in CrossFit's TSV layout",
+                       description="Convert few-shot files to <task>_<k>_<seed>_<split>.tsv (CrossFit layout); "
+                                   "multiple-choice options are appended to the input as ' (A) ... (B) ...'.")
+    v.add_argument("src", help="folder of task folders")
+    v.add_argument("dst", help="output folder")
+    v.add_argument("--tasks", nargs="*", help="task names (default: all in src)")
+    v.add_argument("--k", type=int, default=16)
+    v.add_argument("--seeds", type=int, nargs="*", default=[100, 13, 21, 42, 87])
+    v.set_defaults(func=cmd_convert)

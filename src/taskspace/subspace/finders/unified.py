@@ -1,0 +1,128 @@
+"""The unified delta-tuning subspace (UDT): one subspace for several delta methods, fitted to a bank.
+
+**Subspace approximation**. For every method m a down-projection ``Linear(D_m -> y) -> tanh -> Linear(y -> y)``
+and an up-projection ``Linear(y -> D_m)`` (no biases) are fitted to the bank's solutions of the training tasks,
+as changes from their common initialisation (``delta_m = theta_m - theta_init_m``; the init is the method's
+anchor). For a batch mixing tasks, each method's solution of each example's task is projected down,
+``I_m = down_m(delta_m)``; the intrinsic vectors are mixed with random weights drawn once per step in the paper's
+way (for methods in order: ``w_1 ~ U(0, 1)``, ``w_2 ~ U(0, 1 - w_1)``, ..., the last takes the rest; with
+adapter, prefix, LoRA that is alpha, beta, 1 - alpha - beta), ``I = sum_m w_m I_m``; every method is decoded
+from ``I`` and
+
+    L = sum_m [ dist_weight * ||up_m(I) - delta_m||^2 + task_loss(anchor_m + up_m(I)) ]
+
+(the squared distance is summed over theta's elements and averaged over the batch, as in the paper).
+Validation is deterministic: equal weights ``1/M``; its score is the mean over methods and training tasks of
+the dev score (the original drew random weights at validation too). y is called d here, as in every finder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ...config import Config, at_least, non_negative, option
+from ...deltas import METHODS
+from ...projections import Projection, UDTDown, UDTUp
+from ...train import TrainConfig
+from ..multitask import mixed_loss
+from ..space import MethodSpace, Subspace
+from .base import FitData, Finder, register
+
+
+def mixing_weights(m: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """UDT's random interpolation weights for ``m`` methods: w_1 ~ U(0,1), w_k ~ U(0, 1 - sum_{j<k} w_j), the
+    last the remainder (for three methods: alpha, beta, 1 - alpha - beta)."""
+    weights, rest = [], 1.0
+    for _ in range(m - 1):
+        w = float(torch.rand((), generator=generator)) * rest
+        weights.append(w)
+        rest -= w
+    weights.append(rest)
+    return torch.tensor(weights)
+
+
+def udt_training() -> TrainConfig:
+    """Adafactor at a constant learning rate, as UDT trains (SPEC §4 gives lr 1e-4 for its long multi-task runs;
+    the default here, 1e-3, suits runs of a few hundred steps)."""
+    return TrainConfig(optimizer="adafactor", schedule="constant", lr=1e-3, steps=300, eval_every=100)
+
+
+def _several(v) -> str | None:
+    return None if len(v) >= 2 and len(set(v)) == len(v) else "at least two different methods"
+
+
+@dataclass
+class UnifiedConfig(Config):
+    methods: tuple[str, ...] = option(("adapter", "prefix", "lora"), "the methods whose solutions share the subspace",
+                                      choices=METHODS, check=_several)
+    d: int = option(100, "intrinsic dimension (UDT's y)", check=at_least(1))
+    dist_weight: float = option(10.0, "weight of the distance loss", check=non_negative)
+    seed: int = option(0, "seed of the projections and of the data order")
+    train: TrainConfig = option(help="training settings", factory=udt_training)
+
+
+class _Projections(nn.Module):
+    def __init__(self, down: dict[str, Projection], up: dict[str, Projection]):
+        super().__init__()
+        self.down = nn.ModuleDict(down)
+        self.up = nn.ModuleDict(up)
+
+
+@register
+class Unified(Finder):
+    name = "unified"
+    config_class = UnifiedConfig
+    summary = "UDT's subspace approximation: joint projections of several methods' bank solutions"
+    needs_bank = True
+
+    def fit(self, data: FitData, work_dir: str | Path | None = None) -> Subspace:
+        c = self.config
+        methods = list(c.methods)
+        backbone = data.backbone
+        data.require_bank(self.name)
+        tasks = data.multitask()
+        delta_methods = {m: data.method(m) for m in methods}
+        anchors, deltas = {}, {}
+        for m in methods:
+            thetas, anchors[m] = data.solutions(m)
+            deltas[m] = thetas - anchors[m]
+        proj = _Projections(
+            {m: UDTDown(delta_methods[m].size, c.d, seed=c.seed + 2 * i) for i, m in enumerate(methods)},
+            {m: UDTUp(c.d, delta_methods[m].size, seed=c.seed + 2 * i + 1) for i, m in enumerate(methods)},
+        ).to(backbone.device)
+
+        def mixed(index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+            return sum(w * proj.down[m](deltas[m][index]) for w, m in zip(weights.tolist(), methods))
+
+        def loss_fn(examples, targets):
+            index = tasks.index(examples, backbone.device)
+            # Drawn from the global generator, which the training loop checkpoints: a resumed run draws the same.
+            intrinsic = mixed(index, mixing_weights(len(methods)))
+            total = 0.0
+            for m in methods:
+                decoded = proj.up[m](intrinsic)
+                task_loss = mixed_loss(backbone, delta_methods[m], examples, targets, index,
+                                       lambda rows, m=m, decoded=decoded: anchors[m] + decoded[rows])
+                distance = (decoded - deltas[m][index]).square().sum(-1).mean()  # ||decoded - delta||^2 per example
+                total = total + c.dist_weight * distance + task_loss
+            return total
+
+        equal = torch.full((len(methods),), 1.0 / len(methods))
+
+        def dev_score() -> float:
+            scores = []
+            for m in methods:
+                def theta_of(i: int, m=m) -> torch.Tensor:
+                    return anchors[m] + proj.up[m](mixed(torch.tensor([i], device=backbone.device), equal)[0])
+
+                scores.append(tasks.mean_dev_score(backbone, delta_methods[m], theta_of, data.eval_batch_size))
+            return sum(scores) / len(scores)
+
+        result = self._train(proj, loss_fn, tasks, dev_score, backbone, work_dir)
+        spaces = {m: MethodSpace(delta_methods[m], anchors[m], proj.up[m].freeze(), proj.down[m].freeze())
+                  for m in methods}
+        return Subspace(self.name, c.d, spaces, backbone, info=self.info(data, result))
