@@ -24,11 +24,13 @@ import torch
 from taskspace import __version__
 from taskspace.analysis import Table
 from taskspace.backbones import load_backbone
+from taskspace.deltas import METHODS as REGISTRY
 from taskspace.errors import DataError
+from taskspace.evaluation import capped_test_split, evaluate_splits
 from taskspace.store import read_json, write_json, write_text
 from taskspace.tasks import CATALOG, load_task
 from taskspace.train import TrainConfig
-from taskspace.tuning import DEFAULT_LR, TuneConfig, capped_test_split, evaluate, tune
+from taskspace.tuning import TuneConfig, tune
 
 #: Six tasks with options and six generative ones that a ~135M model can learn from 16 examples.
 OPTION_TASKS = ["ag_news", "glue-sst2", "trec", "emotion", "glue-mrpc", "sciq"]
@@ -51,8 +53,7 @@ def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
     if path.is_file():
         return read_json(path)
     started = time.time()
-    scores = {split: evaluate(backbone, examples, task.metric, batch_size=batch_size)[0]
-              for split, examples in (("dev", task.dev), ("test", test))}
+    scores = evaluate_splits(backbone, {"dev": task.dev, "test": test}, task.metric, batch_size=batch_size)
     scores["seconds"] = round(time.time() - started, 1)
     write_json(path, scores)
     return scores
@@ -136,9 +137,9 @@ def main() -> None:
 
     out = Path(args.out)
     settings = (f"{args.steps} steps, batch {args.batch_size}, dev every {args.eval_every} steps, AdamW with linear "
-                f"decay, clip 1.0, learning rates {json.dumps(DEFAULT_LR)}")
+                f"decay, clip 1.0, learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}")
     meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md",
-            "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+            "machine": platform.processor() or platform.machine(),
             "settings": settings}
     if not args.report_only:
         for name in args.backbones:
@@ -156,7 +157,7 @@ def main() -> None:
                         continue
                     config = TuneConfig(
                         task=task_name, method=method, data_dir=args.data_dir, backbone=name,
-                        train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=DEFAULT_LR[method],
+                        train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=REGISTRY[method].default_lr,
                                           eval_every=args.eval_every, progress=False),
                         eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples,
                         zero_shot=False,

@@ -2,6 +2,8 @@
 
     python recipes/cpu_scale.py recipes/cpu_scale.yaml --out runs/cpu-scale --report reports/cpu-scale.md
 
+Each stage's settings in the YAML file are the fields of its library config (``Config.from_dict``: BankSpec,
+MSFConfig, RandomAEConfig, FastfoodConfig, UnifiedConfig, TrainConfig), so a misspelt key is refused by name.
 Every stage is resumable: run the same command again after an interruption and finished work is verified and
 reused (banks and runs check their files; fits resume from their checkpoints). The report lists every number
 and how long each stage took in this invocation.
@@ -21,15 +23,15 @@ import torch
 import yaml
 
 from taskspace import __version__
-from taskspace.analysis import Table, gain_kept, mean, ratio
-from taskspace.analysis.reports import reconstruction_table
+from taskspace.analysis import Table, gain_kept, mean, relative_mean, relative_table
 from taskspace.backbones import load_backbone
+from taskspace.evaluation import evaluate
 from taskspace.store import read_json, write_json
-from taskspace.subspace import (BankSpec, MSFConfig, Subspace, SubspaceTuneConfig, UnifiedConfig, build_bank,
-                                fastfood_subspace, fit_msf, fit_unified, random_autoencoder, subspace_tune, transfer)
+from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
+                                SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, subspace_tune, transfer)
+from taskspace.subspace.reconstruction import reconstruction_scores
 from taskspace.tasks import CATALOG
 from taskspace.train import TrainConfig
-from taskspace.tuning import evaluate
 
 PAPER = {
     "ipt_seen_d250": 97.0, "ipt_unseen_d250": 83.0,
@@ -53,7 +55,21 @@ class Stages:
 
 
 def train_config(d: dict[str, Any]) -> TrainConfig:
-    return TrainConfig(progress=False, **d)
+    return TrainConfig.from_dict(d, progress=False)
+
+
+def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
+    """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there."""
+    if (folder / "subspace.json").is_file():
+        return Subspace.load(folder, data.backbone)
+    space = build_finder(name, config).fit(data, work_dir=folder)
+    space.save(folder)
+    return space
+
+
+def recon_mean(space: Subspace, bank, tasks: list[str], method: str) -> float | None:
+    """Mean relative score (%) of the bank's solutions of ``tasks`` reconstructed through ``space``."""
+    return _pct(relative_mean(*reconstruction_scores(space, bank, tasks, method)))
 
 
 def tune_in(space: Subspace, folder: Path, tasks: list[str], method: str, cfg: dict, out: Path, *,
@@ -73,15 +89,10 @@ def _fmt(x: float | None) -> str:
 
 
 def relative_rows(tasks, scores: dict[str, float | None], refs: dict[str, float | None]) -> tuple[list[list], float | None]:
-    rows, ratios = [], []
-    for t in tasks:
-        q = ratio(scores.get(t), refs.get(t))
-        ratios.append(q)
-        rows.append([t, CATALOG[t].category, _pct(scores.get(t)), _pct(refs.get(t)), _pct(q)])
-    avg = mean(ratios)
-    rows.append(["average", "", _pct(mean([scores.get(t) for t in tasks])), _pct(mean([refs.get(t) for t in tasks])),
-                 _pct(avg)])
-    return rows, avg
+    """The per-task rows (with each task's category) and the mean ratio of ``scores`` against ``refs``."""
+    table = relative_table("", tasks, [scores.get(t) for t in tasks], [refs.get(t) for t in tasks],
+                           columns={"category": [CATALOG[t].category for t in tasks]})
+    return table.rows, relative_mean([scores.get(t) for t in tasks], [refs.get(t) for t in tasks])
 
 
 def _pct(x):
@@ -118,8 +129,8 @@ def main() -> None:
 
     # 1. Banks ----------------------------------------------------------------------------------------------------
     b = cfg["bank"]
-    spec = BankSpec(tasks=train_tasks + unseen, methods=b["methods"], data_dir=data_dir, data_seed=seed,
-                    train=train_config(b["train"]), max_test_examples=max_test, zero_shot=False)
+    spec = BankSpec.from_dict({**b, "train": train_config(b["train"])}, tasks=train_tasks + unseen, data_dir=data_dir,
+                              data_seed=seed, max_test_examples=max_test, zero_shot=False)
     bank = stages.run("bank", build_bank, out / "bank", spec, backbone,
                       report=lambda t, m, s, sc: print(f"    {t:34s} {m:8s} test {_fmt(sc['test'])}", flush=True))
 
@@ -146,20 +157,19 @@ def main() -> None:
     results["ipt"], results["random_ae"], results["msf"] = {}, {}, {}
     for d in i["dims"]:
         folder = out / f"ipt-d{d}"
-        msf = MSFConfig(d=d, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
-        space = stages.run(f"IPT MSF d={d}", fit_msf, bank, "prompt", train_tasks, msf, folder)
-        recon_train = stages.run(f"IPT MSF d={d}: reconstruction of training tasks", reconstruction_table, space,
-                                 bank, train_tasks, "prompt")
-        recon_unseen = stages.run(f"IPT MSF d={d}: reconstruction of unseen tasks", reconstruction_table, space,
-                                  bank, unseen, "prompt")
-        results["msf"][d] = {"train": recon_train.rows[-1][3], "unseen": recon_unseen.rows[-1][3]}
+        msf = MSFConfig(method="prompt", d=d, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
+        space = stages.run(f"IPT MSF d={d}", fit_saved, "ipt", msf, FitData.from_bank(bank, train_tasks), folder)
+        results["msf"][d] = {
+            "train": stages.run(f"IPT MSF d={d}: reconstruction of training tasks", recon_mean, space, bank,
+                                train_tasks, "prompt"),
+            "unseen": stages.run(f"IPT MSF d={d}: reconstruction of unseen tasks", recon_mean, space, bank, unseen,
+                                 "prompt")}
         results["ipt"][d] = {"unseen": stages.run(
             f"IPT IST d={d}, unseen tasks", tune_in, space, folder, unseen, "prompt", ist["train"], folder / "ist",
             data_dir=data_dir, data_seed=seed, max_test=max_test, z_std=ist["z_std"])}
         random_folder = out / f"random-ae-d{d}"
-        if not (random_folder / "subspace.json").is_file():
-            random_autoencoder(backbone, bank.method("prompt"), d, hidden=i["hidden"], seed=17).save(random_folder)
-        random_space = Subspace.load(random_folder, backbone)
+        random_space = fit_saved("random-ae", RandomAEConfig(method="prompt", d=d, hidden=i["hidden"], seed=17),
+                                 FitData.from_bank(bank, []), random_folder)
         results["random_ae"][d] = stages.run(
             f"random auto-encoder d={d}, unseen tasks", tune_in, random_space, random_folder, unseen, "prompt",
             ist["train"], random_folder / "ist", data_dir=data_dir, data_seed=seed, max_test=max_test,
@@ -182,9 +192,9 @@ def main() -> None:
     for category in (("cls", "non-cls") if d_cat else ()):
         cat_train = [t for t in train_tasks if CATALOG[t].category == category]
         cat_folder = out / f"ipt-{category}-d{d_cat}"
-        msf = MSFConfig(d=d_cat, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
-        cat_space = stages.run(f"IPT MSF d={d_cat} on the {len(cat_train)} {category} training tasks", fit_msf, bank,
-                               "prompt", cat_train, msf, cat_folder)
+        msf = MSFConfig(method="prompt", d=d_cat, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
+        cat_space = stages.run(f"IPT MSF d={d_cat} on the {len(cat_train)} {category} training tasks", fit_saved,
+                               "ipt", msf, FitData.from_bank(bank, cat_train), cat_folder)
         results["category"][category] = stages.run(
             f"IPT IST d={d_cat} ({category} subspace), unseen tasks", tune_in, cat_space, cat_folder, unseen,
             "prompt", ist["train"], cat_folder / "ist", data_dir=data_dir, data_seed=seed, max_test=max_test,
@@ -197,9 +207,7 @@ def main() -> None:
         for said in f["said"]:
             name = f"fastfood-{'said' if said else 'did'}-d{d}"
             ff_folder = out / name
-            if not (ff_folder / "subspace.json").is_file():
-                fastfood_subspace(backbone, d, said=said, seed=23).save(ff_folder)
-            ff_space = Subspace.load(ff_folder, backbone)
+            ff_space = fit_saved("fastfood", FastfoodConfig(d=d, said=said, seed=23), FitData(backbone, []), ff_folder)
             results["fastfood"][name] = stages.run(
                 f"Fastfood {'SAID' if said else 'DID'} d={d}, unseen tasks", tune_in, ff_space, ff_folder, unseen,
                 "finetune", f["train"], ff_folder / "runs", data_dir=data_dir, data_seed=seed, max_test=max_test,
@@ -208,10 +216,12 @@ def main() -> None:
     # 4. UDT ------------------------------------------------------------------------------------------------------
     u = cfg["udt"]
     udt_folder = out / "udt"
-    ucfg = UnifiedConfig(y=u["y"], dist_weight=u["dist_weight"], train=train_config(u["train"]))
-    udt = stages.run("UDT subspace approximation", fit_unified, bank, u["methods"], train_tasks, ucfg, udt_folder)
-    results["udt_recon"] = {m: stages.run(f"UDT reconstruction of training tasks, {m}", reconstruction_table, udt,
-                                          bank, train_tasks, m).rows[-1][3] for m in u["methods"]}
+    ucfg = UnifiedConfig(methods=tuple(u["methods"]), d=u["d"], dist_weight=u["dist_weight"],
+                         train=train_config(u["train"]))
+    udt = stages.run("UDT subspace approximation", fit_saved, "unified", ucfg, FitData.from_bank(bank, train_tasks),
+                     udt_folder)
+    results["udt_recon"] = {m: stages.run(f"UDT reconstruction of training tasks, {m}", recon_mean, udt, bank,
+                                          train_tasks, m) for m in u["methods"]}
     results["udt"] = {m: stages.run(f"UDT subspace optimisation, {m}", tune_in, udt, udt_folder, unseen, m,
                                     u["subspace_train"], udt_folder / "opt", data_dir=data_dir, data_seed=seed,
                                     max_test=max_test) for m in u["methods"]}

@@ -52,9 +52,12 @@ def bank(llama, data_dir, tmp_path_factory):
 def test_bank_entries_and_their_common_anchor(bank):
     thetas, init = bank.stacked(TASKS, "lora")
     assert thetas.shape == (3, bank.method("lora").size)
+    # The anchor is the method's initialisation from the bank's seed, computed here independently.
+    torch.testing.assert_close(init, bank.method("lora").init(torch.Generator().manual_seed(bank.spec.seeds[0])), rtol=0, atol=0)
     entries = bank.entries(TASKS, "lora")
     assert all(torch.equal(e.theta_init, init) for e in entries)  # the same initialisation seed for every task
     assert not torch.equal(thetas[0], thetas[1])  # and different solutions
+    assert all(not torch.equal(e.theta, init) for e in entries)  # each one trained away from the anchor
     for e in entries:
         assert 0 <= e.scores["test"] <= 1
         torch.testing.assert_close(e.delta, e.theta - init)
@@ -271,14 +274,20 @@ def test_gain_kept_by_hand():
 
 
 def test_ipt_with_adapters(bank, tmp_path):
-    """IPT (Adapter): the same pipeline with the adapter bank; the decoder outputs adapter thetas."""
-    space = fit_bank("ipt", MSFConfig(method="adapter", d=3, hidden=8, train=quick(steps=2)), bank, TASKS[:2],
-                     tmp_path / "ipt-a")
+    """IPT (Adapter): the same pipeline with the adapter bank; the decoder outputs adapter thetas, and MSF learns
+    to reconstruct the adapter solutions (an untrained auto-encoder would not)."""
+    thetas, _ = bank.stacked(TASKS[:2], "adapter")
+    config = MSFConfig(method="adapter", d=3, hidden=8, train=quick(steps=30, lr=1e-2))
+    before = (AutoEncoder(*_fresh_autoencoder(thetas.shape[1], config))(thetas) - thetas).square().mean()
+    space = fit_bank("ipt", config, bank, TASKS[:2], tmp_path / "ipt-a")
     ms = space["adapter"]
     assert ms.up.d_out == bank.method("adapter").size
     with torch.no_grad():
         theta = space.theta("adapter", torch.zeros(3))
+        after = (ms.up(ms.down(thetas)) - thetas).square().mean()
     assert theta.shape == (bank.method("adapter").size,)
+    # Deterministic (seeded): the untrained auto-encoder reconstructs exactly as badly as `before`.
+    assert after < 0.9 * before, (float(before), float(after))
 
 
 def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, tmp_path):

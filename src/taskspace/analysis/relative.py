@@ -29,6 +29,11 @@ def mean(values: Sequence[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+def relative_mean(scores: Sequence[float | None], references: Sequence[float | None]) -> float | None:
+    """E_rel: the mean over tasks of score / reference (tasks without a positive reference left out)."""
+    return mean([ratio(s, r) for s, r in zip(scores, references)])
+
+
 def gain_kept(scores: dict[str, float | None], references: dict[str, float | None], baselines: dict[str, float],
               margin: float = 0.05) -> tuple[list[str], float | None, float | None]:
     """The share of a reference's gain over a baseline (the frozen backbone) that a score keeps:
@@ -82,17 +87,17 @@ class Table:
 
 def relative_table(title: str, tasks: Sequence[str], scores: Sequence[float | None],
                    references: Sequence[float | None], *, score_name: str = "subspace",
-                   reference_name: str = "original") -> Table:
-    """Per task: score, reference score (both in %), and their ratio (%); then the average row."""
-    rows, ratios = [], []
-    for t, s, r in zip(tasks, scores, references):
-        q = ratio(s, r)
-        ratios.append(q)
-        rows.append([t, _pct(s), _pct(r), _pct(q)])
+                   reference_name: str = "original", columns: dict[str, Sequence] | None = None) -> Table:
+    """Per task: score, reference score (both in %), and their ratio (%); then the average row. ``columns`` adds
+    named columns of per-task values after the task name (e.g. its category)."""
+    ratios = [ratio(s, r) for s, r in zip(scores, references)]
+    extra = dict(columns or {})
+    rows = [[t, *(values[i] for values in extra.values()), _pct(s), _pct(r), _pct(q)]
+            for i, (t, s, r, q) in enumerate(zip(tasks, scores, references, ratios))]
     left_out = sum(q is None for q in ratios)
-    rows.append(["average", _pct(mean(scores)), _pct(mean(references)), _pct(mean(ratios))])
+    rows.append(["average", *("" for _ in extra), _pct(mean(scores)), _pct(mean(references)), _pct(mean(ratios))])
     notes = f"{left_out} task(s) without a positive reference score are left out of the average ratio." if left_out else ""
-    return Table(title, ["task", f"{score_name} %", f"{reference_name} %", "relative %"], rows, notes)
+    return Table(title, ["task", *extra, f"{score_name} %", f"{reference_name} %", "relative %"], rows, notes)
 
 
 def _pct(x: float | None) -> float | None:

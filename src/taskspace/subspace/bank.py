@@ -190,6 +190,8 @@ class Bank:
         otherwise there is no common anchor and this raises.
         """
         entries = self.entries(tasks, method, seed)
+        if not entries:
+            raise ConfigError(f"{self.root}: no tasks named, so there are no {method} solutions to stack")
         init = entries[0].theta_init
         for e in entries[1:]:
             if not torch.equal(e.theta_init, init):
