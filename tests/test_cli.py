@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from taskspace.cli import build_parser, main, parse_options
+from taskspace.cli import main, parse_options
 from taskspace.errors import ConfigError
 
 COMMANDS = ["tune", "evaluate", "tasks", "methods", "params", "convert", "bank", "fit-subspace", "subspace-tune",

@@ -10,7 +10,6 @@ run exactly.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random

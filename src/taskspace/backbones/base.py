@@ -114,9 +114,17 @@ class Backbone(nn.Module):
     """Base class of the three backbone families. Subclasses implement ``collate``, ``loss`` and ``predict``."""
 
     family: ClassVar[str] = ""
+    #: The transformers auto class that loads this family's models, and extra arguments it needs.
+    auto_class: ClassVar[str] = "AutoModel"
+    load_kwargs: ClassVar[dict] = {}
     #: How predictions are made: ``generate`` (the papers' protocol: every task answered by generated text, scored
     #: as a string) or ``rank`` (an example with options gets its most likely option).
     decode_modes: ClassVar[tuple[str, ...]] = ("generate", "rank")
+
+    @classmethod
+    def default_max_input_length(cls, path: str, local: bool) -> int:
+        """The input length a model of this family is truncated to unless told otherwise."""
+        return 512
 
     def __init__(
         self,
@@ -422,3 +430,17 @@ def option_rows(examples: Sequence[Example], device: torch.device) -> tuple[torc
         spans.append((start, start + len(e.options)))
         start += len(e.options)
     return torch.tensor(index, dtype=torch.long, device=device), spans
+
+
+def take_tokens(tokens: list[list[int]], active: torch.Tensor, nxt: torch.Tensor, eos_id: int,
+                last_step: bool) -> torch.Tensor | None:
+    """One step of greedy generation with finished rows leaving the batch: append each active row's token
+    ``nxt`` to ``tokens[row]``; return the positions (within the active rows) that go on generating, or None when
+    none does (all produced EOS, or this was the last step). The caller keeps those rows of its per-row state."""
+    for row, token in zip(active.tolist(), nxt.tolist()):
+        tokens[row].append(token)
+    keep = nxt != eos_id
+    if last_step or not bool(keep.any()):
+        return None
+    return keep.nonzero().squeeze(1)
+

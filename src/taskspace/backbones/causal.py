@@ -8,7 +8,7 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ..tasks.example import Example
-from .base import Backbone, Batch, first_not_none, option_rows, token_nll
+from .base import Backbone, Batch, first_not_none, option_rows, take_tokens, token_nll
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -18,6 +18,7 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 
 class CausalBackbone(Backbone):
     family = "causal"
+    auto_class = "AutoModelForCausalLM"
 
     def __init__(self, model, tokenizer, **options):
         super().__init__(model, tokenizer, **options)
@@ -184,13 +185,10 @@ class CausalBackbone(Backbone):
         active = torch.arange(n, device=self.device)  # rows of the batch still generating
         for step in range(self.max_output_length):
             nxt = logits.argmax(-1)
-            for row, token in zip(active.tolist(), nxt.tolist()):
-                tokens[row].append(token)
-            keep = nxt != self.eos_id
-            if step == self.max_output_length - 1 or not bool(keep.any()):
+            kept = take_tokens(tokens, active, nxt, self.eos_id, step == self.max_output_length - 1)
+            if kept is None:
                 break
-            if not bool(keep.all()):
-                kept = keep.nonzero().squeeze(1)
+            if len(kept) < len(active):
                 active, nxt, mask, last = active[kept], nxt[kept], mask[kept], last[kept]
                 cache.batch_select_indices(kept)
             mask = torch.cat([mask, mask.new_ones(len(active), 1)], dim=1)

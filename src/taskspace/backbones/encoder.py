@@ -9,6 +9,8 @@ without options cannot be expressed and are rejected.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -21,7 +23,17 @@ from .base import Backbone, Batch
 
 class EncoderBackbone(Backbone):
     family = "encoder"
+    auto_class = "AutoModel"
+    load_kwargs = {"add_pooling_layer": False}  # sentence embeddings pool the tokens themselves
     decode_modes = ("rank",)  # an encoder cannot generate: it chooses among a task's options
+
+    @classmethod
+    def default_max_input_length(cls, path: str, local: bool) -> int:
+        # Sentence-transformers folders state the length the encoder was trained with.
+        config = Path(path) / "sentence_bert_config.json"
+        if local and config.is_file():
+            return int(json.loads(config.read_text())["max_seq_length"])
+        return super().default_max_input_length(path, local)
 
     def __init__(self, model, tokenizer, *, similarity_scale: float = 20.0, **options):
         options.setdefault("task_prefix", False)

@@ -10,7 +10,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import ConfigError
 from ..tasks.example import Example
-from .base import Backbone, Batch, first_not_none, option_rows, token_nll
+from .base import Backbone, Batch, first_not_none, option_rows, take_tokens, token_nll
 
 
 def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:
@@ -27,6 +27,7 @@ def name_of(model) -> str:
 
 class Seq2SeqBackbone(Backbone):
     family = "seq2seq"
+    auto_class = "AutoModelForSeq2SeqLM"
 
     def __init__(self, model, tokenizer, **options):
         super().__init__(model, tokenizer, **options)
@@ -128,13 +129,10 @@ class Seq2SeqBackbone(Backbone):
                 )
             cache = out.past_key_values
             nxt = out.logits[:, -1].argmax(-1)
-            for row, token in zip(active.tolist(), nxt.tolist()):
-                tokens[row].append(token)
-            keep = nxt != self.eos_id
-            if step == self.max_output_length - 1 or not bool(keep.any()):
+            kept = take_tokens(tokens, active, nxt, self.eos_id, step == self.max_output_length - 1)
+            if kept is None:
                 break
-            if not bool(keep.all()):
-                kept = keep.nonzero().squeeze(1)
+            if len(kept) < len(active):
                 active, nxt, mask, hidden = active[kept], nxt[kept], mask[kept], hidden[kept]
                 cache.batch_select_indices(kept)
             step_ids = nxt[:, None]

@@ -307,46 +307,37 @@ def _blocks_bert(model: nn.Module) -> tuple[list[BlockSite], list[NormSite]]:
     return blocks, [_norm("encoder.embedding_norm", inner.embeddings.LayerNorm)]
 
 
-_DISCOVERY: dict[str, Callable[[nn.Module], tuple[list[BlockSite], list[NormSite]]]] = {
-    "t5": _blocks_t5,
-    "mt5": _blocks_t5,
-    "bart": _blocks_bart,
-    "mbart": _blocks_bart,
-    "gpt2": _blocks_gpt2,
-    "llama": _blocks_llama,
-    "mistral": _blocks_llama,
-    "qwen2": _blocks_llama,
-    "bert": _blocks_bert,
-    "roberta": _blocks_bert,
+#: Every supported architecture: its backbone family and how its attachment points are found (one table, so the
+#: two can never disagree).
+ARCHITECTURES: dict[str, tuple[str, Callable[[nn.Module], tuple[list[BlockSite], list[NormSite]]]]] = {
+    "t5": ("seq2seq", _blocks_t5),
+    "mt5": ("seq2seq", _blocks_t5),
+    "bart": ("seq2seq", _blocks_bart),
+    "mbart": ("seq2seq", _blocks_bart),
+    "gpt2": ("causal", _blocks_gpt2),
+    "llama": ("causal", _blocks_llama),
+    "mistral": ("causal", _blocks_llama),
+    "qwen2": ("causal", _blocks_llama),
+    "bert": ("encoder", _blocks_bert),
+    "roberta": ("encoder", _blocks_bert),
 }
 
 #: Which backbone family each supported architecture belongs to.
-FAMILY_OF: dict[str, str] = {
-    "t5": "seq2seq",
-    "mt5": "seq2seq",
-    "bart": "seq2seq",
-    "mbart": "seq2seq",
-    "gpt2": "causal",
-    "llama": "causal",
-    "mistral": "causal",
-    "qwen2": "causal",
-    "bert": "encoder",
-    "roberta": "encoder",
-}
+FAMILY_OF: dict[str, str] = {model_type: family for model_type, (family, _) in ARCHITECTURES.items()}
 
 
 def supported_model_types() -> tuple[str, ...]:
-    return tuple(sorted(_DISCOVERY))
+    return tuple(sorted(ARCHITECTURES))
 
 
 def discover_sites(model: nn.Module) -> Sites:
     """Describe ``model``'s attachment points; raises ConfigError for an architecture taskspace does not map."""
     model_type = model.config.model_type
-    if model_type not in _DISCOVERY:
+    if model_type not in ARCHITECTURES:
         raise ConfigError(
             f"architecture {model_type!r} is not supported; supported model types: "
             + ", ".join(supported_model_types())
         )
-    blocks, extra = _DISCOVERY[model_type](model)
+    blocks, extra = ARCHITECTURES[model_type][1](model)
     hidden = int(getattr(model.config, "d_model", None) or model.config.hidden_size)
     return Sites(model_type=model_type, hidden_size=hidden, blocks=tuple(blocks), extra_norms=tuple(extra))

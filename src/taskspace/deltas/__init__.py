@@ -6,18 +6,14 @@ method's config dataclass, or ``taskspace methods``).
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from typing import Any, Mapping
 
 from ..backbones.base import Backbone
-from ..errors import ConfigError
 from .base import METHODS, Binding, DeltaMethod, FlatParameters, Layout, MethodConfig, Slice, register
 
-# Every module of this package that defines a method registers it on import: a new method is one new file.
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+# Every module of this package that defines a method registers it on import: a new method is one new file. The
+# papers' methods come first in listings.
+METHODS.load(__name__, __path__, first=("prompt", "prefix", "lora", "adapter", "bitfit", "finetune"))
 
 from .adapter import Adapter, AdapterConfig  # noqa: E402
 from .bitfit import BitFit, BitFitConfig  # noqa: E402
@@ -26,16 +22,10 @@ from .lora import LoRA, LoRAConfig  # noqa: E402
 from .prefix import PrefixConfig, PrefixTuning  # noqa: E402
 from .prompt import PromptConfig, PromptTuning  # noqa: E402
 
-#: The methods in the papers' order (prompt, prefix, LoRA, adapter, BitFit, fine-tuning), then any others.
-_ORDER = ("prompt", "prefix", "lora", "adapter", "bitfit", "finetune")
-METHODS.update({n: METHODS.pop(n) for n in [*(_ORDER), *(n for n in list(METHODS) if n not in _ORDER)] if n in METHODS})
 
 
 def method_class(name: str) -> type[DeltaMethod]:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ConfigError(f"unknown method {name!r}; expected one of {', '.join(METHODS)}") from None
+    return METHODS.lookup(name)
 
 
 def build_method(name: str, backbone: Backbone, options: Mapping[str, Any] | None = None) -> DeltaMethod:

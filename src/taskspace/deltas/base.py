@@ -12,7 +12,6 @@ a low-dimensional vector, ...) can be trained through the same code.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping
@@ -22,6 +21,7 @@ import torch
 from ..backbones.base import Backbone
 from ..config import Config
 from ..errors import ConfigError
+from ..registry import Registry
 
 
 @dataclass(frozen=True)
@@ -261,18 +261,9 @@ class DeltaMethod:
 
 
 
-#: Registry: method name -> DeltaMethod subclass (filled by :func:`register` when each method's module loads).
-METHODS: dict[str, type[DeltaMethod]] = {}
-
-
-def register(cls: type[DeltaMethod]) -> type[DeltaMethod]:
-    """Class decorator: make a delta method available by its ``name`` (commands, banks, configs)."""
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} has no name")
-    if METHODS.get(cls.name, cls) is not cls:
-        raise TypeError(f"delta method {cls.name!r} registered twice")
-    METHODS[cls.name] = cls
-    return cls
+#: Registry: method name -> DeltaMethod subclass (each method's module registers it with :func:`register`).
+METHODS: Registry[type[DeltaMethod]] = Registry("method")
+register = METHODS.register
 
 
 def kaiming_uniform_(t: torch.Tensor, fan_in: int, generator: torch.Generator | None) -> torch.Tensor:

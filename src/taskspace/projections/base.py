@@ -14,26 +14,16 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import torch
 
 from ..errors import ConfigError
+from ..registry import Registry
 
 #: Registry: kind name -> Projection subclass.
-PROJECTIONS: dict[str, type[Projection]] = {}
-
-P = TypeVar("P", bound=type["Projection"])
-
-
-def register(cls: P) -> P:
-    """Class decorator: add a Projection subclass to :data:`PROJECTIONS` under its ``kind``."""
-    if not cls.kind:
-        raise TypeError(f"{cls.__name__} has no kind")
-    if cls.kind in PROJECTIONS and PROJECTIONS[cls.kind] is not cls:
-        raise TypeError(f"projection kind {cls.kind!r} registered twice")
-    PROJECTIONS[cls.kind] = cls
-    return cls
+PROJECTIONS: Registry[type[Projection]] = Registry("projection kind", key="kind")
+register = PROJECTIONS.register
 
 
 class Projection(torch.nn.Module):
@@ -83,11 +73,7 @@ def build_projection(config: Mapping[str, Any]) -> Projection:
     if not isinstance(config, Mapping) or "kind" not in config:
         raise ConfigError(f"a projection config must be a dict with a 'kind', got {config!r}")
     kind = config["kind"]
-    try:
-        cls = PROJECTIONS[kind]
-    except (KeyError, TypeError):
-        known = ", ".join(sorted(PROJECTIONS))
-        raise ConfigError(f"unknown projection kind {kind!r}; expected one of {known}") from None
+    cls = PROJECTIONS.lookup(kind)
     arguments = {k: v for k, v in config.items() if k != "kind"}
     names = set(inspect.signature(cls.__init__).parameters) - {"self"}
     unknown = sorted(set(arguments) - names)

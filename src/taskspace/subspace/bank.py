@@ -15,7 +15,7 @@ All entries of one method share their initialisation seed, so they share theta_i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 

@@ -5,31 +5,18 @@ Every module of this package registers its finders on import, so a new finder is
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
-from ...errors import ConfigError
 from .base import FINDERS, FitData, Finder, register
 
-for _module in pkgutil.iter_modules(__path__):
-    if _module.name != "base":
-        importlib.import_module(f"{__name__}.{_module.name}")
+FINDERS.load(__name__, __path__, first=("ipt", "unified", "shared", "random-ae", "fastfood"))  # the papers' order
 
 from .fastfood import FastfoodConfig, FastfoodFinder  # noqa: E402
 from .ipt import MSF, AutoEncoder, MSFConfig, RandomAEConfig, RandomAutoEncoder  # noqa: E402
 from .shared import Shared, SharedConfig  # noqa: E402
 from .unified import Unified, UnifiedConfig, mixing_weights  # noqa: E402
 
-#: The papers' order first.
-_ORDER = ("ipt", "unified", "shared", "random-ae", "fastfood")
-FINDERS.update({n: FINDERS.pop(n) for n in [*_ORDER, *(n for n in list(FINDERS) if n not in _ORDER)] if n in FINDERS})
-
 
 def finder_class(name: str) -> type[Finder]:
-    try:
-        return FINDERS[name]
-    except KeyError:
-        raise ConfigError(f"unknown finder {name!r}; expected one of {', '.join(FINDERS)}") from None
+    return FINDERS.lookup(name)
 
 
 def build_finder(name: str, config=None) -> Finder:

@@ -19,6 +19,7 @@ from ...backbones import Backbone
 from ...config import Config
 from ...deltas import DeltaMethod, build_method
 from ...errors import ConfigError
+from ...registry import Registry
 from ...train import TrainResult, log_to, train
 from ..bank import Bank
 from ..multitask import MultiTask
@@ -111,13 +112,5 @@ class Finder:
 
 
 #: Registry: finder name (``--recipe``) -> Finder subclass.
-FINDERS: dict[str, type[Finder]] = {}
-
-
-def register(cls: type[Finder]) -> type[Finder]:
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} has no name")
-    if FINDERS.get(cls.name, cls) is not cls:
-        raise TypeError(f"finder {cls.name!r} registered twice")
-    FINDERS[cls.name] = cls
-    return cls
+FINDERS: Registry[type[Finder]] = Registry("finder")
+register = FINDERS.register
