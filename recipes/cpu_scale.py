@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from taskspace import __version__
-from taskspace.analysis import Table, gain_kept, mean, relative_mean, relative_table
+from taskspace.analysis import Table, gain_kept, mean, relative_mean, relative_table, transfer_matrix
 from taskspace.backbones import load_backbone
 from taskspace.evaluation import evaluate
 from taskspace.store import read_json, write_json
@@ -56,6 +56,14 @@ class Stages:
 
 def train_config(d: dict[str, Any]) -> TrainConfig:
     return TrainConfig.from_dict(d, progress=False)
+
+
+def stage_config(cls, settings: dict[str, Any], **fixed: Any):
+    """A stage's library config from its YAML settings (unknown keys are refused by name), progress bars off."""
+    settings = {**settings, **fixed}
+    if "train" in settings:
+        settings["train"] = train_config(settings["train"])
+    return cls.from_dict(settings)
 
 
 def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
@@ -157,7 +165,7 @@ def main() -> None:
     results["ipt"], results["random_ae"], results["msf"] = {}, {}, {}
     for d in i["dims"]:
         folder = out / f"ipt-d{d}"
-        msf = MSFConfig(method="prompt", d=d, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
+        msf = stage_config(MSFConfig, i["msf"], method="prompt", d=d)
         space = stages.run(f"IPT MSF d={d}", fit_saved, "ipt", msf, FitData.from_bank(bank, train_tasks), folder)
         results["msf"][d] = {
             "train": stages.run(f"IPT MSF d={d}: reconstruction of training tasks", recon_mean, space, bank,
@@ -168,7 +176,7 @@ def main() -> None:
             f"IPT IST d={d}, unseen tasks", tune_in, space, folder, unseen, "prompt", ist["train"], folder / "ist",
             data_dir=data_dir, data_seed=seed, max_test=max_test, z_std=ist["z_std"])}
         random_folder = out / f"random-ae-d{d}"
-        random_space = fit_saved("random-ae", RandomAEConfig(method="prompt", d=d, hidden=i["hidden"], seed=17),
+        random_space = fit_saved("random-ae", RandomAEConfig(method="prompt", d=d, hidden=msf.hidden, seed=17),
                                  FitData.from_bank(bank, []), random_folder)
         results["random_ae"][d] = stages.run(
             f"random auto-encoder d={d}, unseen tasks", tune_in, random_space, random_folder, unseen, "prompt",
@@ -192,7 +200,7 @@ def main() -> None:
     for category in (("cls", "non-cls") if d_cat else ()):
         cat_train = [t for t in train_tasks if CATALOG[t].category == category]
         cat_folder = out / f"ipt-{category}-d{d_cat}"
-        msf = MSFConfig(method="prompt", d=d_cat, hidden=i["hidden"], alpha=i["alpha"], train=train_config(i["train"]))
+        msf = stage_config(MSFConfig, i["msf"], method="prompt", d=d_cat)
         cat_space = stages.run(f"IPT MSF d={d_cat} on the {len(cat_train)} {category} training tasks", fit_saved,
                                "ipt", msf, FitData.from_bank(bank, cat_train), cat_folder)
         results["category"][category] = stages.run(
@@ -216,19 +224,18 @@ def main() -> None:
     # 4. UDT ------------------------------------------------------------------------------------------------------
     u = cfg["udt"]
     udt_folder = out / "udt"
-    ucfg = UnifiedConfig(methods=tuple(u["methods"]), d=u["d"], dist_weight=u["dist_weight"],
-                         train=train_config(u["train"]))
+    ucfg = stage_config(UnifiedConfig, u["fit"])
     udt = stages.run("UDT subspace approximation", fit_saved, "unified", ucfg, FitData.from_bank(bank, train_tasks),
                      udt_folder)
     results["udt_recon"] = {m: stages.run(f"UDT reconstruction of training tasks, {m}", recon_mean, udt, bank,
-                                          train_tasks, m) for m in u["methods"]}
+                                          train_tasks, m) for m in ucfg.methods}
     results["udt"] = {m: stages.run(f"UDT subspace optimisation, {m}", tune_in, udt, udt_folder, unseen, m,
                                     u["subspace_train"], udt_folder / "opt", data_dir=data_dir, data_seed=seed,
-                                    max_test=max_test) for m in u["methods"]}
+                                    max_test=max_test) for m in ucfg.methods}
 
     def run_transfer():
         matrix: dict[str, dict[str, dict[str, float | None]]] = {}
-        for m in u["methods"]:
+        for m in ucfg.methods:
             for t in unseen:
                 out_t = transfer(udt, udt_folder, udt_folder / "opt" / f"{t}-d{seed}-{m}")
                 for target, sc in out_t.items():
@@ -387,14 +394,7 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages) -> 
         rows, _ = relative_rows(unseen, {t: s["test"] for t, s in r.items()}, results["bank"][m])
         lines.append(Table(f"UDT subspace optimisation with {m}, against {m} in its original space", header,
                            rows).markdown())
-    methods = list(results["transfer"])
-    matrix = []
-    for source in methods:
-        row = [source]
-        for target in methods:
-            _, avg = relative_rows(unseen, results["transfer"][source][target], results["bank"][target])
-            row.append(_pct(avg))
-        matrix.append(row)
+    methods, matrix = transfer_matrix(results["transfer"], results["bank"])
     lines.append(Table("UDT transfer matrix (rows: source, columns: target; mean relative %, the diagonal is subspace "
                        "optimisation)", ["source \\ target"] + methods, matrix).markdown())
     bank_rows = [[t, CATALOG[t].category] + [_pct(results["bank"][m][t]) for m in cfg["bank"]["methods"]]

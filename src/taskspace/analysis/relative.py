@@ -34,6 +34,24 @@ def relative_mean(scores: Sequence[float | None], references: Sequence[float | N
     return mean([ratio(s, r) for s, r in zip(scores, references)])
 
 
+def transfer_matrix(scores: dict[str, dict[str, dict[str, float | None]]],
+                    references: dict[str, dict[str, float | None]] | None) -> tuple[list[str], list[list]]:
+    """UDT's transfer matrix from ``scores[source][target][task]`` and each target method's original-space
+    ``references[target][task]``: the methods (sources and targets, sorted) and one row per source of the mean
+    relative performance (%) per target, None where there is no pair or no reference."""
+    methods = sorted(set(scores) | {t for targets in scores.values() for t in targets})
+    rows = []
+    for source in methods:
+        row: list = [source]
+        for target in methods:
+            pairs = scores.get(source, {}).get(target, {})
+            refs = (references or {}).get(target)
+            row.append(None if not pairs or refs is None else
+                       _pct(relative_mean(list(pairs.values()), [refs.get(t) for t in pairs])))
+        rows.append(row)
+    return methods, rows
+
+
 def gain_kept(scores: dict[str, float | None], references: dict[str, float | None], baselines: dict[str, float],
               margin: float = 0.05) -> tuple[list[str], float | None, float | None]:
     """The share of a reference's gain over a baseline (the frozen backbone) that a score keeps:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from ..subspace.bank import Bank
-from .relative import Table, mean, ratio, relative_table
+from .relative import Table, mean, relative_table, transfer_matrix
 
 #: The papers' reference methods, with the name of their relative measure.
 REFERENCES = {"prompt": "E_rel^PT", "finetune": "E_rel^FT"}
@@ -71,28 +71,23 @@ def transfer_tables(results: dict[str, dict[str, dict[str, dict]]], bank: Bank |
                     split: str = "test") -> list[Table]:
     """``results[task][source][target] = {"dev": ..., "test": ...}`` to a source x target matrix of the average
     relative performance (target method's original-space score as reference) and one table per pair."""
-    tasks = list(results)
-    methods = sorted({m for r in results.values() for m in r} | {t for r in results.values() for s in r.values() for t in s})
-    tables, matrix_rows = [], []
+    scores: dict[str, dict[str, dict[str, float | None]]] = {}
+    for task, sources in results.items():
+        for source, targets in sources.items():
+            for target, values in targets.items():
+                scores.setdefault(source, {}).setdefault(target, {})[task] = values[split]
+    targets = sorted({t for by_target in scores.values() for t in by_target})
+    references = None if bank is None else {
+        t: {task: bank.score(task, t) for task in results} for t in targets if t in bank.spec.methods}
+    methods, matrix_rows = transfer_matrix(scores, references)
+    tables = []
     for source in methods:
-        row = [source]
         for target in methods:
-            pairs = [(t, results[t][source][target][split]) for t in tasks
-                     if source in results[t] and target in results[t][source]]
-            if not pairs:
-                row.append(None)
-                continue
-            if bank is None or target not in bank.spec.methods:
-                row.append(None)
-                continue
-            ratios = [ratio(s, bank.score(t, target)) for t, s in pairs]
-            avg = mean(ratios)
-            row.append(None if avg is None else 100 * avg)
-            if source != target:
-                tables.append(relative_table(f"transfer {source} -> {target}, {split}", [t for t, _ in pairs],
-                                             [s for _, s in pairs], [bank.score(t, target) for t, _ in pairs],
+            pairs = scores.get(source, {}).get(target)
+            if source != target and pairs and references is not None and target in references:
+                tables.append(relative_table(f"transfer {source} -> {target}, {split}", list(pairs),
+                                             list(pairs.values()), [references[target][t] for t in pairs],
                                              score_name="transferred", reference_name=f"{target} original"))
-        matrix_rows.append(row)
     notes = ("Rows: the method whose subspace vector was tuned (source); columns: the method it is decoded into "
              "(target); cells: mean over tasks of E(target, decoded) / E(target, original space), %. The "
              "diagonal is subspace optimisation itself.")
