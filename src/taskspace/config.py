@@ -31,10 +31,11 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, check: Check |
            nullable: bool | None = None, cli: bool = True) -> Any:
     """A configuration field.
 
-    ``check`` validates a value; ``choices`` lists the valid values (of each item, for a tuple field); None is accepted when ``nullable`` (by default: when the default is None), and
-    means "off" or "unset"; ``choices`` lists the valid values; ``runtime`` marks a field that does not change results (left
-    out of :meth:`Config.identity`); ``factory`` builds a mutable or nested default; ``cli=False`` keeps a field
-    off the command line (set by the command itself, or not a command-line value).
+    ``check`` validates a value (returning what was expected, or None); ``choices`` lists the valid values (of
+    each item, for a tuple field); ``nullable`` accepts None, meaning "off" or "unset" (by default: when the
+    default is None); ``runtime`` marks a field that does not change results (left out of
+    :meth:`Config.identity`); ``factory`` builds a mutable or nested default; ``cli=False`` keeps a field off the
+    command line (the command sets it itself).
     """
     metadata = {"help": help, "check": check, "choices": tuple(choices) if choices is not None else None,
                 "runtime": runtime, "cli": cli,
@@ -191,16 +192,16 @@ def _parser_for(default: Any) -> Callable[[str], Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser, cls: type[Config], *, defaults: Config | None = None,
-                  only: Iterable[str] | None = None, exclude: Iterable[str] = (), types: Mapping[str, type] = {},
-                  default_text: Mapping[str, str] = {}) -> None:
+                  only: Iterable[str] | None = None, exclude: Iterable[str] = (),
+                  types: Mapping[str, type] | None = None, default_text: Mapping[str, str] | None = None) -> None:
     """One command-line option per field of ``cls`` (nested configs and ``cli=False`` fields excluded).
 
     Options are left out of the namespace unless given (``argparse.SUPPRESS``), so a command builds its config
-    from the library's defaults plus what the user typed (:func:`given`). ``defaults`` is the library config
+    from the library's defaults plus what the user typed (:func:`from_args`). ``defaults`` is the library config
     whose values the help shows; ``default_text`` replaces that text for fields whose default depends on other
     choices (a per-method learning rate); ``types`` gives the value type of fields whose default is None.
     """
-    exclude = set(exclude)
+    exclude, types, default_text = set(exclude), dict(types or {}), dict(default_text or {})
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True) or f.name in exclude or (only is not None and f.name not in only):
             continue
@@ -212,7 +213,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type[Config], *, default
         if isinstance(default, bool):
             if default:
                 parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
-                                    default=argparse.SUPPRESS, help=f"{help_text} (given: off; default: on)")
+                                    default=argparse.SUPPRESS, help=f"{help_text}: off (default: on)")
             else:
                 parser.add_argument(flag(f.name), dest=f.name, action="store_true", default=argparse.SUPPRESS,
                                     help=help_text)

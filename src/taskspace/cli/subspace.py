@@ -101,7 +101,7 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
     from ..subspace.reconstruction import reconstruction_scores, task_vector_scores
 
     finder = build_finder(args.recipe, config)
-    methods = list(getattr(config, "methods", None) or [getattr(config, "method", "finetune")])
+    methods = finder.method_names()
     bank = None
     if finder.needs_bank:
         if not args.bank:
@@ -110,14 +110,13 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
         backbone = bank.backbone
     else:
         backbone = load_backbone_from(args)
-    needs_tasks = finder.needs_bank or args.recipe == "shared"
-    tasks = tasks_from(args, ["train"]) if needs_tasks else []
+    tasks = tasks_from(args, ["train"]) if finder.needs_tasks else []
     if bank is not None:
         data = FitData.from_bank(bank, tasks)
     else:
         given = {name: value for name, value in vars(args).items() if name in ("k", "data_seed")}
-        data = FitData(backbone, tasks, data_dir=data_dir_from(args), method_options=method_options_from(args.opt, methods),
-                       **given)
+        data = FitData(backbone, tasks, data_dir=data_dir_from(args),
+                       method_options=method_options_from(args.opt, methods), **given)
     space = finder.fit(data, work_dir=out)
     space.save(out)
     print(f"{space.recipe} subspace, d = {space.d}, methods {list(space.methods)}: saved in {out}")

@@ -80,6 +80,8 @@ class Finder:
     summary: ClassVar[str] = ""
     #: Whether the finder fits a bank's solutions (else it needs none).
     needs_bank: ClassVar[bool] = False
+    #: Whether it needs training tasks (a bank's, or their data).
+    needs_tasks: ClassVar[bool] = True
 
     def __init__(self, config: Config | None = None):
         config = self.config_class() if config is None else config
@@ -89,6 +91,11 @@ class Finder:
 
     def fit(self, data: FitData, work_dir: str | Path | None = None) -> Subspace:
         raise NotImplementedError
+
+    def method_names(self) -> list[str]:
+        """The methods the subspace will hold (from the config's ``methods`` or ``method``)."""
+        methods = getattr(self.config, "methods", None)
+        return list(methods) if methods is not None else [self.config.method]
 
     def _train(self, module: torch.nn.Module, loss_fn, data: MultiTask, dev_score, backbone: Backbone,
                work_dir: str | Path | None, groups=None) -> TrainResult:

@@ -27,10 +27,14 @@ class FastfoodFinder(Finder):
     name = "fastfood"
     config_class = FastfoodConfig
     summary = "a random Fastfood subspace of all backbone weights (DID; SAID with --said)"
+    needs_tasks = False
+
+    def method_names(self) -> list[str]:
+        return ["finetune"]
 
     def fit(self, data: FitData, work_dir: str | Path | None = None) -> Subspace:
         c = self.config
-        method = data.method("finetune")
+        method = data.method(self.method_names()[0])
         proj = Fastfood(c.d, [s.shape for s in method.layout.slices], mode=c.fastfood_mode, seed=c.seed, said=c.said)
         proj = proj.to(data.backbone.device).freeze()
         recipe = "fastfood-said" if c.said else "fastfood"

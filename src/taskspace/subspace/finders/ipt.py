@@ -99,6 +99,7 @@ class RandomAutoEncoder(Finder):
     name = "random-ae"
     config_class = RandomAEConfig
     summary = "IPT's random baseline: the auto-encoder's decoder, randomly initialised and never trained"
+    needs_tasks = False
 
     def fit(self, data: FitData, work_dir: str | Path | None = None) -> Subspace:
         c = self.config
