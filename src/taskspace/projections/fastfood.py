@@ -106,8 +106,9 @@ class Fastfood(Projection):
 
     ``theta`` is the flattened concatenation of the tensors of ``shapes``, in order. ``mode="per_tensor"``: one
     transform per shape (SPEC §5, Aghajanyan et al.); ``mode="global"``: one transform over all ``D`` outputs.
-    ``trainable_G=True`` makes each ``G`` an ``nn.Parameter`` (UDT §5.3) and the normalisation follows its
-    current value. ``said=True``: the last ``T`` entries of ``z`` scale the transforms (see the module doc).
+    ``trainable_G=True`` makes each ``G`` an ``nn.Parameter`` (UDT §5.3). The normalisation is computed from the
+    initial ``G`` and stays fixed, as in the original code: recomputed from the current ``G`` it would make the
+    output blind to G's scale, and G's gradient orthogonal to G. ``said=True``: the last ``T`` entries of ``z`` scale the transforms (see the module doc).
     """
 
     kind = "fastfood"
@@ -162,7 +163,9 @@ class Fastfood(Projection):
             self.register_buffer(f"B_{gi}", b, persistent=False)
             # The tiling of H_p (b · z) to length L followed by Π is a gather at perm mod p (+ the row's offset).
             self.register_buffer(f"index_{gi}", ((perm % self.d_pad) + offsets).flatten(), persistent=False)
-            self.register_buffer(f"n_{gi}", torch.tensor([float(ns[t]) for t in ts]), persistent=False)
+            n = torch.tensor([float(ns[t]) for t in ts])
+            # 1 / sqrt(n · sum(G²)) of the initial G, rebuilt from the seed: frozen even when G is trained.
+            self.register_buffer(f"norm_{gi}", torch.rsqrt((g * g).sum(-1) * n), persistent=False)
             if self.trainable_G:
                 self.register_parameter(f"G_{gi}", torch.nn.Parameter(g))
             else:
@@ -186,9 +189,8 @@ class Fastfood(Projection):
             z = torch.nn.functional.pad(z, (0, self.d_pad - self.d_eff))
         outs: list[torch.Tensor | None] = [None] * self.num_transforms
         for gi, (L, ts) in enumerate(self._groups):
-            b, g, n = getattr(self, f"B_{gi}"), getattr(self, f"G_{gi}"), getattr(self, f"n_{gi}")
+            b, g, scale = getattr(self, f"B_{gi}"), getattr(self, f"G_{gi}"), getattr(self, f"norm_{gi}")
             h = fwht(z.unsqueeze(-2) * b)  # [..., T_g, p]: H_p B z, one row per transform
-            scale = torch.rsqrt((g * g).sum(-1) * n)  # 1 / sqrt(n · sum(G²)), tracks a trainable G
             if self.said:
                 scale = scale * (1.0 + x.index_select(-1, getattr(self, f"scale_index_{gi}")))
             h = h * scale.unsqueeze(-1)
