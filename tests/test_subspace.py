@@ -305,3 +305,16 @@ def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, t
     assert result.scores["zero_shot"]["init"] == {"dev": ist_scores["dev"], "test": ist_scores["test"]}
     _, init, _ = load_delta(tmp_path / "pt" / "theta", space["prompt"].method)
     torch.testing.assert_close(init, load_delta(ist / "theta", space["prompt"].method)[0])
+
+
+def test_udt_distance_terms_by_hand():
+    """The paper's term (squared, from the mixture) and the authors' code's (torch.dist, from the own vector)."""
+    from taskspace.subspace.finders.unified import distance_term
+
+    delta = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
+    mixture = torch.tensor([[4.0, 5.0], [0.0, 2.0]])  # squared distances 25 and 4
+    own = torch.tensor([[1.0, 4.0], [3.0, 4.0]])      # distances 3 and 5
+    assert float(distance_term("paper", mixture, own, delta)) == pytest.approx((25 + 4) / 2)
+    assert float(distance_term("code", mixture, own, delta)) == pytest.approx((3 + 5) / 2)
+    for row in range(2):
+        assert float(torch.dist(own[row], delta[row])) == pytest.approx([3, 5][row])

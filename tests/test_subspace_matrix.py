@@ -37,6 +37,7 @@ CASES = [
     *[("ipt", MSFConfig(method=m, d=2, hidden=4, train=quick())) for m in OPTIONS],
     ("unified", UnifiedConfig(methods=("lora", "adapter"), d=2, train=quick())),
     ("unified", UnifiedConfig(methods=("prefix", "finetune"), d=2, train=quick())),
+    ("unified", UnifiedConfig(methods=("lora", "adapter"), d=2, distance="code", train=quick())),
     ("shared", SharedConfig(methods=("lora", "finetune"), d=2, train=quick())),
     ("shared", SharedConfig(methods=("prompt", "bitfit"), d=2, train=quick())),
     *[("random-ae", RandomAEConfig(method=m, d=2, hidden=4)) for m in ("prompt", "lora", "finetune")],

@@ -11,7 +11,9 @@ from ``I`` and
 
     L = sum_m [ dist_weight * ||up_m(I) - delta_m||^2 + task_loss(anchor_m + up_m(I)) ]
 
-(the squared distance is summed over theta's elements and averaged over the batch, as in the paper).
+(the squared distance is summed over theta's elements and averaged over the batch, as in the paper:
+``distance="paper"``). The authors' code measures it differently: ``torch.dist(up_m(I_m), delta_m)``, the
+distance (not squared) of the solution decoded from the method's *own* intrinsic vector (``distance="code"``).
 Validation is deterministic: equal weights ``1/M``; its score is the mean over methods and training tasks of
 the dev score (the original drew random weights at validation too). y is called d here, as in every finder.
 """
@@ -51,6 +53,19 @@ def udt_training() -> TrainConfig:
     return TrainConfig(optimizer="adafactor", schedule="constant", lr=1e-3, steps=300, eval_every=100)
 
 
+DISTANCES = ("paper", "code")
+
+
+def distance_term(form: str, from_mixture: torch.Tensor, from_own: torch.Tensor | None,
+                  delta: torch.Tensor) -> torch.Tensor:
+    """The mean over the batch of UDT's distance between decoded and original solutions ``[B, D]``: squared, of
+    the solution decoded from the mixture (``paper``), or not squared, of the one decoded from the method's own
+    intrinsic vector (``code``)."""
+    if form == "paper":
+        return (from_mixture - delta).square().sum(-1).mean()
+    return (from_own - delta).norm(dim=-1).mean()
+
+
 def _several(v) -> str | None:
     return None if len(v) >= 2 and len(set(v)) == len(v) else "at least two different methods"
 
@@ -61,6 +76,9 @@ class UnifiedConfig(Config):
                                       choices=METHODS, check=_several)
     d: int = option(100, "intrinsic dimension (UDT's y)", check=at_least(1))
     dist_weight: float = option(10.0, "weight of the distance loss", check=non_negative)
+    distance: str = option("paper", "the distance term: paper (||up_m(mixture) - delta_m||^2) or code (the "
+                                    "authors' code: ||up_m(I_m) - delta_m||, from the method's own vector)",
+                           choices=DISTANCES)
     seed: int = option(0, "seed of the projections and of the data order")
     train: TrainConfig = option(help="training settings", factory=udt_training)
 
@@ -95,19 +113,24 @@ class Unified(Finder):
             {m: UDTUp(c.d, delta_methods[m].size, seed=c.seed + 2 * i + 1) for i, m in enumerate(methods)},
         ).to(backbone.device)
 
-        def mixed(index: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-            return sum(w * proj.down[m](deltas[m][index]) for w, m in zip(weights.tolist(), methods))
+        def own_vectors(index: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {m: proj.down[m](deltas[m][index]) for m in methods}
+
+        def mixed(own: dict[str, torch.Tensor], weights: torch.Tensor) -> torch.Tensor:
+            return sum(w * own[m] for w, m in zip(weights.tolist(), methods))
 
         def loss_fn(examples, targets):
             index = tasks.index(examples, backbone.device)
+            own = own_vectors(index)
             # Drawn from the global generator, which the training loop checkpoints: a resumed run draws the same.
-            intrinsic = mixed(index, mixing_weights(len(methods)))
+            intrinsic = mixed(own, mixing_weights(len(methods)))
             total = 0.0
             for m in methods:
                 decoded = proj.up[m](intrinsic)
                 task_loss = mixed_loss(backbone, delta_methods[m], examples, targets, index,
                                        lambda rows, m=m, decoded=decoded: anchors[m] + decoded[rows])
-                distance = (decoded - deltas[m][index]).square().sum(-1).mean()  # ||decoded - delta||^2 per example
+                from_own = proj.up[m](own[m]) if c.distance == "code" else None
+                distance = distance_term(c.distance, decoded, from_own, deltas[m][index])
                 total = total + c.dist_weight * distance + task_loss
             return total
 
@@ -117,7 +140,8 @@ class Unified(Finder):
             scores = []
             for m in methods:
                 def theta_of(i: int, m=m) -> torch.Tensor:
-                    return anchors[m] + proj.up[m](mixed(torch.tensor([i], device=backbone.device), equal)[0])
+                    own = own_vectors(torch.tensor([i], device=backbone.device))
+                    return anchors[m] + proj.up[m](mixed(own, equal)[0])
 
                 scores.append(tasks.mean_dev_score(backbone, delta_methods[m], theta_of, data.eval_batch_size))
             return sum(scores) / len(scores)
