@@ -104,7 +104,8 @@ def test_a_bank_refuses_another_backbone(bank, shared_dir):
 
 def test_msf_reconstruction_falls(bank, tmp_path):
     thetas, _ = bank.stacked(TASKS[:2], "prompt")
-    config = MSFConfig(method="prompt", d=3, hidden=16, alpha=200.0, train=quick(steps=30, lr=1e-2))
+    # lm_loss="mean": the unsmoothed mean token loss, against which alpha = 200 makes the fit mostly reconstruction.
+    config = MSFConfig(method="prompt", d=3, hidden=16, alpha=200.0, lm_loss="mean", train=quick(steps=30, lr=1e-2))
     ae = AutoEncoder(*_fresh_autoencoder(thetas.shape[1], config))
     before = (ae(thetas) - thetas).square().mean()
     space = fit_bank("ipt", config, bank, TASKS[:2], tmp_path / "ipt")
@@ -277,7 +278,7 @@ def test_ipt_with_adapters(bank, tmp_path):
     """IPT (Adapter): the same pipeline with the adapter bank; the decoder outputs adapter thetas, and MSF learns
     to reconstruct the adapter solutions (an untrained auto-encoder would not)."""
     thetas, _ = bank.stacked(TASKS[:2], "adapter")
-    config = MSFConfig(method="adapter", d=3, hidden=8, train=quick(steps=30, lr=1e-2))
+    config = MSFConfig(method="adapter", d=3, hidden=8, lm_loss="mean", train=quick(steps=30, lr=1e-2))
     before = (AutoEncoder(*_fresh_autoencoder(thetas.shape[1], config))(thetas) - thetas).square().mean()
     space = fit_bank("ipt", config, bank, TASKS[:2], tmp_path / "ipt-a")
     ms = space["adapter"]
@@ -318,3 +319,34 @@ def test_udt_distance_terms_by_hand():
     assert float(distance_term("code", mixture, own, delta)) == pytest.approx((3 + 5) / 2)
     for row in range(2):
         assert float(torch.dist(own[row], delta[row])) == pytest.approx([3, 5][row])
+
+
+def test_msf_task_loss_forms(llama, data_dir):
+    """lm_loss="code" is IPT's original task loss: label-smoothed (0.1) and summed over the batch's tokens."""
+    from taskspace.deltas import build_method
+    from taskspace.subspace import MultiTask, mixed_loss
+
+    tasks = MultiTask.load(TASKS[:2], str(data_dir))
+    examples = [tasks.tasks[TASKS[0]].train[0], tasks.tasks[TASKS[1]].train[0], tasks.tasks[TASKS[0]].train[1]]
+    targets = [e.references[0] for e in examples]
+    index = tasks.index(examples)
+    for name in ("lora", "finetune"):  # per-example theta, and one model copy per task
+        method = build_method(name, llama, METHODS.get(name, {}))
+        thetas = torch.stack([method.init(torch.Generator().manual_seed(s)) for s in (1, 2)])
+        if name == "finetune":
+            thetas = thetas + 0.01 * torch.randn(thetas.shape, generator=torch.Generator().manual_seed(3))
+        theta_of = lambda rows: thetas[index[rows]]  # noqa: E731
+        by_hand = torch.tensor(0.0)
+        for e, t, i in zip(examples, targets, index.tolist()):
+            with method.bind(thetas[i]), torch.no_grad():
+                batch = llama.collate([e], [t])
+                per_token_sum = llama.loss(batch, label_smoothing=0.1, reduction="sum")
+                mean = llama.loss(batch, label_smoothing=0.1)
+                tokens = int((batch["labels"] != -100).sum())
+            torch.testing.assert_close(per_token_sum, mean * tokens)  # a sum over the answer's tokens
+            by_hand = by_hand + per_token_sum.sum()
+        with torch.no_grad():
+            code = mixed_loss(llama, method, examples, targets, index, theta_of, label_smoothing=0.1, tokens="sum")
+            plain = mixed_loss(llama, method, examples, targets, index, theta_of)
+        torch.testing.assert_close(code, by_hand)
+        assert float(code) > 2 * float(plain)  # summed over tokens and examples, not averaged

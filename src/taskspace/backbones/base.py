@@ -62,8 +62,14 @@ class _Handle:
             self._fn = None
 
 
-def token_nll(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
-    """Per-sequence mean token negative log-likelihood; ``labels`` is -100 where no token is scored."""
+#: How a sequence's token losses are reduced: their mean (the default) or their sum.
+REDUCTIONS = ("mean", "sum")
+
+
+def token_nll(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
+              reduction: str = "mean") -> torch.Tensor:
+    """Per-sequence token negative log-likelihood, the mean (or the sum) over the sequence's scored tokens;
+    ``labels`` is -100 where no token is scored."""
     flat = nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]).float(),
         labels.reshape(-1),
@@ -71,6 +77,8 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float
         reduction="none",
         label_smoothing=label_smoothing,
     ).view(labels.shape)
+    if reduction == "sum":
+        return flat.sum(-1)
     counts = (labels != -100).sum(-1).clamp(min=1)
     return flat.sum(-1) / counts
 
@@ -376,9 +384,19 @@ class Backbone(nn.Module):
     def collate(self, examples: Sequence[Example], targets: Sequence[str] | None = None) -> Batch:
         raise NotImplementedError
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        """Per-example training loss ``[B]`` under the currently bound deltas."""
+    def loss(self, batch: Batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
+        """Per-example training loss ``[B]`` under the currently bound deltas: the mean (``reduction="sum"``: the
+        sum) of the answer's token losses, label-smoothed by ``label_smoothing`` (None: the backbone's option)."""
         raise NotImplementedError
+
+    def _loss_settings(self, label_smoothing: float | None, reduction: str) -> float:
+        """The label smoothing a loss call uses, after checking its arguments."""
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"reduction={reduction!r}: expected one of {', '.join(REDUCTIONS)}")
+        smoothing = self.label_smoothing if label_smoothing is None else label_smoothing
+        if not 0.0 <= smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={smoothing}: expected a value in [0, 1)")
+        return smoothing
 
     def predict(self, batch: Batch) -> list[str]:
         """One prediction per example: generated text (``decode="generate"``), or with ``decode="rank"`` the most

@@ -84,18 +84,19 @@ class CausalBackbone(Backbone):
 
     # ------------------------------------------------------------------------------------------------------------
     def _answer_nll(self, input_ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, answer_start: int,
-                    label_smoothing: float) -> torch.Tensor:
-        """Mean NLL of the answer tokens (columns ``answer_start`` on). The LM head runs only on the positions that
-        predict an answer token: the last prompt column and the answer columns but the last."""
+                    label_smoothing: float, reduction: str = "mean") -> torch.Tensor:
+        """NLL of the answer tokens (columns ``answer_start`` on), their mean or sum. The LM head runs only on the
+        positions that predict an answer token: the last prompt column and the answer columns but the last."""
         embeds, full_mask, _ = self._embed_inputs(input_ids, mask)
         width = input_ids.shape[1] - answer_start
         out = self.model(inputs_embeds=embeds, attention_mask=full_mask, position_ids=_positions(full_mask),
                          use_cache=False, logits_to_keep=width + 1)
-        return token_nll(out.logits[:, :-1], labels[:, answer_start:], label_smoothing)
+        return token_nll(out.logits[:, :-1], labels[:, answer_start:], label_smoothing, reduction)
 
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def loss(self, batch: Batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
+        smoothing = self._loss_settings(label_smoothing, reduction)
         return self._answer_nll(batch["input_ids"], batch["attention_mask"], batch["labels"],
-                                int(batch["answer_start"]), self.label_smoothing)
+                                int(batch["answer_start"]), smoothing, reduction)
 
     # ------------------------------------------------------------------------------------------------------------
     def _prefill(self, prompts: list[list[int]]) -> tuple[object, torch.Tensor, torch.Tensor, torch.Tensor]:

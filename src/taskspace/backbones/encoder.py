@@ -110,8 +110,10 @@ class EncoderBackbone(Backbone):
             logits[i, : len(e.options)] = self.similarity_scale * (options @ inputs[i])
         return logits
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        return F.cross_entropy(self._scores(batch).float(), batch["gold"], reduction="none")
+    def loss(self, batch: Batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
+        # One choice per example: its mean and its sum are the same.
+        smoothing = self._loss_settings(label_smoothing, reduction)
+        return F.cross_entropy(self._scores(batch).float(), batch["gold"], reduction="none", label_smoothing=smoothing)
 
     @torch.no_grad()
     def option_scores(self, batch: Batch) -> list[torch.Tensor]:

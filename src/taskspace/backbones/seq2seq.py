@@ -79,7 +79,7 @@ class Seq2SeqBackbone(Backbone):
         return encoder_out, mask
 
     def _decode_nll(self, encoder_out: BaseModelOutput, mask: torch.Tensor, labels: torch.Tensor,
-                    label_smoothing: float) -> torch.Tensor:
+                    label_smoothing: float, reduction: str = "mean") -> torch.Tensor:
         out = self.model(
             encoder_outputs=encoder_out,
             attention_mask=mask,
@@ -87,11 +87,12 @@ class Seq2SeqBackbone(Backbone):
             use_cache=False,
             return_dict=True,
         )
-        return token_nll(out.logits, labels, label_smoothing)
+        return token_nll(out.logits, labels, label_smoothing, reduction)
 
-    def loss(self, batch: Batch) -> torch.Tensor:
+    def loss(self, batch: Batch, *, label_smoothing: float | None = None, reduction: str = "mean") -> torch.Tensor:
+        smoothing = self._loss_settings(label_smoothing, reduction)
         encoder_out, mask = self._encode(batch["input_ids"], batch["attention_mask"])
-        return self._decode_nll(encoder_out, mask, batch["labels"], self.label_smoothing)
+        return self._decode_nll(encoder_out, mask, batch["labels"], smoothing, reduction)
 
     # ------------------------------------------------------------------------------------------------------------
     @torch.no_grad()

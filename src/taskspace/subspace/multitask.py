@@ -58,22 +58,27 @@ class MultiTask:
 
 
 def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Example], targets: Sequence[str],
-               index: torch.Tensor, theta_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """The mean loss of a batch that mixes tasks, every example computed with its own task's theta.
+               index: torch.Tensor, theta_of: Callable[[torch.Tensor], torch.Tensor], *,
+               label_smoothing: float | None = None, tokens: str = "mean") -> torch.Tensor:
+    """The loss of a batch that mixes tasks, every example computed with its own task's theta.
 
     ``index`` holds each example's task row; ``theta_of(rows)`` returns the thetas ``[len(rows), D]`` of the batch
-    rows ``rows``. A method that takes per-example theta gets one ``[B, D]`` bind for the whole batch; one that
-    does not (full fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with its
-    rows' share of the mean.
+    rows ``rows``. ``tokens="mean"``: the mean over examples of each example's mean token loss; ``"sum"``: the sum
+    of every token loss in the batch (IPT's original code). ``label_smoothing`` None: the backbone's option.
+    A method that takes per-example theta gets one ``[B, D]`` bind for the whole batch; one that does not (full
+    fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with its rows' share.
     """
+    def per_example(batch_rows: list[int]) -> torch.Tensor:
+        batch = backbone.collate([examples[i] for i in batch_rows], [targets[i] for i in batch_rows])
+        return backbone.loss(batch, label_smoothing=label_smoothing, reduction=tokens)
+
+    scale = 1.0 if tokens == "sum" else 1.0 / len(examples)
     if method.supports_per_example:
         with method.bind(theta_of(torch.arange(len(examples), device=index.device))):
-            return backbone.loss(backbone.collate(list(examples), list(targets))).mean()
+            return per_example(list(range(len(examples)))).sum() * scale
     total = 0.0
     for t in index.unique().tolist():
         rows = (index == t).nonzero().flatten()
         with method.bind(theta_of(rows[:1])[0]):
-            loss = backbone.loss(backbone.collate([examples[i] for i in rows.tolist()],
-                                                  [targets[i] for i in rows.tolist()])).sum()
-        total = total + loss
-    return total / len(examples)
+            total = total + per_example(rows.tolist()).sum()
+    return total * scale

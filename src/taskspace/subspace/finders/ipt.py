@@ -5,7 +5,12 @@ and ``Proj_b`` (Linear(d -> h) -> tanh -> Linear(h -> D), the decoder that IST l
 batch mixing tasks is the task loss computed with each example's *reconstructed* theta plus
 ``alpha`` x the reconstruction error (mean squared error over elements, as in the paper's code):
 
-    L = mean_i task_loss(Proj_b(Proj(theta_{task(i)}))) + alpha * mean_i MSE(Proj_b(Proj(theta_{task(i)})), theta_{task(i)})
+    L = task_loss(Proj_b(Proj(theta_{task(i)})) for the batch) + alpha * MSE(Proj_b(Proj(theta)), theta)
+
+``alpha`` = 200 balances the reconstruction against the task loss of the original code: label-smoothed (0.1)
+and summed over the batch's tokens (``lm_loss="code"``, the default). ``lm_loss="mean"`` takes the mean token
+loss per example, unsmoothed, averaged over the batch, which makes the reconstruction term weigh some 10^2-10^3
+times more at the same alpha.
 
 It works for any method (IPT with prompts, "IPT (Adapter)" with adapters, even full fine-tuning on a small
 model): the decoder outputs that method's theta. The anchor is zero (the auto-encoder reconstructs theta itself,
@@ -31,12 +36,19 @@ from ..space import MethodSpace, Subspace
 from .base import FitData, Finder, register
 
 
+#: lm_loss -> (label smoothing, token reduction) of MSF's task loss.
+LM_LOSSES = {"code": (0.1, "sum"), "mean": (0.0, "mean")}
+
+
 @dataclass
 class MSFConfig(Config):
     method: str = option("prompt", "the method whose solutions are auto-encoded", choices=METHODS)
     d: int = option(100, "intrinsic dimension", check=at_least(1))
     hidden: int = option(768, "hidden size of the decoder", check=at_least(1))
     alpha: float = option(200.0, "weight of the reconstruction loss", check=non_negative)
+    lm_loss: str = option("code", "the task loss alpha balances: code (IPT's code: label-smoothed 0.1, summed over "
+                                  "the batch's tokens) or mean (the mean token loss, unsmoothed)",
+                          choices=LM_LOSSES)
     seed: int = option(0, "seed of the encoder (the decoder's is seed + 1) and of the data order")
     train: TrainConfig = option(help="training settings",
                                 factory=lambda: TrainConfig(lr=1e-3, steps=300, eval_every=100))
@@ -74,7 +86,9 @@ class MSF(Finder):
             index = tasks.index(examples, backbone.device)
             rows = thetas[index]
             recon = ae(rows)
-            task_loss = mixed_loss(backbone, method, examples, targets, index, lambda r: recon[r])
+            smoothing, tokens = LM_LOSSES[c.lm_loss]
+            task_loss = mixed_loss(backbone, method, examples, targets, index, lambda r: recon[r],
+                                   label_smoothing=smoothing, tokens=tokens)
             return task_loss + c.alpha * (recon - rows).square().mean()
 
         def dev_score() -> float:
