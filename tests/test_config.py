@@ -142,3 +142,41 @@ def test_every_config_field_is_a_config_option():
         assert issubclass(cls, Config)
         for f in dataclasses.fields(cls):
             assert "cli" in f.metadata, f"{cls.__name__}.{f.name}"
+
+
+def test_presets_give_the_papers_settings_under_the_options_given(tmp_path, capsys):
+    data = str(tmp_path)
+    config = tune_config_from(_parse(["tune", "--task", "glue-sst2", "--method", "prompt", "--data-dir", data,
+                                      "--preset", "ipt-paper", "--steps", "5", "--opt", "n_tokens=10"]))
+    assert config.method_options == {"n_tokens": 10, "init": "normal", "init_std": 0.02}  # --opt wins
+    assert (config.train.lr, config.train.batch_size, config.train.eval_every, config.train.steps) == \
+        (1e-4, 8, 1000, 5)  # the paper's, but --steps
+    spec = bank_spec_from(_parse(["bank", "--out", data, "--methods", "adapter", "lora", "prefix", "--tasks",
+                                  "glue-sst2", "--data-dir", data, "--preset", "udt-paper"]))
+    assert spec.methods["lora"] == {"r": 10, "alpha": 16.0, "targets": ["q", "v"]} and spec.methods["adapter"]["r"] == 12
+    assert spec.train.optimizer == "adafactor" and spec.lr["lora"] == METHODS["lora"].default_lr
+    unified = finder_config_from(_parse(["fit-subspace", "--recipe", "unified", "--out", data, "--preset",
+                                         "udt-paper"]))
+    assert (unified.train.lr, unified.train.batch_size, unified.train.eval_every) == (1e-4, 4, 1000)
+    ist = subspace_tune_config_from(_parse(["subspace-tune", "--subspace", data, "--task", "glue-sst2", "--method",
+                                            "lora", "--out", data, "--data-dir", data, "--preset", "udt-paper"]))
+    assert (ist.train.lr, ist.train.steps, ist.train.eval_every, ist.train.optimizer) == (1e-2, 5000, 500, "adafactor")
+    # A preset names the methods and finders it has settings for; others are refused, in one line.
+    assert main(["tune", "--task", "glue-sst2", "--method", "lora", "--data-dir", data, "--preset", "ipt-paper"]) == 2
+    assert "--preset ipt-paper has settings for prompt, not for lora" in capsys.readouterr().err
+    assert main(["fit-subspace", "--recipe", "ipt", "--out", data, "--preset", "udt-paper"]) == 2
+    assert "not for ipt" in capsys.readouterr().err
+
+
+def test_every_preset_value_is_a_valid_config():
+    from taskspace.presets import PRESETS
+    from taskspace.subspace import finder_class
+
+    for name, stages in PRESETS.items():
+        tuning = stages["tuning"]
+        for method, options in tuning["methods"].items():
+            METHODS[method].config_class.from_dict(options)
+        TrainConfig().updated(tuning.get("train", {}))
+        for finder, values in stages["fit-subspace"].items():
+            finder_class(finder).config_class().updated(values)
+        SubspaceTuneConfig(**REQUIRED[SubspaceTuneConfig]).updated(stages["subspace-tune"])

@@ -139,6 +139,10 @@ class Config:
             kwargs[name] = value
         return cls(**kwargs)
 
+    def updated(self: C, values: Mapping[str, Any]) -> C:
+        """A copy with ``values`` laid over :meth:`to_dict` (nested dicts merged key by key; validated again)."""
+        return type(self).from_dict(merge(self.to_dict(), values))
+
     def replace(self: C, **changes: Any) -> C:
         """A copy with ``changes`` (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -151,6 +155,17 @@ class Config:
             if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING:
                 out.append((f.name, _default(f), f.metadata.get("help", "")))
         return out
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overrides`` laid over it, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def _default(f: dataclasses.Field) -> Any:

@@ -206,6 +206,13 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = No
                   types={"patience": int})
 
 
+def add_preset_arg(p: argparse.ArgumentParser) -> None:
+    from ..presets import PRESETS
+
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="the papers' settings for this stage (see taskspace.presets), under the options given here")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (``taskspace COMMAND: error: ...``, exit status 2) like taskspace's own;
     ``--help`` still shows the usage."""

@@ -8,11 +8,12 @@ from pathlib import Path
 
 from ..config import Config, add_arguments, flag, from_args
 from ..errors import ConfigError
+from ..presets import preset_values
 from ..subspace.bank import BankSpec
 from ..subspace.finders import FINDERS, finder_class
 from ..subspace.tune import SubspaceTuneConfig
 from ..train import TrainConfig
-from .common import (add_backbone_args, add_data_args, add_train_args, data_dir_from, known_tasks, load_backbone_from,
+from .common import (add_backbone_args, add_data_args, add_preset_arg, add_train_args, data_dir_from, known_tasks, load_backbone_from,
                      method_names, method_options_from, output_folder, tasks_from, write_tables)
 
 
@@ -35,9 +36,13 @@ def _lrs_from(pairs: list[str] | None, methods: list[str]) -> dict[str, float]:
 def bank_spec_from(args: argparse.Namespace) -> BankSpec:
     """The library's BankSpec with what the command line set."""
     methods = list(args.methods)
-    base = BankSpec(tasks=tasks_from(args, args.parts), methods=method_options_from(args.opt, methods),
-                    data_dir=data_dir_from(args), seeds=list(args.seeds), lr=_lrs_from(args.method_lr, methods))
-    return from_args(base, args)
+    options, lrs = method_options_from(args.opt, methods), _lrs_from(args.method_lr, methods)
+    preset = preset_values(args.preset, "tuning") if args.preset else {}
+    options = {m: {**preset.get("methods", {}).get(m, {}), **options[m]} for m in methods}
+    lrs = {**{m: lr for m, lr in preset.get("lr", {}).items() if m in methods}, **lrs}
+    base = BankSpec(tasks=tasks_from(args, args.parts), methods=options, data_dir=data_dir_from(args),
+                    seeds=list(args.seeds), lr=lrs)
+    return from_args(base.updated({"train": preset.get("train", {})}), args)
 
 
 def cmd_bank(args: argparse.Namespace) -> int:
@@ -82,7 +87,10 @@ def finder_config_from(args: argparse.Namespace) -> Config:
     if stray:
         raise ConfigError(f"{flag(stray[0])}: not an option of --recipe {args.recipe} (its options: "
                           f"{', '.join(flag(n) for n in sorted(own))})")
-    return from_args(cls(), args)
+    base = cls()
+    if args.preset:
+        base = base.updated(preset_values(args.preset, "fit-subspace", args.recipe))
+    return from_args(base, args)
 
 
 def cmd_fit_subspace(args: argparse.Namespace) -> int:
@@ -140,6 +148,8 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
 
 def subspace_tune_config_from(args: argparse.Namespace) -> SubspaceTuneConfig:
     base = SubspaceTuneConfig(task=args.task, method=args.method, data_dir=data_dir_from(args))
+    if args.preset:
+        base = base.updated(preset_values(args.preset, "subspace-tune"))
     return from_args(base, args)
 
 
@@ -223,6 +233,7 @@ def add_commands(sub) -> None:
     b.add_argument("--parts", nargs="+", default=["train", "test"], help="which lists of the split file")
     b.add_argument("--seeds", type=int, nargs="+", default=[0], help="initialisation / data-order seeds")
     b.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option, e.g. lora.r=8")
+    add_preset_arg(b)
     b.add_argument("--lr", action="append", dest="method_lr", metavar="METHOD=VALUE",
                    help="learning rate of a method (default: the method's, see `taskspace methods`)")
     add_backbone_args(b)
@@ -241,6 +252,7 @@ def add_commands(sub) -> None:
     f.add_argument("--tasks", nargs="*", help="training task names (or --split)")
     f.add_argument("--split", help="split file; its 'train' list is used")
     f.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option (shared, random-ae)")
+    add_preset_arg(f)
     _add_finder_args(f)
     add_backbone_args(f, default=None)
     add_data_args(f, SubspaceTuneConfig)
@@ -257,6 +269,7 @@ def add_commands(sub) -> None:
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--bank", help="bank folder with the original-space reference runs")
     t.add_argument("--overwrite", action="store_true")
+    add_preset_arg(t)
     add_arguments(t, SubspaceTuneConfig, defaults=defaults_t, only=("z_init", "z_std", "seed"))
     add_backbone_args(t, default=None)
     add_data_args(t, SubspaceTuneConfig, defaults_t)

@@ -8,17 +8,19 @@ from pathlib import Path
 from ..backbones import DEFAULT_BACKBONE
 from ..config import add_arguments, from_args
 from ..errors import ConfigError
+from ..presets import tuning_values
 from ..tuning import TuneConfig
-from .common import (add_backbone_args, add_data_args, add_train_args, backbone_options_from, data_dir_from,
-                     method_fields, method_names, output_folder, parse_options)
+from .common import (add_backbone_args, add_data_args, add_preset_arg, add_train_args, backbone_options_from,
+                     data_dir_from, method_fields, method_names, output_folder, parse_options)
 
 
 def tune_config_from(args: argparse.Namespace) -> TuneConfig:
     """The library's TuneConfig with what the command line set."""
     method_options = parse_options(args.opt, method_fields(args.method), f"--opt (for {args.method})")
+    preset_options, preset_train = tuning_values(args.preset, args.method) if args.preset else ({}, {})
     base = TuneConfig(task=args.task, method=args.method, data_dir=data_dir_from(args), backbone=args.backbone,
-                      method_options=method_options, backbone_options=backbone_options_from(args))
-    return from_args(base, args)
+                      method_options={**preset_options, **method_options}, backbone_options=backbone_options_from(args))
+    return from_args(base.updated({"train": preset_train}), args)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
@@ -152,6 +154,7 @@ def add_commands(sub) -> None:
                                    "the same command resumes an interrupted run.")
     t.add_argument("--task", required=True, help="task name (see `taskspace tasks`)")
     t.add_argument("--method", required=True, choices=method_names())
+    add_preset_arg(t)
     add_backbone_args(t)
     add_data_args(t, TuneConfig, defaults)
     add_arguments(t, TuneConfig, defaults=defaults, only=("metric", "seed", "init_from", "keep_checkpoint"))
