@@ -134,4 +134,5 @@ def test_subspace_tune_killed_resumes(tmp_path, common, small_bank, shared_dir, 
     _kill_when([*argv, "--out", str(killed)], _logged_step(killed / "log.jsonl", 60))
     _run([*argv, "--out", str(killed)])
     _same_tensors(tmp_path / "whole" / "trainable.safetensors", killed / "trainable.safetensors")
+    _same_tensors(tmp_path / "whole" / "trajectory.safetensors", killed / "trajectory.safetensors")  # every step's z
     assert _scores(tmp_path / "whole") == _scores(killed)

@@ -190,7 +190,7 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
     run = tmp_path / "st"
     subspace_tune(loaded, folder, SubspaceTuneConfig(task="ag_news", method="lora", data_dir=str(data_dir),
                                                      train=quick(), max_test_examples=8), run)
-    out = transfer(loaded, folder, run)
+    out = transfer(loaded, folder, run, selection="source")
     assert set(out) == {"adapter", "prefix", "lora"}
     z, _ = load_z(run)
     from taskspace.tasks import load_task
@@ -202,6 +202,18 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
     assert out["adapter"]["test"] == manual
     scores = json.loads((run / "scores.json").read_text())
     assert out["lora"]["test"] == scores["test"]  # the source's own decoding is the tuned result
+    # The paper's selection: for each target, the evaluated step whose transferred z is best on dev.
+    from taskspace.runs import trajectory
+
+    paper = transfer(loaded, folder, run)
+    states = trajectory(run)
+    assert sorted(states) == [0, 2, 4]  # every evaluation's z
+    for target in ("adapter", "prefix"):
+        devs = {step: evaluate(llama, task.dev, task.metric, method=loaded[target].method,
+                               theta=loaded[target].theta(state["z"]))[0] for step, state in states.items()}
+        best = max(devs.values())
+        assert paper[target]["dev"] == best and paper[target]["step"] == min(s for s in devs if devs[s] == best)
+    assert paper["lora"]["test"] == scores["test"]  # the source keeps its own best step
     tables = transfer_tables({"ag_news": {"lora": out}}, bank)
     assert tables[0].header == ["source \\ target", "adapter", "lora", "prefix"]
 

@@ -8,6 +8,8 @@ subspace's up-projection):
     log.jsonl           one line per evaluation: step, mean loss, learning rate, gradient norm, dev score
     checkpoint/         the last training state (for resuming an interrupted run)
     trainable.safetensors   (subspace runs) the trained parameters at the best step, e.g. the intrinsic vector z
+    trajectory.safetensors  (subspace runs) the trained parameters at every evaluation (``step<N>.<name>``), so that
+                        a transfer can select a step by the transferred result
     theta.safetensors   the best-on-dev theta (and the initial theta), with theta.json describing it
     scores.json         dev and test scores of the best theta, its step, and the zero-shot scores
     predictions/        dev and test predictions of the best theta (JSON lines)
@@ -31,11 +33,12 @@ from .backbones import Backbone
 from .deltas import DeltaMethod, FlatParameters
 from .errors import ConfigError
 from .evaluation import evaluate, evaluate_splits, write_predictions
-from .store import read_json, save_delta, write_json, write_tensors
+from .store import read_json, read_tensors, save_delta, write_json, write_tensors
 from .tasks import Example, Task
 from .train import TrainConfig, log_to, train
 
 SCORES = "scores.json"
+TRAJECTORY = "trajectory.safetensors"
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -93,6 +96,32 @@ class DirectTheta(ThetaSource):
         return self.trainable.theta.detach().clone()
 
 
+class _Trajectory(log_to):
+    """The log of a run whose trainable is more than theta: each evaluation's line, and the trainable's state at
+    that evaluation in ``trajectory.safetensors`` (keyed by step, so a resumed run rewrites what it repeats)."""
+
+    def __init__(self, run_dir: Path, source: ThetaSource):
+        super().__init__(run_dir / "log.jsonl")
+        self.file = run_dir / TRAJECTORY
+        self.source = source
+
+    def __call__(self, record: dict) -> None:
+        super().__call__(record)
+        if "dev" in record:  # the state that was just evaluated
+            kept = read_tensors(self.file) if self.file.is_file() else {}
+            kept.update({f"step{record['step']}.{k}": v for k, v in self.source.trainable.state_dict().items()})
+            write_tensors(self.file, kept)
+
+
+def trajectory(run_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
+    """``{step: trainable state}`` of every evaluation of a subspace run, in step order."""
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in read_tensors(Path(run_dir) / TRAJECTORY).items():
+        step, name = key.split(".", 1)
+        states.setdefault(int(step.removeprefix("step")), {})[name] = value
+    return dict(sorted(states.items()))
+
+
 def _zero_shot(path: Path, backbone: Backbone, method: DeltaMethod, source: ThetaSource, task: Task,
                test: Sequence[Example], batch_size: int) -> dict[str, Any]:
     """Scores of the frozen backbone and of the initial theta (computed once, kept in ``zero_shot.json``)."""
@@ -147,10 +176,10 @@ def fit_source(
     def dev_score() -> float:
         return evaluate(backbone, task.dev, task.metric, method=method, theta=source.current(), batch_size=bs)[0]
 
+    log = _Trajectory(run_dir, source) if source.separate_trainable else log_to(run_dir / "log.jsonl")
     started = time.time()
     result = train(source.trainable, loss_fn, task.train, train_config, evaluate=dev_score, run_dir=run_dir,
-                   backbone=backbone, log=log_to(run_dir / "log.jsonl"),
-                   initial_score=zero_shot.get("init", {}).get("dev"))
+                   backbone=backbone, log=log, initial_score=zero_shot.get("init", {}).get("dev"))
     source.trainable.load_state_dict(result.best_state)
     theta = source.current()
     if source.separate_trainable:

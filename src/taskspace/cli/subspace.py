@@ -186,7 +186,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         _, saved = load_z(run)
         task, source = saved["run"]["task"], saved["run"]["method"]
         results.setdefault(task, {})[source] = transfer(space, args.subspace, run, targets=args.targets,
-                                                        data_dir=args.data_dir)
+                                                        data_dir=args.data_dir, selection=args.selection)
     write_json(out / "transfer.json", results)
     bank = Bank(args.bank, backbone) if args.bank else None
     write_tables(transfer_tables(results, bank), out, "transfer")
@@ -287,5 +287,8 @@ def add_commands(sub) -> None:
     x.add_argument("--bank", help="bank folder with the original-space reference runs")
     x.add_argument("--targets", nargs="*", choices=method_names(), help="target methods (default: all of the subspace)")
     x.add_argument("--data-dir", help="data folder, if it moved since the runs")
+    x.add_argument("--selection", choices=["paper", "source"], default="paper",
+                   help="which step's z each target decodes: the one whose transferred result is best on dev (the "
+                        "paper), or the source method's best step (the authors' code) (default: paper)")
     add_backbone_args(x, default=None)
     x.set_defaults(func=cmd_transfer)
