@@ -20,20 +20,26 @@ from .tasks import Example, Task, compute_metric
 
 
 def predict(backbone: Backbone, examples: Sequence[Example], *, method: DeltaMethod | None = None,
-            theta: torch.Tensor | None = None, batch_size: int = 32) -> list[str]:
-    """Predictions for ``examples`` under ``method`` bound to ``theta`` (the frozen backbone if no method)."""
+            theta: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False) -> list[str]:
+    """Predictions for ``examples`` under ``method`` bound to ``theta`` (the frozen backbone if no method);
+    ``progress`` shows a bar of the examples answered (on stderr)."""
+    from tqdm.auto import tqdm
+
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input))  # less padding per batch
     out: list[str] = [""] * len(examples)
     bound = method.bind(theta) if method is not None else contextlib.nullcontext()
     was_training = backbone.training
     backbone.eval()
+    bar = tqdm(total=len(examples), disable=not progress, desc="predict", unit="ex", leave=False)
     try:
         with torch.no_grad(), bound:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
                 for i, p in zip(idx, backbone.predict(backbone.collate([examples[j] for j in idx]))):
                     out[i] = p
+                bar.update(len(idx))
     finally:
+        bar.close()
         backbone.train(was_training)
     return out
 

@@ -154,8 +154,8 @@ def _check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-def _check_options(cls: type[Backbone], options: dict) -> None:
-    """Refuse option names that no constructor in ``cls``'s hierarchy takes (before any weights are loaded)."""
+def _valid_options(cls: type[Backbone]) -> set[str]:
+    """The options :func:`load_backbone` takes for a backbone of class ``cls``."""
     import inspect
 
     valid = {"dtype", "device", "family"}
@@ -164,7 +164,12 @@ def _check_options(cls: type[Backbone], options: dict) -> None:
             valid |= {n for n, p in inspect.signature(klass.__init__).parameters.items()
                       if p.kind is p.KEYWORD_ONLY or (p.kind is p.POSITIONAL_OR_KEYWORD and n not in
                                                       ("self", "model", "tokenizer"))}
-    valid -= {"name", "weight_files"}
+    return valid - {"name", "weight_files"}
+
+
+def _check_options(cls: type[Backbone], options: dict) -> None:
+    """Refuse option names that no constructor in ``cls``'s hierarchy takes (before any weights are loaded)."""
+    valid = _valid_options(cls)
     unknown = sorted(set(options) - valid)
     if unknown:
         raise ConfigError(f"--backbone-opt {unknown[0]}: unknown option for a {cls.family} backbone; valid: "
@@ -204,6 +209,17 @@ def load_backbone(
     return FAMILIES[fam](model, tokenizer, name=display_name(name_or_path), weight_files=files or None, **options)
 
 
+def reload_backbone(description: dict, **overrides) -> Backbone:
+    """The backbone an artefact recorded (``backbone.describe()`` in its config.json), loaded with the recorded
+    settings (decode protocol, lengths, dtype, ...); ``overrides`` replace some (e.g. ``device``)."""
+    family = description.get("family")
+    if family not in FAMILIES or "name" not in description:
+        raise ConfigError(f"not a backbone description (no name or family): {sorted(description)}")
+    valid = _valid_options(FAMILIES[family]) - {"device"}
+    options = {k: v for k, v in description.items() if k in valid}
+    return load_backbone(description["name"], **{**options, **overrides})
+
+
 def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=None) -> Backbone:
     """A backbone built from its config alone on the meta device (no weights): for counting parameters."""
     path, local = resolve_backbone_path(name_or_path)
@@ -227,6 +243,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "EncoderBackbone",
     "FAMILIES",
+    "reload_backbone",
     "Seq2SeqBackbone",
     "Sites",
     "discover_sites",

@@ -66,6 +66,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if same else 1
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    import json
+    import sys
+
+    from ..predict import Predictor, read_queries
+    from ..store import write_text
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: expected a positive number")
+    run = Path(args.run)
+    if not (run / "config.json").is_file():
+        raise ConfigError(f"RUN {run}: expected a run directory (one that tune or subspace-tune wrote)")
+    if not (run / "scores.json").is_file():
+        raise ConfigError(f"RUN {run}: the run is not finished; run its command again to finish it")
+    if args.input == "-":
+        queries = read_queries(sys.stdin.readlines(), "standard input")
+    else:
+        path = Path(args.input)
+        if not path.is_file():
+            raise ConfigError(f"--input {path}: file not found")
+        queries = read_queries(path.read_text(encoding="utf-8").splitlines(), str(path))
+    if args.output is not None:
+        output_folder(Path(args.output).parent, "--output's folder")
+    predictor = Predictor.load(args.run)
+    answers = predictor.predict(queries, batch_size=args.batch_size, progress=not args.no_progress)
+    if args.output is not None and args.output.endswith(".jsonl"):
+        lines = [json.dumps({"input": q.input, **({"options": list(q.options)} if q.options else {}),
+                             "prediction": a}) for q, a in zip(queries, answers)]
+    else:  # one line per prediction: a line break inside one becomes a space (JSON lines keep it exactly)
+        lines = [" ".join(a.splitlines()) for a in answers]
+    text = "".join(line + "\n" for line in lines)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        write_text(args.output, text)
+        print(f"{len(answers)} predictions written to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ..tasks import CATALOG, available_tasks
 
@@ -173,6 +212,19 @@ def add_commands(sub) -> None:
     e.add_argument("run", help="run directory")
     e.add_argument("--data-dir", help="data folder, if it moved since the run")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="answer new inputs with a finished run's theta",
+                       description="Load a finished tune or subspace-tune run (its backbone as recorded, its theta "
+                                   "checked) and answer every input: JSON lines {\"input\": ..., \"options\": [...]} "
+                                   "or plain lines of text. Prints one prediction per line (a line break inside one "
+                                   "becomes a space), or writes --output (JSON lines with the inputs, exact, if it ends "
+                                   "in .jsonl).")
+    r.add_argument("run", help="run directory")
+    r.add_argument("--input", default="-", help="input file, or - for standard input (default: -)")
+    r.add_argument("--output", help="output file (default: standard output)")
+    r.add_argument("--batch-size", type=int, default=32, help="inputs per batch (default: 32)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_predict)
 
     k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
     k.add_argument("--category", choices=["cls", "non-cls"])
