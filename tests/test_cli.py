@@ -9,11 +9,11 @@ import sys
 
 import pytest
 
-from taskspace.cli import main, parse_options
+from taskspace.cli import build_parser, main, parse_options
 from taskspace.errors import ConfigError
 
-COMMANDS = ["tune", "evaluate", "tasks", "methods", "params", "convert", "bank", "fit-subspace", "subspace-tune",
-            "transfer"]
+COMMANDS = ["tune", "evaluate", "predict", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
+            "subspace-tune", "transfer"]
 
 
 def test_console_script_help():
@@ -25,6 +25,7 @@ def test_console_script_help():
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command, capsys):
+    assert set(COMMANDS) == set(build_parser()._subparsers._group_actions[0].choices)  # none is left out
     with pytest.raises(SystemExit) as exit_info:
         main([command, "--help"])
     assert exit_info.value.code == 0
