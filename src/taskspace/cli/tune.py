@@ -105,6 +105,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_peft
+
+    run = Path(args.run)
+    if not (run / "scores.json").is_file():
+        raise ConfigError(f"RUN {run}: expected a finished run directory (one that tune or subspace-tune wrote)")
+    out = output_folder(args.out, "--out")
+    export_peft(run, out)
+    print(f"{args.format} adapter written to {out}")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ..tasks import CATALOG, available_tasks
 
@@ -225,6 +237,17 @@ def add_commands(sub) -> None:
     r.add_argument("--batch-size", type=int, default=32, help="inputs per batch (default: 32)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="write a finished run's theta as a PEFT adapter folder",
+                       description="Write adapter_config.json and adapter_model.safetensors that "
+                                   "peft.PeftModel.from_pretrained(base, DIR) loads and that computes what taskspace "
+                                   "computes: LoRA on whole linear projections, prompt tuning on decoder-only "
+                                   "backbones. A subspace-tune run exports its decoded theta. Other methods are "
+                                   "refused with the reason.")
+    x.add_argument("run", help="run directory")
+    x.add_argument("--format", choices=["peft"], default="peft", help="export format (default: peft)")
+    x.add_argument("--out", required=True, help="output folder")
+    x.set_defaults(func=cmd_export)
 
     k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
     k.add_argument("--category", choices=["cls", "non-cls"])
