@@ -121,6 +121,11 @@ def test_help_shows_the_library_defaults(command):
         assert "ipt: adamw; unified: adafactor" in text
 
 
+def test_runtime_options_are_accepted_by_every_finder(tmp_path):
+    args = _parse(["fit-subspace", "--recipe", "fastfood", "--out", str(tmp_path), "--no-progress"])
+    assert finder_config_from(args) == FINDERS["fastfood"].config_class()  # the progress bar changes no result
+
+
 def test_an_option_of_another_finder_is_refused(tmp_path, capsys):
     code = main(["fit-subspace", "--recipe", "unified", "--out", str(tmp_path / "s"), "--alpha", "3"])
     assert code == 2

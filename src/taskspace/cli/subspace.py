@@ -67,13 +67,14 @@ def cmd_bank(args: argparse.Namespace) -> int:
 
 
 def _finder_fields(cls: type[Config]) -> set[str]:
-    """The command-line names of a finder config's fields (its training settings' included)."""
+    """The command-line names of a finder config's fields that change results (its training settings' included;
+    runtime ones such as the progress bar are accepted by every finder)."""
     names = set()
     for f in dataclasses.fields(cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if isinstance(default, Config):
-            names |= {g.name for g in dataclasses.fields(default) if g.name != "seed"}
-        elif f.metadata.get("cli", True):
+            names |= {g.name for g in dataclasses.fields(default) if g.name != "seed" and not g.metadata["runtime"]}
+        elif f.metadata.get("cli", True) and not f.metadata.get("runtime"):
             names.add(f.name)
     return names
 
