@@ -68,7 +68,9 @@ class FitData:
     def solutions(self, method: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The bank's solutions of the training tasks ``[T, D]`` and their common initialisation ``[D]``, on the
         backbone's device."""
-        thetas, init = self.require_bank("this finder").stacked(self.tasks, method)
+        if self.bank is None:
+            raise ConfigError("no bank to take the training tasks' solutions from: pass --bank DIR")
+        thetas, init = self.bank.stacked(self.tasks, method)
         return thetas.to(self.backbone.device), init.to(self.backbone.device)
 
 
