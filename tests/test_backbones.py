@@ -226,3 +226,17 @@ def test_an_unreachable_hub_name_is_one_clear_error(monkeypatch):
     with pytest.raises(ConfigError, match=r"backbone 'some-org/some-model' is neither a built-in name \(smollm2, "
                                           r"minilm\) nor a local model folder.*couldn't connect"):
         load_backbone("some-org/some-model")
+
+
+def test_device_auto_is_cuda_when_present_else_cpu(monkeypatch):
+    from taskspace.backbones import _check_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _check_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert _check_device("auto") == torch.device("cuda")
+    import inspect
+
+    from taskspace.backbones import load_backbone
+
+    assert inspect.signature(load_backbone).parameters["device"].default == "auto"

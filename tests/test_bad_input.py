@@ -28,7 +28,7 @@ CASES = {
         (["--backbone-opt", "max_input_length=0"], r"max_input_length=0: expected a positive integer"),
         (["--backbone-opt", "max_input_length=-3"], r"max_input_length=-3: expected a positive integer"),
         (["--backbone-opt", "dtype=half"], r"dtype='half': expected auto"),
-        (["--backbone-opt", "device=tpu9"], r"device='tpu9': expected cpu, cuda"),
+        (["--backbone-opt", "device=tpu9"], r"device='tpu9': expected auto, cpu, cuda"),
         (["--backbone-opt", "label_smoothing=nan"], r"label_smoothing='nan': expected a finite number"),
         (["--backbone-opt", "label_smoothing=1.5"], r"label_smoothing=1.5: expected a value in \[0, 1\)"),
         (["--data-dir", "{nowhere}"], r"data folder .* does not exist"),

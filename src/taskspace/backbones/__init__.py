@@ -144,10 +144,13 @@ def _snapshot_folder(name: str) -> str | None:
 
 
 def _check_device(device: str | torch.device) -> torch.device:
+    """``device`` checked; ``auto`` is the first CUDA device when PyTorch sees one, else the CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"device={device!r}: expected cpu, cuda or cuda:N") from None
+        raise ConfigError(f"device={device!r}: expected auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r}: this PyTorch build sees no CUDA device (torch.cuda.is_available() is "
                           "False); use device=cpu, or install a CUDA build of PyTorch")
@@ -181,10 +184,12 @@ def load_backbone(
     *,
     family: str | None = None,
     dtype: str | torch.dtype = "auto",
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     **options,
 ) -> Backbone:
     """Load a frozen backbone. Local folders are read with ``local_files_only`` (no network access).
+
+    ``device="auto"`` places it on the first CUDA device when PyTorch sees one, else on the CPU.
 
     ``dtype="auto"`` loads the frozen weights in bfloat16 where the device computes it fast (CUDA with bf16, CPUs
     with AMX or AVX-512 BF16) and in float32 elsewhere; deltas, their gradients and optimiser states stay float32.
