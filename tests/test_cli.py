@@ -230,9 +230,9 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
     assert not (tmp_path / "st-again").exists()
 
 
-def test_your_own_task_folder_is_listed_and_tuned_with_a_metric(tmp_path, data_dir, shared_dir, capsys):
-    """A task folder outside the catalog: `tasks` lists it, `tune` asks for --metric (naming it, without suggesting
-    the rejected name itself), and tunes it once given one."""
+def test_your_own_task_folder_is_listed_and_tuned_with_a_default_metric(tmp_path, data_dir, shared_dir, capsys, caplog):
+    """A task folder outside the catalog: `tasks` lists it; `tune` scores it with ACC (it has options), says so once
+    and records it; --metric names another."""
     mine = tmp_path / "data" / "my-sentiment"
     mine.mkdir(parents=True)
     for split in ("train", "dev", "test"):
@@ -245,12 +245,15 @@ def test_your_own_task_folder_is_listed_and_tuned_with_a_metric(tmp_path, data_d
             "--backbone", f"{shared_dir}/models/stories260K", "--steps", "1", "--eval-every", "1",
             "--max-test-examples", "4", "--backbone-opt", "max_output_length=2", "--no-progress",
             "--out", str(tmp_path / "runs")]
-    assert main(args) == 2
-    err = capsys.readouterr().err
-    assert "pass --metric" in err and "Classification-F1" in err and "did you mean" not in err
-    assert not (tmp_path / "runs").exists()
-    assert main([*args, "--metric", "ACC"]) == 0
+    with caplog.at_level("WARNING"):
+        assert main(args) == 0
     assert "metric ACC" in capsys.readouterr().out
+    said = [r.getMessage() for r in caplog.records if "not in the catalog" in r.getMessage()]
+    assert len(said) == 1 and "scored with ACC (its examples have options)" in said[0]
+    (run,) = (tmp_path / "runs").iterdir()
+    assert "ACC: the default" in json.loads((run / "config.json").read_text())["data"]["sources"]["metric"]
+    assert main([*args, "--metric", "Classification-F1"]) == 0
+    assert "metric Classification-F1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("command", ["tune", "bank"])

@@ -28,17 +28,19 @@ Check = Callable[[Any], "str | None"]
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, check: Check | None = None,
            choices: Iterable[Any] | None = None, runtime: bool = False, factory: Callable[[], Any] | None = None,
-           nullable: bool | None = None, cli: bool = True) -> Any:
+           nullable: bool | None = None, cli: bool = True, since: str | None = None) -> Any:
     """A configuration field.
 
     ``check`` validates a value (returning what was expected, or None); ``choices`` lists the valid values (of
     each item, for a tuple field); ``nullable`` accepts None, meaning "off" or "unset" (by default: when the
     default is None); ``runtime`` marks a field that does not change results (left out of
     :meth:`Config.identity`); ``factory`` builds a mutable or nested default; ``cli=False`` keeps a field off the
-    command line (the command sets it itself).
+    command line (the command sets it itself). ``since`` names the version that added a field: at its default it
+    is left out of :meth:`Config.identity`, so that runs made before it existed keep their identity (and their
+    run names) and still resume.
     """
     metadata = {"help": help, "check": check, "choices": tuple(choices) if choices is not None else None,
-                "runtime": runtime, "cli": cli,
+                "runtime": runtime, "cli": cli, "since": since,
                 "nullable": (default is None and factory is None) if nullable is None else nullable}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
@@ -118,6 +120,8 @@ class Config:
             if f.metadata.get("runtime"):
                 continue
             value = getattr(self, f.name)
+            if f.metadata.get("since") and value == _default(f):
+                continue
             out[f.name] = value.identity() if isinstance(value, Config) else _plain(value)
         return out
 

@@ -23,6 +23,7 @@ from .evaluation import capped_test_split, evaluate_splits
 from .runs import DirectTheta, check_run_dir, fit_source, is_finished
 from .store import exclusive, load_delta, read_json
 from .tasks import Task, load_task
+from .tasks.sources import Columns
 from .train import TrainConfig
 
 
@@ -35,8 +36,10 @@ class TuneConfig(Config):
     method: str = option(help="delta method", choices=METHODS, cli=False)
     data_dir: str = option(help="folder of task folders", cli=False)
     method_options: dict[str, Any] = option(help="method options (see `taskspace methods`)", factory=dict)
-    metric: str | None = option(None, "the task's metric: needed for a task outside the catalog, else it replaces "
-                                      "the catalog's")
+    metric: str | None = option(None, "the task's metric: one of the seven, or module:function; replaces the "
+                                      "catalog's (a task outside the catalog is scored with ACC when it has "
+                                      "options, else EM)")
+    columns: Columns = option(help="the columns of your own data", factory=Columns, since="0.2")
     backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name", cli=False)
     backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
     k: int = option(16, "shots in the file names", check=positive_count)
@@ -94,7 +97,7 @@ def tune(
     # Everything that can be checked is checked before the run directory is touched, so that bad input leaves
     # nothing behind.
     task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
-                     metric=config.metric)
+                     metric=config.metric, columns=config.columns)
     if backbone is None:
         backbone = load_backbone(config.backbone, **config.backbone_options)
     backbone.check_task(task.info.has_options, task.name)
@@ -135,7 +138,7 @@ def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
     method = build_method(config.method, backbone, config.method_options)
     theta, _, _ = load_delta(run_dir / "theta", method)
     task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
-                     metric=config.metric)
+                     metric=config.metric, columns=config.columns)
     return config, task, method, theta, read_json(run_dir / "scores.json")
 
 

@@ -8,6 +8,7 @@ from typing import Sequence
 from ..errors import TaskspaceError
 from . import subspace, tune
 from .common import Parser, parse_options
+from .configfile import apply_config
 
 __all__ = ["build_parser", "main", "parse_options"]
 
@@ -18,11 +19,36 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tune.add_commands(sub)
     subspace.add_commands(sub)
+    for command in sub.choices.values():  # read by apply_config before parsing; listed here for --help
+        command.add_argument("--config", metavar="FILE",
+                             help="YAML or JSON file of this command's options (a run's config.json repeats the "
+                                  "run); options given here override it")
+        command.add_argument("--set", action="append", metavar="KEY=VALUE",
+                             help="override one value of --config (dotted keys reach into sections: train.lr=0.01)")
     return p
 
 
+def _record_defaults(command: str) -> dict:
+    """Defaults of the settings a record holds that no option sets (see :mod:`taskspace.cli.configfile`)."""
+    if command == "tune":
+        return {"test_sample_seed": 0, "zero_shot": True}
+    if command == "subspace-tune":
+        return {"test_sample_seed": 0}
+    if command == "bank":
+        return {"zero_shot": False}
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        argv = apply_config(parser, argv, _record_defaults)
+    except TaskspaceError as e:
+        command = next((a for a in argv if not a.startswith("-")), "")
+        print(f"taskspace {command}: error: {e}".replace("taskspace : ", "taskspace: "), file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except TaskspaceError as e:

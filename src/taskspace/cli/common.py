@@ -128,7 +128,10 @@ def output_folder(path: str | Path, option: str) -> Path:
 def data_dir_from(args: argparse.Namespace) -> str:
     """The data folder as an absolute path (recorded in artefacts, which must work from any directory)."""
     from ..tasks import default_data_dir
+    from ..tasks.sources import HUB_PREFIX
 
+    if args.data_dir and args.data_dir.startswith(HUB_PREFIX):
+        return args.data_dir
     return str(Path(args.data_dir or default_data_dir()).expanduser().resolve())
 
 
@@ -193,10 +196,18 @@ def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAU
                         "fast), max_input_length=256, similarity_scale=20, label_smoothing=0.1")
 
 
-def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config | None = None) -> None:
-    """``--data-dir`` and the config's data fields (``--k``, ``--data-seed``, ...)."""
-    p.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
-    add_arguments(p, config, defaults=defaults, only=("k", "data_seed", "resample"))
+def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config | None = None, *,
+                  own_data: bool = False) -> None:
+    """``--data-dir`` and the config's data fields (``--k``, ``--data-seed``, ...); with ``own_data``, the column
+    options of your own files and ``--metric``."""
+    from ..tasks.sources import Columns
+
+    p.add_argument("--data-dir", help="folder of task folders, or one task's own data (a folder with train and dev "
+                                      "files with a header, or a saved datasets dataset), or hub:NAME[:CONFIG] "
+                                      "(default: $TASKSPACE_DATA)")
+    add_arguments(p, config, defaults=defaults, only=("k", "data_seed", "resample", *(("metric",) if own_data else ())))
+    if own_data:
+        add_arguments(p, Columns)
 
 
 def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = None, *,

@@ -273,7 +273,7 @@ def add_commands(sub) -> None:
     add_preset_arg(t)
     add_arguments(t, SubspaceTuneConfig, defaults=defaults_t, only=("z_init", "z_std", "seed"))
     add_backbone_args(t, default=None)
-    add_data_args(t, SubspaceTuneConfig, defaults_t)
+    add_data_args(t, SubspaceTuneConfig, defaults_t, own_data=True)
     add_train_args(t, defaults_t.train)
     add_arguments(t, SubspaceTuneConfig, defaults=defaults_t, only=("eval_batch_size", "max_test_examples"))
     t.set_defaults(func=cmd_subspace_tune)

@@ -21,6 +21,7 @@ from ..evaluation import capped_test_split
 from ..runs import check_run_dir, fit_source, is_finished
 from ..store import exclusive, read_json, read_tensors
 from ..tasks import load_task
+from ..tasks.sources import Columns
 from ..train import TrainConfig
 from .space import SUBSPACE_JSON, ProjectedTheta, Subspace
 
@@ -30,6 +31,9 @@ class SubspaceTuneConfig(Config):
     task: str = option(help="the task", cli=False)
     method: str = option(help="the method whose up-projection decodes z", choices=METHODS, cli=False)
     data_dir: str = option(help="folder of task folders", cli=False)
+    metric: str | None = option(None, "the task's metric: replaces the catalog's (a task outside the catalog is "
+                                      "scored with ACC when it has options, else EM)", since="0.2")
+    columns: Columns = option(help="the columns of your own data", factory=Columns, since="0.2")
     k: int = option(16, "shots in the file names", check=positive_count)
     data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
     seed: int = option(0, "seed of z's initialisation (and, on the command line, of the data order)")
@@ -71,7 +75,8 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite)
     ms = space[config.method]
     backbone = space.backbone
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed)
+    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, metric=config.metric,
+                     columns=config.columns)
     backbone.check_task(task.info.has_options, task.name)
     if is_finished(run_dir):
         z = read_tensors(run_dir / "trainable.safetensors")["z"]

@@ -44,6 +44,8 @@ __all__ = [
     "pearson_correlation",
     "METRICS",
     "compute_metric",
+    "register_metric",
+    "resolve_metric",
 ]
 
 logger = logging.getLogger(__name__)
@@ -293,6 +295,44 @@ METRICS: dict[str, Callable[[Sequence[str], Sequence[Sequence[str]]], float]] = 
 }
 
 
+#: The seven metrics CrossFit defines; :data:`METRICS` also holds the ones registered since.
+BUILTIN_METRICS: tuple[str, ...] = tuple(METRICS)
+
+
+def register_metric(name: str, function: Callable[[Sequence[str], Sequence[Sequence[str]]], float]) -> None:
+    """Make ``function(predictions, references) -> float`` (references: one tuple of strings per example) usable
+    as metric ``name`` everywhere a metric is named. A built-in name cannot be replaced.
+
+    A run records the name only: a run scored with a metric registered in Python can be re-evaluated in a process
+    that registers it again. The command line's ``--metric module:function`` imports the function itself, in
+    every process that reads the run.
+    """
+    if name in BUILTIN_METRICS:
+        raise ConfigError(f"metric {name!r} is built in; register yours under another name")
+    if not callable(function):
+        raise ConfigError(f"metric {name!r}: expected a callable (predictions, references) -> float")
+    METRICS[name] = function
+
+
+def resolve_metric(name: str) -> str:
+    """``name`` if it is a known metric; a ``module:function`` path is imported and registered under that name.
+    Raises ConfigError naming the metric and what was expected otherwise."""
+    if name in METRICS:
+        return name
+    if ":" in name:
+        import importlib
+
+        module_name, _, attribute = name.partition(":")
+        try:
+            function = getattr(importlib.import_module(module_name), attribute)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"--metric {name}: cannot import {attribute!r} from module {module_name!r} ({exc})") from None
+        register_metric(name, function)
+        return name
+    raise ConfigError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}, or module:function "
+                      "(a Python callable (predictions, references) -> float)")
+
+
 def compute_metric(name: str, predictions: Sequence[str], references: Sequence[Sequence[str] | str]) -> float:
     """Score predictions with a CrossFit metric.
 
@@ -300,8 +340,7 @@ def compute_metric(name: str, predictions: Sequence[str], references: Sequence[S
     Raises ConfigError for an unknown metric name, ValueError for empty input, mismatched lengths, or an example
     without references.
     """
-    if name not in METRICS:
-        raise ConfigError(f"unknown metric {name!r}; expected one of {', '.join(METRICS)}")
+    name = resolve_metric(name)
     if len(predictions) != len(references):
         raise ValueError(
             f"{len(predictions)} predictions but {len(references)} reference lists; expected one per example"
@@ -312,4 +351,12 @@ def compute_metric(name: str, predictions: Sequence[str], references: Sequence[S
     empty = [i for i, r in enumerate(refs) if not r]
     if empty:
         raise ValueError(f"{len(empty)} examples have no reference (first: example {empty[0]})")
-    return METRICS[name](list(predictions), refs)
+    value = METRICS[name](list(predictions), refs)
+    if name not in BUILTIN_METRICS:
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"metric {name!r} returned {value!r:.80}; expected a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"metric {name!r} returned {value}; expected a finite number")
+    return value

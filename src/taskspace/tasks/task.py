@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -11,14 +12,17 @@ from taskspace.errors import ConfigError, DataError, UnknownTaskError
 from taskspace.tasks.catalog import CATALOG, TaskInfo, close_task_names
 from taskspace.tasks.example import Example
 from taskspace.tasks.formats import SPLITS, find_test_file, read_examples, task_files
-from taskspace.tasks.metrics import METRICS
+from taskspace.tasks.metrics import resolve_metric
 from taskspace.tasks.sampling import DEFAULT_SEEDS, pool_examples
 from taskspace.tasks.sampling import resample as resample_examples
+from taskspace.tasks.sources import HUB_PREFIX, Columns, is_own_task, own_task_folder, read_own_splits, resolve_hub
 
 __all__ = ["Task", "load_task", "available_tasks", "default_data_dir", "DATA_ENV"]
 
 #: Environment variable naming the default data folder.
 DATA_ENV = "TASKSPACE_DATA"
+
+logger = logging.getLogger(__name__)
 
 _TRAIN_FILE = re.compile(r"^(?P<task>.+)_\d+_\d+_train\.(?:jsonl|tsv)$")
 
@@ -80,19 +84,34 @@ def available_tasks(data_dir: str | Path) -> list[str]:
     """Sorted names of the tasks with few-shot train files in ``data_dir``.
 
     A task counts when ``<data_dir>/<task>/`` holds a ``<task>_<k>_<seed>_train.{jsonl,tsv}`` file, or when such a
-    file lies directly in ``data_dir``.
+    file lies directly in ``data_dir``; or when ``<data_dir>/<task>/`` holds a task of your own
+    (:mod:`taskspace.tasks.sources`).
     """
-    data_dir = Path(data_dir)
+    data_dir = local_data_dir(data_dir)
     if not data_dir.is_dir():
         raise ConfigError(f"data folder {data_dir} does not exist")
     names: set[str] = set()
     for entry in data_dir.iterdir():
-        if entry.is_dir():
+        if entry.is_dir() and is_own_task(entry):
+            names.add(entry.name)
+        elif entry.is_dir():
             if any((m := _TRAIN_FILE.match(f.name)) and m["task"] == entry.name for f in entry.iterdir()):
                 names.add(entry.name)
         elif m := _TRAIN_FILE.match(entry.name):
             names.add(m["task"])
     return sorted(names)
+
+
+def local_data_dir(data_dir: str | Path) -> Path:
+    """The data folder as a local path: a ``hub:NAME[:CONFIG]`` dataset is downloaded into the cache first."""
+    if isinstance(data_dir, str) and data_dir.startswith(HUB_PREFIX):
+        return resolve_hub(data_dir)
+    return Path(data_dir)
+
+
+def default_metric(has_options: bool) -> str:
+    """The metric of a task outside the catalog when none is named: ACC with options, EM for generated text."""
+    return "ACC" if has_options else "EM"
 
 
 def _has_files(data_dir: Path, name: str) -> bool:
@@ -143,6 +162,7 @@ def load_task(
     resample: bool = False,
     resample_k: int | None = None,
     metric: str | None = None,
+    columns: Columns | None = None,
 ) -> Task:
     """Load one task's splits from ``data_dir``.
 
@@ -154,33 +174,49 @@ def load_task(
     ``resample_k`` (default k): k per label for fixed-label tasks (over the labels that occur in the pool), k in
     total otherwise (multiple-choice QA, generative tasks).
 
-    ``metric`` overrides the catalog's metric, and lets a task outside the catalog be loaded from your own files
-    (category and type "unknown", has_options from the data, no fixed labels). Every example carries
-    ``task=name``; for catalogued tasks each example's options must fit the catalog (DataError otherwise).
+    ``metric`` overrides the catalog's metric: a built-in name, one registered with
+    :func:`taskspace.tasks.metrics.register_metric`, or ``module:function``. A task outside the catalog is loaded
+    from its files (category and type "unknown", has_options from the data, no fixed labels) and scored with
+    ``metric``, else with ACC when its examples have options and EM when they do not (said once through the
+    ``logging`` module, and recorded in ``sources["metric"]``). Every example carries ``task=name``; for
+    catalogued tasks each example's options must fit the catalog (DataError otherwise).
 
-    Raises UnknownTaskError (with close names) for a task that is neither catalogued nor given a metric, or that
-    has no files in ``data_dir``; DataError for missing or malformed files; ConfigError for an unknown metric.
+    ``data_dir`` may also hold a task of your own (or be one): split files with a header or a saved ``datasets``
+    dataset, with ``columns`` naming its input, output and options columns; or be ``hub:NAME[:CONFIG]``, a hub
+    dataset (see :mod:`taskspace.tasks.sources`). Such data are used as they are (``k`` and ``seed`` do not
+    select files, and ``resample`` is refused), and are not checked against the catalog.
+
+    Raises UnknownTaskError (with close names) for a task that has no files in ``data_dir``; DataError for
+    missing or malformed files; ConfigError for an unknown metric.
     """
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise ConfigError(f"data folder {data_dir} does not exist; pass --data-dir or set {DATA_ENV}")
     if k < 1:
         raise ConfigError(f"--k {k}: expected a positive number (shots in the file names, e.g. 16)")
-    if metric is not None and metric not in METRICS:
-        raise ConfigError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    if metric is not None:
+        metric = resolve_metric(metric)
     if resample_k is not None and not resample:
         raise ConfigError("resample_k is only used with resample=True")
+    columns = columns if columns is not None else Columns()
+    data_dir = local_data_dir(data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(f"data folder {data_dir} does not exist; pass --data-dir or set {DATA_ENV}")
 
     info = CATALOG.get(name)
-    if (info is None and metric is None) or not _has_files(data_dir, name):
+    own = own_task_folder(data_dir, name)
+    if own is not None:
+        if resample:
+            raise ConfigError(f"--resample: task {name!r} is your own data ({own}), used as it is; resampling "
+                              "draws from CrossFit's few-shot files")
+        splits, sources = read_own_splits(own, name, columns)
+        return _own_task(name, info, metric, splits, sources, k, seed)
+    if columns != Columns():
+        raise ConfigError(f"--input-column/--output-column/--options-column: task {name!r} is read from CrossFit "
+                          "files, whose columns are fixed; the column options apply to your own files (a folder "
+                          "with train/dev files with a header, or a saved dataset)")
+    if not _has_files(data_dir, name):
         known = sorted(set(CATALOG) | set(available_tasks(data_dir)))
         close = [c for c in close_task_names(name, known) if c != name]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        if info is None and metric is None and _has_files(data_dir, name):
-            reason = (f"is not in the task catalog, so its metric is unknown: pass --metric (metric=... in Python), "
-                      f"one of {', '.join(METRICS)}, to use your own task")
-            hint = ""
-        elif info is None and metric is None:
+        if info is None:
             reason = "is not in the task catalog and has no files in the data folder"
         else:
             reason = f"has no folder {name}/ and no {name}_<k>_<seed>_<split>.jsonl/.tsv files"
@@ -219,11 +255,39 @@ def load_task(
     sources["test"] = _test_source(test_path, k, seed, data_dir, name)
 
     if info is None:
-        has_options = any(e.options for split in (train, dev, test) for e in split)
-        info = TaskInfo(name, metric, has_options, (), "unknown", "unknown")  # type: ignore[arg-type]
+        info = _uncatalogued(name, metric, (train, dev, test), sources)
     else:
         for split in (train, dev, test):
             _check_options(split, info)
         if metric is not None:
             info = replace(info, metric=metric)
+    return Task(name, info, train, dev, test, k, seed, sources)
+
+
+def _uncatalogued(name: str, metric: str | None, splits, sources: dict[str, str]) -> TaskInfo:
+    """A task outside the catalog: options from its data, metric as given or the default (said and recorded)."""
+    has_options = any(e.options for split in splits for e in split)
+    if metric is None:
+        metric = default_metric(has_options)
+        why = "its examples have options" if has_options else "its answers are generated text"
+        sources["metric"] = f"{metric}: the default for a task outside the catalog ({why}); --metric names another"
+        logger.warning("task %s is not in the catalog: scored with %s (%s); pass --metric to choose another",
+                       name, metric, why)
+    else:
+        sources["metric"] = f"{metric}, as given"
+    return TaskInfo(name, metric, has_options, (), "unknown", "unknown")
+
+
+def _own_task(name: str, info: TaskInfo | None, metric: str | None, splits: dict[str, list[Example]],
+              sources: dict[str, str], k: int, seed: int) -> Task:
+    train, dev, test = splits["train"], splits["dev"], splits.get("test", [])
+    if "test" not in sources:
+        sources["test"] = "none: no test split in your data"
+    if info is not None:  # a catalogued name: its metric, but the data are yours (options not checked)
+        has_options = any(e.options for split in (train, dev, test) for e in split)
+        chosen = metric or info.metric
+        sources["metric"] = f"{chosen}, " + ("as given" if metric else f"the catalog's for {name}")
+        info = TaskInfo(name, chosen, has_options, (), "unknown", "unknown")
+    else:
+        info = _uncatalogued(name, metric, (train, dev, test), sources)
     return Task(name, info, train, dev, test, k, seed, sources)
