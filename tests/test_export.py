@@ -37,7 +37,10 @@ def _peft_model(llama_dir, folder):
 
 def _ids(backbone):
     tok = backbone.tokenizer
-    batch = tok(["[glue-sst2] a gripping, funny film", "[glue-sst2] dull"], return_tensors="pt", padding=True)
+    texts = ["[glue-sst2] a gripping, funny film", "[glue-sst2] dull"]
+    if tok.pad_token is None:  # GPT-2's tokenizer cannot pad: one row
+        texts = texts[:1]
+    batch = tok(texts, return_tensors="pt", padding=len(texts) > 1)
     return batch["input_ids"], batch["attention_mask"]
 
 
@@ -74,8 +77,9 @@ def test_prompt_exports_exactly(tmp_path, data_dir, llama_dir):
 
 
 @pytest.mark.parametrize("kind,method,options,message", [
-    ("gpt2", "lora", {"r": 2}, "part of a fused projection"),
     ("llama", "prefix", {"n_tokens": 2, "hidden": 4}, "carry no positions"),
+    ("llama", "bitfit", {}, r"BitFit tuned the bias of .*RMSNorm.*norms=false"),
+    ("llama", "finetune", {}, "a model, not an adapter: export it with --format merged"),
     ("llama", "adapter", {"r": 2}, "adapter cannot be exported"),
     ("t5", "prompt", {"n_tokens": 2}, "seq2seq backbone is not exported yet"),
 ])
@@ -84,7 +88,8 @@ def test_what_peft_cannot_express_is_refused(kind, method, options, message, sha
 
     backbone = tiny_backbone(kind, str(shared_dir))
     m = build_method(method, backbone, options)
-    p = Predictor(backbone, m, m.init(torch.Generator().manual_seed(0)), "glue-sst2")
+    theta = m.init(torch.Generator().manual_seed(0)) + 0.01  # every slice moved (BitFit's norms included)
+    p = Predictor(backbone, m, theta, "glue-sst2")
     with pytest.raises(ConfigError, match=message):
         export_peft(None, tmp_path / "out", predictor=p)
     assert not (tmp_path / "out").exists()
@@ -110,15 +115,26 @@ def test_the_export_command_and_a_subspace_run(tmp_path, data_dir, llama_dir, ca
     assert "expected a finished run directory" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("kind", ["t5", "bart", "llama"])
-def test_lora_exports_exactly_on_every_family_with_linear_projections(kind, shared_dir, tmp_path):
-    """A random LoRA theta (B nonzero) on tiny T5, BART and Llama: peft on a fresh copy of the same model agrees."""
+@pytest.mark.parametrize("kind,method_name,options", [
+    ("t5", "lora", {"r": 2, "targets": ("q", "v", "o")}),
+    ("bart", "lora", {"r": 2, "targets": ("q", "v", "o")}),
+    ("llama", "lora", {"r": 2, "targets": ("q", "v", "o")}),
+    # GPT-2's fused c_attn (q, k, v side by side): one LoRA of rank 2r with a block-structured B
+    ("gpt2", "lora", {"r": 2, "targets": ("q", "v", "o", "ffn_in")}),
+    ("gpt2", "lora", {"r": 2, "targets": ("k",)}),
+    # BitFit as peft's BEFT: biases on every linear layer, also where Llama and T5 have none
+    ("llama", "bitfit", {"norms": False}),
+    ("t5", "bitfit", {"norms": False}),
+    ("bart", "bitfit", {"norms": False}),
+])
+def test_exports_exactly_on_every_family(kind, method_name, options, shared_dir, tmp_path):
+    """A random theta on tiny models of each family: peft on a fresh copy of the same model agrees."""
     from peft import PeftModel
 
     from tiny import tiny_model
 
     backbone = tiny_backbone(kind, str(shared_dir))
-    method = build_method("lora", backbone, {"r": 2, "targets": ("q", "v", "o")})
+    method = build_method(method_name, backbone, options)
     theta = torch.randn(method.size, generator=torch.Generator().manual_seed(1)) * 0.1
     export_peft(None, tmp_path / "peft", predictor=Predictor(backbone, method, theta, "glue-sst2"))
     if kind == "llama":
@@ -137,3 +153,192 @@ def test_lora_exports_exactly_on_every_family_with_linear_projections(kind, shar
     with torch.no_grad():
         theirs = peft_model(**inputs).logits
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Merged models
+
+
+def _reloaded_outputs(folder, backbone, inputs):
+    import transformers
+
+    model = getattr(transformers, type(backbone).auto_class).from_pretrained(str(folder), local_files_only=True).eval()
+    with torch.no_grad():
+        out = model(**inputs)
+    return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+
+
+@pytest.mark.parametrize("kind,method_name,options", [
+    ("llama", "lora", {"r": 2, "targets": ("q", "k", "v", "o", "ffn_in", "ffn_out")}),
+    ("gpt2", "lora", {"r": 2, "targets": ("q", "v", "ffn_out")}),
+    ("t5", "finetune", {}),
+    ("gpt2", "finetune", {}),
+    ("bart", "bitfit", {}),  # native biases everywhere, layer norms included
+    ("llama", "bitfit", {"norms": False}),  # no biases: the saved config switches them on
+])
+def test_merged_models_compute_what_the_run_computes(kind, method_name, options, shared_dir, tmp_path):
+    from taskspace.export import export_merged
+
+    backbone = tiny_backbone(kind, str(shared_dir))
+    method = build_method(method_name, backbone, options)
+    theta = torch.randn(method.size, generator=torch.Generator().manual_seed(2)) * 0.05
+    out = export_merged(None, tmp_path / "merged", predictor=Predictor(backbone, method, theta, "glue-sst2"))
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    ids, mask = _ids(backbone)
+    inputs = {"input_ids": ids, "attention_mask": mask}
+    if backbone.family == "seq2seq":
+        inputs["decoder_input_ids"] = ids[:, :3]
+    with torch.no_grad(), method.bind(theta):
+        ours = backbone.model(**inputs).logits
+    with torch.no_grad():
+        plain = backbone.model(**inputs).logits
+    theirs = _reloaded_outputs(out, backbone, inputs)
+    assert not torch.allclose(plain, ours, atol=1e-4)
+    torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind,method_name,options,message", [
+    ("llama", "prompt", {"n_tokens": 2}, "prepends virtual tokens"),
+    ("llama", "prefix", {"n_tokens": 2, "hidden": 4}, "adds keys and values"),
+    ("llama", "adapter", {"r": 2}, "architecture does not have"),
+    ("llama", "bitfit", {}, r"bias of .*norm.*no bias parameter.*norms=false"),
+    ("t5", "bitfit", {"norms": False}, "config cannot declare them"),
+])
+def test_what_cannot_be_merged_is_refused(kind, method_name, options, message, shared_dir, tmp_path):
+    from taskspace.errors import ConfigError
+    from taskspace.export import export_merged
+
+    backbone = tiny_backbone(kind, str(shared_dir))
+    m = build_method(method_name, backbone, options)
+    p = Predictor(backbone, m, m.init(torch.Generator().manual_seed(0)) + 0.01, "glue-sst2")
+    with pytest.raises(ConfigError, match=message):
+        export_merged(None, tmp_path / "out", predictor=p)
+    assert not (tmp_path / "out").exists()
+
+
+def test_merged_export_command(tmp_path, data_dir, llama_dir, capsys):
+    run = _run(tmp_path, data_dir, llama_dir, "lora", "--opt", "r=2")
+    assert main(["export", str(run), "--format", "merged", "--out", str(tmp_path / "merged")]) == 0
+    assert "merged model written" in capsys.readouterr().out
+    assert main(["export", str(run), "--format", "merged", "--out", str(tmp_path / "merged")]) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# PEFT in
+
+
+def _peft_lora(llama_dir, folder, **config):
+    """A LoRA made by peft itself (B moved off zero, as training would), saved as peft saves it."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(llama_dir, local_files_only=True)
+    model = get_peft_model(base, LoraConfig(**config))
+    torch.manual_seed(3)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.1)
+    model.save_pretrained(str(folder))
+    return model.eval()
+
+
+def test_a_peft_lora_imports_exactly(tmp_path, llama_dir):
+    from taskspace.backbones import load_backbone
+    from taskspace.export import import_peft
+
+    # some layers only: the other layers' modules of the targeted roles get A = B = 0
+    peft_model = _peft_lora(llama_dir, tmp_path / "adapter", r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                            layers_to_transform=[0])
+    backbone = load_backbone(llama_dir)
+    method, theta, _ = import_peft(tmp_path / "adapter", backbone)
+    assert method.config.targets == ("q", "v") and method.config.r == 4 and method.scale == 2.0
+    ids, mask = _ids(backbone)
+    with torch.no_grad(), method.bind(theta):
+        ours = backbone.model(input_ids=ids, attention_mask=mask).logits
+    with torch.no_grad():
+        theirs = peft_model(input_ids=ids, attention_mask=mask).logits
+        plain = backbone.model(input_ids=ids, attention_mask=mask).logits
+    assert not torch.allclose(plain, theirs)
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_prompt_and_lora_round_trip_through_peft(tmp_path, shared_dir):
+    from taskspace.export import import_peft
+
+    backbone = tiny_backbone("llama", str(shared_dir))
+    for name, options in (("prompt", {"n_tokens": 3}), ("lora", {"r": 2, "targets": ("k", "ffn_out")})):
+        method = build_method(name, backbone, options)
+        theta = torch.randn(method.size, generator=torch.Generator().manual_seed(4))
+        export_peft(None, tmp_path / name, predictor=Predictor(backbone, method, theta, "t"))
+        back, theta_back, _ = import_peft(tmp_path / name, backbone)
+        assert back.describe() == method.describe()
+        assert torch.equal(theta_back, theta)
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda c, d: c.update(use_rslora=True), "rsLoRA"),
+    (lambda c, d: c.update(use_dora=True), "DoRA"),
+    (lambda c, d: c.update(rank_pattern={"q_proj": 8}), "rank_pattern is set"),
+    (lambda c, d: c.update(peft_type="IA3"), "peft_type 'IA3': taskspace imports LORA and PROMPT_TUNING"),
+    (lambda c, d: (d / "adapter_model.safetensors").rename(d / "adapter_model.bin"), "a pickle"),
+])
+def test_what_cannot_be_imported_is_refused(tmp_path, llama_dir, edit, message):
+    from taskspace.backbones import load_backbone
+    from taskspace.errors import DataError
+    from taskspace.export import import_peft
+
+    _peft_lora(llama_dir, tmp_path / "a", r=2, target_modules=["q_proj"])
+    config = json.loads((tmp_path / "a" / "adapter_config.json").read_text())
+    edit(config, tmp_path / "a")
+    (tmp_path / "a" / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(DataError, match=message):
+        import_peft(tmp_path / "a", load_backbone(llama_dir))
+
+
+def test_a_lora_on_a_module_without_a_site_is_refused(tmp_path, llama_dir):
+    from safetensors.torch import save_file
+
+    from taskspace.backbones import load_backbone
+    from taskspace.errors import DataError
+    from taskspace.export import import_peft
+
+    _peft_lora(llama_dir, tmp_path / "a", r=2, target_modules=["q_proj"])
+    weights = {k.replace("self_attn.q_proj", "mlp.act_fn"): v for k, v in _load(tmp_path / "a").items()}
+    save_file(weights, str(tmp_path / "a" / "adapter_model.safetensors"))
+    with pytest.raises(DataError, match="module 'model.layers.0.mlp.act_fn': a SiLU.* not a projection"):
+        import_peft(tmp_path / "a", load_backbone(llama_dir))
+
+
+def _load(folder):
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / "adapter_model.safetensors"))
+
+
+def test_lm_head_lora_is_refused(tmp_path, llama_dir):
+    from taskspace.backbones import load_backbone
+    from taskspace.errors import DataError
+    from taskspace.export import import_peft
+
+    _peft_lora(llama_dir, tmp_path / "a", r=2, target_modules=["q_proj", "lm_head"])
+    # peft saves the tied output layer's weights with it: refused as a tensor no LoRA slice holds
+    with pytest.raises(DataError, match="'base_model.model.lm_head.* is not a LoRA A or B weight"):
+        import_peft(tmp_path / "a", load_backbone(llama_dir))
+
+
+def test_import_peft_command_writes_a_run_that_evaluates_and_predicts(tmp_path, data_dir, llama_dir, capsys):
+    _peft_lora(llama_dir, tmp_path / "adapter", r=2, target_modules=["q_proj", "o_proj"])
+    assert main(["import-peft", str(tmp_path / "adapter"), "--task", "glue-sst2", "--backbone", llama_dir,
+                 "--decode", "rank", "--data-dir", str(data_dir), "--max-test-examples", "4",
+                 "--out", str(tmp_path / "runs"), "--run-name", "imp"]) == 0
+    run = tmp_path / "runs" / "imp"
+    scores = json.loads((run / "scores.json").read_text())
+    assert scores["steps"] == 0 and scores["imported_from"].endswith("adapter") and scores["n_test"] == 4
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    assert "identical" in capsys.readouterr().out
+    assert main(["export", str(run), "--out", str(tmp_path / "again")]) == 0  # and back out
+    assert main(["import-peft", str(tmp_path / "nowhere"), "--task", "glue-sst2", "--data-dir", str(data_dir)]) == 2
+    assert "expected a PEFT adapter folder" in capsys.readouterr().err

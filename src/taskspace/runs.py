@@ -138,6 +138,39 @@ def _zero_shot(path: Path, backbone: Backbone, method: DeltaMethod, source: Thet
     return zero_shot
 
 
+def write_run_config(run_dir: Path, record: dict[str, Any], backbone: Backbone, method: DeltaMethod, task: Task,
+                     test: list[Example]) -> None:
+    """A run's ``config.json``: ``record`` (the settings), the backbone, the method and the data it saw."""
+    write_json(run_dir / "config.json", {
+        "taskspace_version": __version__,
+        **record,
+        "backbone": {**backbone.describe(), "fingerprint": backbone.fingerprint()},
+        "method": method.describe(),
+        "data": {"sources": task.sources, "train": len(task.train), "dev": len(task.dev),
+                 "test": len(test), "test_total": len(task.test), "metric": task.metric},
+    })
+
+
+def finish_run(run_dir: Path, task: Task, test: list[Example], method: DeltaMethod, theta: torch.Tensor,
+               theta_init: torch.Tensor | None, batch_size: int, extra: dict[str, Any]) -> dict[str, Any]:
+    """Score ``theta`` on dev and test, write the predictions, the delta and ``scores.json`` (last: it marks the
+    run finished); returns the scores. ``extra`` joins the scores (how the theta was found)."""
+    backbone = method.backbone
+    dev_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=batch_size)
+    scores: dict[str, Any] = {"metric": task.metric, "decode": backbone.decode, "dev": dev_value, "test": None,
+                              **extra, "n_dev": len(task.dev), "n_test": len(test), "n_test_total": len(task.test)}
+    write_predictions(run_dir / "predictions" / "dev.jsonl", task.dev, dev_preds)
+    if test:
+        scores["test"], test_preds = evaluate(backbone, test, task.metric, method=method, theta=theta,
+                                              batch_size=batch_size)
+        write_predictions(run_dir / "predictions" / "test.jsonl", test, test_preds)
+    save_delta(run_dir / "theta", method, theta, theta_init,
+               extra={"task": task.name, "best_step": scores.get("best_step"), "dev": scores["dev"],
+                      "test": scores["test"]})
+    write_json(run_dir / SCORES, scores)
+    return scores
+
+
 def fit_source(
     task: Task,
     test: Sequence[Example],
@@ -157,14 +190,7 @@ def fit_source(
 
     Used by plain tuning and by subspace tuning alike; ``record`` is merged into ``config.json``.
     """
-    write_json(run_dir / "config.json", {
-        "taskspace_version": __version__,
-        **record,
-        "backbone": {**backbone.describe(), "fingerprint": backbone.fingerprint()},
-        "method": method.describe(),
-        "data": {"sources": task.sources, "train": len(task.train), "dev": len(task.dev),
-                 "test": len(test), "test_total": len(task.test), "metric": task.metric},
-    })
+    write_run_config(run_dir, record, backbone, method, task, test)
     bs = eval_batch_size
     zero_shot = (_zero_shot(run_dir / "zero_shot.json", backbone, method, source, task, test, bs)
                  if evaluate_zero_shot else {})
@@ -185,19 +211,9 @@ def fit_source(
     if source.separate_trainable:
         write_tensors(run_dir / "trainable.safetensors", result.best_state)
 
-    dev_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=bs)
-    scores: dict[str, Any] = {"metric": task.metric, "decode": backbone.decode, "dev": dev_value, "test": None,
-                              "best_step": result.best_step, "steps": result.steps,
-                              "stopped_early": result.stopped_early, "zero_shot": zero_shot,
-                              "train_seconds": round(time.time() - started, 1),
-                              "n_dev": len(task.dev), "n_test": len(test), "n_test_total": len(task.test)}
-    write_predictions(run_dir / "predictions" / "dev.jsonl", task.dev, dev_preds)
-    if test:
-        scores["test"], test_preds = evaluate(backbone, test, task.metric, method=method, theta=theta, batch_size=bs)
-        write_predictions(run_dir / "predictions" / "test.jsonl", test, test_preds)
-    save_delta(run_dir / "theta", method, theta, theta_init,
-               extra={"task": task.name, "best_step": result.best_step, "dev": scores["dev"], "test": scores["test"]})
-    write_json(run_dir / SCORES, scores)  # written last: marks the run finished
+    scores = finish_run(run_dir, task, test, method, theta, theta_init, bs, {
+        "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
+        "zero_shot": zero_shot, "train_seconds": round(time.time() - started, 1)})
     if not keep_checkpoint:
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # resume state (optimiser included): not needed now
     return scores

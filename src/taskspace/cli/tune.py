@@ -106,14 +106,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_peft
+    from ..export import export_merged, export_peft
 
     run = Path(args.run)
     if not (run / "scores.json").is_file():
         raise ConfigError(f"RUN {run}: expected a finished run directory (one that tune or subspace-tune wrote)")
     out = output_folder(args.out, "--out")
-    export_peft(run, out)
-    print(f"{args.format} adapter written to {out}")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out}: the folder is not empty; expected a new or empty folder")
+    if args.format == "peft":
+        export_peft(run, out)
+        print(f"PEFT adapter written to {out} (load it with peft.PeftModel.from_pretrained(base, '{out}'))")
+    else:
+        export_merged(run, out)
+        print(f"merged model written to {out} (checked against the run; load it with from_pretrained('{out}'))")
+    return 0
+
+
+def cmd_import_peft(args: argparse.Namespace) -> int:
+    from ..export.imports import adapter_method, import_peft_run
+    from ..tuning import default_run_name
+
+    folder = Path(args.adapter)
+    if not folder.is_dir():
+        raise ConfigError(f"ADAPTER {folder}: expected a PEFT adapter folder")
+    base = TuneConfig(task=args.task, method=adapter_method(folder), data_dir=data_dir_from(args),
+                      backbone=args.backbone, backbone_options=backbone_options_from(args))
+    config = from_args(base, args)
+    run_dir = output_folder(args.out, "--out") / (args.run_name or "imported-" + default_run_name(config))
+    scores = import_peft_run(folder, config, run_dir, overwrite=args.overwrite)
+    print(f"task {config.task} | {config.method} imported from {folder} | metric {scores['metric']} | run {run_dir}")
+    print(f"dev {_pct(scores['dev'])}   test {_pct(scores['test'])}")
     return 0
 
 
@@ -238,16 +261,34 @@ def add_commands(sub) -> None:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_predict)
 
-    x = sub.add_parser("export", help="write a finished run's theta as a PEFT adapter folder",
-                       description="Write adapter_config.json and adapter_model.safetensors that "
-                                   "peft.PeftModel.from_pretrained(base, DIR) loads and that computes what taskspace "
-                                   "computes: LoRA on whole linear projections, prompt tuning on decoder-only "
-                                   "backbones. A subspace-tune run exports its decoded theta. Other methods are "
-                                   "refused with the reason.")
+    x = sub.add_parser("export", help="write a finished run as a PEFT adapter or a merged model folder",
+                       description="--format peft: adapter_config.json and adapter_model.safetensors that "
+                                   "peft.PeftModel.from_pretrained(base, DIR) loads and that compute what taskspace "
+                                   "computes: LoRA (fused projections as one block-structured LoRA), prompt tuning "
+                                   "on decoder-only backbones, BitFit as BEFT. --format merged: a save_pretrained "
+                                   "model folder with LoRA, BitFit or fine-tuning merged into the weights, checked "
+                                   "against the run before it is kept. A subspace-tune run exports its decoded theta. "
+                                   "What a format cannot express is refused with the reason.")
     x.add_argument("run", help="run directory")
-    x.add_argument("--format", choices=["peft"], default="peft", help="export format (default: peft)")
-    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--format", choices=["peft", "merged"], default="peft", help="export format (default: peft)")
+    x.add_argument("--out", required=True, help="output folder (new or empty)")
     x.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("import-peft", help="turn a PEFT LoRA or prompt-tuning adapter into a taskspace run",
+                       description="Read a PEFT adapter folder (adapter_config.json + adapter_model.safetensors), "
+                                   "express it as a taskspace theta on the backbone, score it on the task's dev and "
+                                   "test sets and write a finished run directory that evaluate, predict, export and "
+                                   "--init-from read.")
+    i.add_argument("adapter", help="PEFT adapter folder")
+    i.add_argument("--task", required=True, help="the task the adapter answers (its inputs are formatted as "
+                                                 "`[task] input`, as taskspace trains)")
+    add_backbone_args(i)
+    add_data_args(i, TuneConfig, defaults, own_data=True)
+    add_arguments(i, TuneConfig, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
+    i.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
+    i.add_argument("--run-name", help="run directory name (default: imported-<the name tune would give>)")
+    i.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    i.set_defaults(func=cmd_import_peft)
 
     k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
     k.add_argument("--category", choices=["cls", "non-cls"])
