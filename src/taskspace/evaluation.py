@@ -20,9 +20,10 @@ from .tasks import Example, Task, compute_metric
 
 
 def predict(backbone: Backbone, examples: Sequence[Example], *, method: DeltaMethod | None = None,
-            theta: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False) -> list[str]:
+            theta: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
+            desc: str = "predict") -> list[str]:
     """Predictions for ``examples`` under ``method`` bound to ``theta`` (the frozen backbone if no method);
-    ``progress`` shows a bar of the examples answered (on stderr)."""
+    ``progress`` shows a bar of the examples answered (on stderr), named ``desc``."""
     from tqdm.auto import tqdm
 
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input))  # less padding per batch
@@ -30,7 +31,7 @@ def predict(backbone: Backbone, examples: Sequence[Example], *, method: DeltaMet
     bound = method.bind(theta) if method is not None else contextlib.nullcontext()
     was_training = backbone.training
     backbone.eval()
-    bar = tqdm(total=len(examples), disable=not progress, desc="predict", unit="ex", leave=False)
+    bar = tqdm(total=len(examples), disable=not progress, desc=desc, unit="ex", leave=False)
     try:
         with torch.no_grad(), bound:
             for start in range(0, len(order), batch_size):
@@ -49,17 +50,20 @@ def score(metric: str, examples: Sequence[Example], predictions: Sequence[str]) 
 
 
 def evaluate(backbone: Backbone, examples: Sequence[Example], metric: str, *, method: DeltaMethod | None = None,
-             theta: torch.Tensor | None = None, batch_size: int = 32) -> tuple[float, list[str]]:
+             theta: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
+             desc: str = "evaluate") -> tuple[float, list[str]]:
     """The metric's score of ``examples`` and the predictions it was computed from."""
-    preds = predict(backbone, examples, method=method, theta=theta, batch_size=batch_size)
+    preds = predict(backbone, examples, method=method, theta=theta, batch_size=batch_size, progress=progress,
+                    desc=desc)
     return score(metric, examples, preds), preds
 
 
 def evaluate_splits(backbone: Backbone, splits: Mapping[str, Sequence[Example]], metric: str, *,
                     method: DeltaMethod | None = None, theta: torch.Tensor | None = None,
-                    batch_size: int = 32) -> dict[str, float | None]:
+                    batch_size: int = 32, progress: bool = False) -> dict[str, float | None]:
     """``{split: score}`` for each named split (None for an empty one)."""
-    return {name: evaluate(backbone, examples, metric, method=method, theta=theta, batch_size=batch_size)[0]
+    return {name: evaluate(backbone, examples, metric, method=method, theta=theta, batch_size=batch_size,
+                           progress=progress, desc=name)[0]
             if examples else None for name, examples in splits.items()}
 
 

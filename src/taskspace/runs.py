@@ -33,6 +33,7 @@ from .backbones import Backbone
 from .deltas import DeltaMethod, FlatParameters
 from .errors import ConfigError
 from .evaluation import evaluate, evaluate_splits, write_predictions
+from .reporting import Reported
 from .store import read_json, read_tensors, save_delta, write_json, write_tensors
 from .tasks import Example, Task
 from .train import TrainConfig, log_to, train
@@ -123,16 +124,16 @@ def trajectory(run_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
 
 
 def _zero_shot(path: Path, backbone: Backbone, method: DeltaMethod, source: ThetaSource, task: Task,
-               test: Sequence[Example], batch_size: int) -> dict[str, Any]:
+               test: Sequence[Example], batch_size: int, progress: bool = False) -> dict[str, Any]:
     """Scores of the frozen backbone and of the initial theta (computed once, kept in ``zero_shot.json``)."""
     if path.is_file():
         return read_json(path)
     splits = {name: examples for name, examples in (("dev", task.dev), ("test", test)) if examples}
-    frozen = evaluate_splits(backbone, splits, task.metric, batch_size=batch_size)
+    frozen = evaluate_splits(backbone, splits, task.metric, batch_size=batch_size, progress=progress)
     start = source.current()
     # A neutral initial theta computes exactly the frozen model: its scores are the frozen ones.
     init = frozen if method.is_neutral(start) else evaluate_splits(
-        backbone, splits, task.metric, method=method, theta=start, batch_size=batch_size)
+        backbone, splits, task.metric, method=method, theta=start, batch_size=batch_size, progress=progress)
     zero_shot = {"frozen": frozen, "init": dict(init)}
     write_json(path, zero_shot)
     return zero_shot
@@ -152,17 +153,19 @@ def write_run_config(run_dir: Path, record: dict[str, Any], backbone: Backbone, 
 
 
 def finish_run(run_dir: Path, task: Task, test: list[Example], method: DeltaMethod, theta: torch.Tensor,
-               theta_init: torch.Tensor | None, batch_size: int, extra: dict[str, Any]) -> dict[str, Any]:
+               theta_init: torch.Tensor | None, batch_size: int, extra: dict[str, Any], *,
+               progress: bool = False) -> dict[str, Any]:
     """Score ``theta`` on dev and test, write the predictions, the delta and ``scores.json`` (last: it marks the
     run finished); returns the scores. ``extra`` joins the scores (how the theta was found)."""
     backbone = method.backbone
-    dev_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=batch_size)
+    dev_value, dev_preds = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=batch_size,
+                                    progress=progress, desc="dev")
     scores: dict[str, Any] = {"metric": task.metric, "decode": backbone.decode, "dev": dev_value, "test": None,
                               **extra, "n_dev": len(task.dev), "n_test": len(test), "n_test_total": len(task.test)}
     write_predictions(run_dir / "predictions" / "dev.jsonl", task.dev, dev_preds)
     if test:
         scores["test"], test_preds = evaluate(backbone, test, task.metric, method=method, theta=theta,
-                                              batch_size=batch_size)
+                                              batch_size=batch_size, progress=progress, desc="test")
         write_predictions(run_dir / "predictions" / "test.jsonl", test, test_preds)
     save_delta(run_dir / "theta", method, theta, theta_init,
                extra={"task": task.name, "best_step": scores.get("best_step"), "dev": scores["dev"],
@@ -192,7 +195,8 @@ def fit_source(
     """
     write_run_config(run_dir, record, backbone, method, task, test)
     bs = eval_batch_size
-    zero_shot = (_zero_shot(run_dir / "zero_shot.json", backbone, method, source, task, test, bs)
+    zero_shot = (_zero_shot(run_dir / "zero_shot.json", backbone, method, source, task, test, bs,
+                            train_config.progress)
                  if evaluate_zero_shot else {})
 
     def loss_fn(examples: list[Example], targets: list[str]) -> torch.Tensor:
@@ -200,12 +204,14 @@ def fit_source(
             return backbone.loss(backbone.collate(examples, targets)).mean()
 
     def dev_score() -> float:
-        return evaluate(backbone, task.dev, task.metric, method=method, theta=source.current(), batch_size=bs)[0]
+        return evaluate(backbone, task.dev, task.metric, method=method, theta=source.current(), batch_size=bs,
+                        progress=train_config.progress, desc="dev")[0]
 
     log = _Trajectory(run_dir, source) if source.separate_trainable else log_to(run_dir / "log.jsonl")
     started = time.time()
-    result = train(source.trainable, loss_fn, task.train, train_config, evaluate=dev_score, run_dir=run_dir,
-                   backbone=backbone, log=log, initial_score=zero_shot.get("init", {}).get("dev"))
+    with Reported(log, train_config.report_to, run_dir, record) as reported:
+        result = train(source.trainable, loss_fn, task.train, train_config, evaluate=dev_score, run_dir=run_dir,
+                       backbone=backbone, log=reported, initial_score=zero_shot.get("init", {}).get("dev"))
     source.trainable.load_state_dict(result.best_state)
     theta = source.current()
     if source.separate_trainable:
@@ -213,7 +219,7 @@ def fit_source(
 
     scores = finish_run(run_dir, task, test, method, theta, theta_init, bs, {
         "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
-        "zero_shot": zero_shot, "train_seconds": round(time.time() - started, 1)})
+        "zero_shot": zero_shot, "train_seconds": round(time.time() - started, 1)}, progress=train_config.progress)
     if not keep_checkpoint:
         shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # resume state (optimiser included): not needed now
     return scores

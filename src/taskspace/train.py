@@ -47,6 +47,8 @@ class TrainConfig(Config):
                                   check=at_least(1))
     seed: int = option(0, "seed of the data order")
     progress: bool = option(True, "a progress bar", runtime=True)
+    report_to: str = option("none", "also send the training curves to tensorboard (<run>/tensorboard) or wandb",
+                            choices=("none", "tensorboard", "wandb"), runtime=True)
 
     def check(self) -> None:
         if not 0 <= self.warmup_steps <= self.steps:

@@ -140,6 +140,17 @@ def cmd_import_peft(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    from ..analysis.plots import plot_run
+
+    for run in args.runs:
+        if not Path(run).is_dir():
+            raise ConfigError(f"RUN {run}: expected a run directory")
+    for run in args.runs:
+        print(f"{plot_run(run)}")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ..tasks import CATALOG, available_tasks
 
@@ -289,6 +300,12 @@ def add_commands(sub) -> None:
     i.add_argument("--run-name", help="run directory name (default: imported-<the name tune would give>)")
     i.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
     i.set_defaults(func=cmd_import_peft)
+
+    g = sub.add_parser("plot", help="draw a run's training curves as a PNG next to its log.jsonl",
+                       description="Write <run>/training.png: the training loss and the dev score at each evaluation, "
+                                   "with the frozen backbone and the best step marked (needs matplotlib).")
+    g.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    g.set_defaults(func=cmd_plot)
 
     k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
     k.add_argument("--category", choices=["cls", "non-cls"])

@@ -125,16 +125,21 @@ def build_bank(
                 f"{root / BANK_FILE} describes another bank (different tasks, methods, settings or backbone); "
                 "use another folder"
             )
+    from tqdm.auto import tqdm
+
+    entries = [(task, method, seed) for task in spec.tasks for method in spec.methods for seed in spec.seeds]
     with exclusive(root):
         if not (root / BANK_FILE).is_file():
             write_json(root / BANK_FILE, record)
-        for task in spec.tasks:
-            for method in spec.methods:
-                for seed in spec.seeds:
-                    result = tune(spec.tune_config(task, method, seed, backbone),
-                                  entry_dir(root, task, method, seed), backbone=backbone)
-                    if report is not None:
-                        report(task, method, seed, result.scores)
+        # entries done / left and the time per entry (finished entries are only verified, and count as done)
+        with tqdm(total=len(entries), desc="bank", unit="entry", disable=not spec.train.progress) as bar:
+            for task, method, seed in entries:
+                bar.set_postfix_str(f"{task} {method} s{seed}")
+                result = tune(spec.tune_config(task, method, seed, backbone), entry_dir(root, task, method, seed),
+                              backbone=backbone)
+                bar.update()
+                if report is not None:
+                    report(task, method, seed, result.scores)
     return Bank(root, backbone)
 
 

@@ -1,0 +1,69 @@
+"""Training curves as a PNG next to a run's ``log.jsonl``: ``taskspace plot RUN``.
+
+Two panels: the training loss (its running mean, as logged) and the dev score at each evaluation, with the frozen
+backbone's dev score and the chosen (best) step marked when the run recorded them. matplotlib is an optional
+dependency (``pip install "taskspace[plots]"``); it is drawn without a display (the Agg backend).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..store import read_json
+
+PLOT = "training.png"
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    path = Path(run_dir) / "log.jsonl"
+    if not path.is_file():
+        raise DataError("no log.jsonl: expected a run directory that tune, subspace-tune or a bank entry wrote",
+                        run_dir)
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise DataError(f"invalid JSON ({e.msg})", path, number) from None
+    if not records:
+        raise DataError("empty log: the run has not logged a step yet", path)
+    return records
+
+
+def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
+    """Draw ``run_dir``'s training curves into ``out`` (default ``<run>/training.png``); returns the path."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("taskspace plot needs matplotlib: pip install 'taskspace[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    records = read_log(run_dir)
+    train = [r for r in records if "loss" in r]
+    dev = [r for r in records if "dev" in r]
+    scores = read_json(run_dir / "scores.json") if (run_dir / "scores.json").is_file() else {}
+    metric = scores.get("metric", "dev score")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue")
+    left.set(xlabel="step", ylabel="training loss", title="loss")
+    right.plot([r["step"] for r in dev], [100 * r["dev"] for r in dev], marker="o", color="tab:green",
+               label="dev")
+    frozen = (scores.get("zero_shot") or {}).get("frozen", {}).get("dev")
+    if frozen is not None:
+        right.axhline(100 * frozen, color="grey", linestyle="--", label="frozen backbone")
+    if scores.get("best_step") is not None:
+        right.axvline(scores["best_step"], color="tab:red", linestyle=":", label=f"best step {scores['best_step']}")
+    right.set(xlabel="step", ylabel=f"dev {metric} (%)", title="dev")
+    right.legend(loc="best", fontsize=8)
+    fig.suptitle(run_dir.name, fontsize=9)
+    fig.tight_layout()
+    target = Path(out) if out is not None else run_dir / PLOT
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(target, dpi=110)
+    plt.close(fig)
+    return target
