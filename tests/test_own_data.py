@@ -141,11 +141,13 @@ def test_tune_and_predict_on_your_own_csv(own, shared_dir, tmp_path, capsys):
             "--steps", "2", "--eval-every", "2", "--out", str(tmp_path / "runs"), "--run-name", "r", "--no-progress"]
     try:
         assert main(args) == 0
+        config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
+        assert config["run"]["columns"] == {"input_column": "text", "output_column": "label",
+                                            "options_column": "options"}
+        assert config["data"]["metric"] == f"{__name__}:my_metric"
+        METRICS.pop(f"{__name__}:my_metric")
+        # the metric is imported again from its module: evaluate reproduces the saved scores
+        assert main(["evaluate", str(tmp_path / "runs" / "r")]) == 0
+        assert "identical" in capsys.readouterr().out
     finally:
         METRICS.pop(f"{__name__}:my_metric", None)
-    config = json.loads((tmp_path / "runs" / "r" / "config.json").read_text())
-    assert config["run"]["columns"] == {"input_column": "text", "output_column": "label", "options_column": "options"}
-    assert config["data"]["metric"] == f"{__name__}:my_metric"
-    # the metric is imported again from its module: evaluate reproduces the saved scores
-    assert main(["evaluate", str(tmp_path / "runs" / "r")]) == 0
-    assert "identical" in capsys.readouterr().out

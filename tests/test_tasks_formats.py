@@ -332,12 +332,14 @@ def test_unknown_task_suggests_close_names(data_dir: Path) -> None:
         load_task("glue-sst2", data_dir / "glue-rte")
 
 
-def test_user_task_needs_a_metric(tmp_path: Path) -> None:
+def test_user_task_takes_a_metric_or_the_default(tmp_path: Path) -> None:
     for split in ("train", "dev"):
         line = jline(input="q", output="a", options=["a", "b"])
         write_lines(tmp_path / "mine" / f"mine_16_100_{split}.jsonl", [line])
-    with pytest.raises(UnknownTaskError, match="metric="):
-        load_task("mine", tmp_path)
+    default = load_task("mine", tmp_path)  # options: ACC, said and recorded
+    assert default.metric == "ACC" and default.sources["metric"].startswith("ACC: the default")
+    with pytest.raises(UnknownTaskError, match="has no files"):
+        load_task("nothing", tmp_path)
     with pytest.raises(ConfigError, match="Classification-F1"):
         load_task("mine", tmp_path, metric="F1")
     task = load_task("mine", tmp_path, metric="ACC")

@@ -51,8 +51,11 @@ def file_sha256(path: str | Path, *, remember: bool = True) -> str:
     hit = digests.get(str(path))
     if isinstance(hit, dict) and hit.get("stat") == key and isinstance(hit.get("sha256"), str):
         return hit["sha256"]
+    h = hashlib.sha256()
     with open(path, "rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    digest = h.hexdigest()
     if remember:
         digests = _read_digests(where)  # re-read: another process may have added entries meanwhile
         digests[str(path)] = {"stat": key, "sha256": digest}
