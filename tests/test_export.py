@@ -342,3 +342,29 @@ def test_import_peft_command_writes_a_run_that_evaluates_and_predicts(tmp_path, 
     assert main(["export", str(run), "--out", str(tmp_path / "again")]) == 0  # and back out
     assert main(["import-peft", str(tmp_path / "nowhere"), "--task", "glue-sst2", "--data-dir", str(data_dir)]) == 2
     assert "expected a PEFT adapter folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method_name,options", [("lora", {"r": 2, "targets": ("q", "v", "ffn_out")}),
+                                                 ("prompt", {"n_tokens": 2}), ("bitfit", {"norms": False})])
+def test_peft_computes_what_taskspace_computes_on_smollm2(method_name, options, smol, smollm2_cache, tmp_path):
+    """The default backbone itself: peft on the converted SmolLM2 folder agrees with taskspace."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    method = build_method(method_name, smol, options)
+    theta = torch.randn(method.size, generator=torch.Generator().manual_seed(5)) * 0.02
+    export_peft(None, tmp_path / "peft", predictor=Predictor(smol, method, theta, "glue-sst2"))
+    base = AutoModelForCausalLM.from_pretrained(str(smollm2_cache[1]), local_files_only=True, dtype=smol.dtype)
+    peft_model = PeftModel.from_pretrained(base, str(tmp_path / "peft")).eval()
+    ids, mask = _ids(smol)
+    n = ids.shape[1]
+    with torch.no_grad(), method.bind(theta):
+        if method_name == "prompt":
+            embeds, full_mask, _ = smol._embed_inputs(ids, mask)
+            ours = smol.model(inputs_embeds=embeds, attention_mask=full_mask).logits[:, -n:]
+        else:
+            ours = smol.model(input_ids=ids, attention_mask=mask).logits
+    with torch.no_grad():
+        theirs = peft_model(input_ids=ids, attention_mask=mask).logits[:, -n:]
+    tol = 1e-4 if smol.dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(theirs.float(), ours.float(), rtol=tol, atol=tol * 10)

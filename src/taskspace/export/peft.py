@@ -110,8 +110,9 @@ _EXPORTERS: dict[str, Callable[[Predictor], tuple[dict, dict[str, torch.Tensor]]
 _REFUSALS = {
     "prefix": "taskspace's prefix keys and values carry no positions and never shift the input's; peft's "
               "past-key-value prefix does, so the two compute differently",
-    "adapter": "peft has no bottleneck adapter of this form, and the adapters library's bottleneck adapter places "
-               "its residual and layer norm differently, so no format computes what taskspace's adapter computes",
+    "adapter": "peft has no bottleneck adapter, and no parity test against the adapters library's bottleneck "
+               "format exists here (that library pins transformers below 5), so nothing is written that might "
+               "compute something else",
     "finetune": "a full fine-tuning is a model, not an adapter: export it with --format merged",
 }
 
