@@ -12,8 +12,8 @@ import pytest
 from taskspace.cli import build_parser, main, parse_options
 from taskspace.errors import ConfigError
 
-COMMANDS = ["tune", "evaluate", "predict", "export", "import-peft", "plot", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
-            "subspace-tune", "transfer"]
+COMMANDS = ["tune", "evaluate", "predict", "export", "reproduce", "import-peft", "plot", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
+            "subspace-tune", "transfer", "stability", "pca", "landscape"]
 
 
 def test_console_script_help():
@@ -202,7 +202,9 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
                  "--out", str(tmp_path / "transfer")]) == 0
     matrix = (tmp_path / "transfer" / "transfer.csv").read_text().splitlines()
     assert matrix[0] == "source \\ target,adapter,lora" and len(matrix) == 3
-    assert "Transfer matrix" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "Transfer matrix" in out and "heat map:" in out
+    assert (tmp_path / "transfer" / "transfer.png").read_bytes()[:4] == b"\x89PNG"
     code = main(["fit-subspace", "--recipe", "ipt", "--tasks", "glue-sst2", "--out", str(tmp_path / "x")])
     assert code == 2 and "--bank" in capsys.readouterr().err
 
@@ -280,3 +282,22 @@ def test_a_second_process_on_the_same_run_is_refused(command, tmp_path, data_dir
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_the_papers_index_is_printed_and_docs_papers_md_matches_it(capsys):
+    from pathlib import Path
+
+    from taskspace.analysis.papers import ENTRIES, papers_markdown
+
+    assert main(["reproduce", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{e.paper} {e.item} [{e.status}]" in out for e in ENTRIES)
+    assert main(["reproduce", "--status", "missing"]) == 0
+    missing = capsys.readouterr().out
+    assert "IPT Fig. 6" in missing and "IPT Fig. 8" not in missing and "UDT Tables 2, 4" not in missing
+    doc = (Path(__file__).parents[1] / "docs" / "papers.md").read_text()
+    table = doc.split("<!-- papers:start -->\n")[1].split("<!-- papers:end -->")[0]
+    assert table == papers_markdown(), "docs/papers.md is out of date: regenerate its table from taskspace.analysis.papers"
+    for e in ENTRIES:  # every result the index points to exists
+        for where in filter(None, (w.strip() for w in e.where.split(","))):
+            assert (Path(__file__).parents[1] / where).exists(), where

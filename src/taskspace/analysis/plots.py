@@ -67,3 +67,33 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     fig.savefig(target, dpi=110)
     plt.close(fig)
     return target
+
+
+def heatmap(title: str, rows: list[str], columns: list[str], values: list[list[float | None]], path: str | Path,
+            *, unit: str = "%") -> Path:
+    """A matrix as a heat map with its numbers written in the cells (empty cells for None)."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError("the heat map needs matplotlib: pip install 'taskspace[plots]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    data = np.array([[np.nan if v is None else float(v) for v in row] for row in values])
+    fig, ax = plt.subplots(figsize=(1.2 * len(columns) + 2, 1.0 * len(rows) + 1.5))
+    image = ax.imshow(data, cmap="viridis")
+    ax.set_xticks(range(len(columns)), columns)
+    ax.set_yticks(range(len(rows)), rows)
+    for i in range(len(rows)):
+        for j in range(len(columns)):
+            if not np.isnan(data[i, j]):
+                ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", color="white", fontsize=9)
+    fig.colorbar(image, ax=ax, label=unit)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

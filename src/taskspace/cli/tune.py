@@ -151,6 +151,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from ..analysis.papers import papers_text
+
+    print(papers_text(args.status), end="")
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ..tasks import CATALOG, available_tasks
 
@@ -306,6 +313,14 @@ def add_commands(sub) -> None:
                                    "with the frozen backbone and the best step marked (needs matplotlib).")
     g.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     g.set_defaults(func=cmd_plot)
+
+    rp = sub.add_parser("reproduce", help="list every table and figure of both papers and what produces it here",
+                        description="Every table and figure of IPT and UDT: the command or recipe stage that "
+                                    "produces it in taskspace, the scale it has been run at here, and where the "
+                                    "result is (docs/papers.md holds the same index).")
+    rp.add_argument("--list", action="store_true", help="list the index (the default, and so far the only action)")
+    rp.add_argument("--status", choices=["run", "code", "missing"], help="only the entries of this status")
+    rp.set_defaults(func=cmd_reproduce)
 
     k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
     k.add_argument("--category", choices=["cls", "non-cls"])

@@ -1,0 +1,117 @@
+"""One index of the two papers: every table and figure, the command or recipe stage that produces it in
+taskspace, the scale it has been run at here, and where its result is (``taskspace reproduce --list``;
+``docs/papers.md`` holds the same index, kept equal to :func:`papers_markdown` by a test).
+
+Statuses: ``run`` (the code exists and a result is in the repository), ``code`` (the code exists, no result is
+kept yet), ``missing`` (no code yet; the entry says what is missing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+STATUSES = ("run", "code", "missing")
+
+
+@dataclass(frozen=True)
+class Entry:
+    paper: str  # "IPT" or "UDT"
+    item: str  # "Fig. 3", "Table 1"
+    shows: str
+    how: str  # the command or recipe stage
+    status: str
+    scale: str = ""  # the scale it was run at here
+    where: str = ""  # where the result is
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"{self.paper} {self.item}: status {self.status!r}, expected one of {STATUSES}")
+
+
+_CPU = "MiniLM, 40 training + 12 unseen tasks, 16-shot, CPU"
+_REPORT = "reports/cpu-scale.md"
+
+ENTRIES: tuple[Entry, ...] = (
+    # ---------------------------------------------------------------- IPT
+    Entry("IPT", "Table II", "the 120 tasks and the random / non-cls / cls splits",
+          "`taskspace tasks --category cls|non-cls`; split files in recipes/splits", "run",
+          "101 CrossFit tasks of the shared data", "docs/tasks.md, recipes/splits"),
+    Entry("IPT", "Fig. 3", "IST at d in {5, 10, 50, 100, 250} for the three challenges, E_rel to PT and FT",
+          "recipes/cpu_scale.py (bank, fit-subspace --recipe ipt, subspace-tune per d)", "run",
+          f"d = 10 and 100, against PT only; {_CPU}", _REPORT),
+    Entry("IPT", "Fig. 9, 10", "Fig. 3 on the non-cls and cls splits against FT; with BART-large",
+          "the Fig. 3 stages with the cls / non-cls split files; --backbone for BART-large", "code"),
+    Entry("IPT", "Fig. 3 (in / out of category)", "MSF on cls (non-cls) training tasks, IST on unseen tasks of "
+          "either category", "recipes/cpu_scale.py (its per-category IPT stages)", "run", f"d = 100; {_CPU}",
+          _REPORT),
+    Entry("IPT", "Fig. 4", "E_rel per fine-grained task type, the type excluded from MSF vs included",
+          "missing: a per-type exclusion loop over fit-subspace and subspace-tune", "missing"),
+    Entry("IPT", "Fig. 5", "IPT (Prompt), IPT (Adapter), Random_prompt, Random_all-param (DID)",
+          "fit-subspace --recipe ipt --method prompt|adapter; --recipe random-ae; --recipe fastfood", "run",
+          f"prompt and the two random baselines, d = 10 / 100; {_CPU}", _REPORT),
+    Entry("IPT", "Fig. 6", "data scale K = 16 / 32 / 64", "missing: bank and subspace-tune with --resample --k",
+          "missing"),
+    Entry("IPT", "Fig. 7", "number of training tasks, 20 ... 100 %",
+          "missing: seeded task subsets for fit-subspace", "missing"),
+    Entry("IPT", "Fig. 8", "PCA of the intrinsic vectors (IST solutions and training tasks' codes)",
+          "`taskspace pca --runs IST_RUN... [--bank BANK]` (pca.csv, pca.png)", "code"),
+    Entry("IPT", "Table III", "std of test scores over seeds: FT, PT, IST (d = 10); PT initialised from IST",
+          "`taskspace stability --runs RUN...` over runs of several seeds; `tune --init-from IST_RUN/theta`",
+          "code"),
+    Entry("IPT", "Table IV", "multi-task PT / FT over all training tasks as a baseline",
+          "missing: multi-task tuning of one theta", "missing"),
+    Entry("IPT", "Tables V-VIII", "absolute scores behind the relative ones",
+          "the bank and subspace-tune tables of recipes/cpu_scale.py", "run", _CPU, _REPORT),
+    Entry("IPT", "MSF reconstruction", "the auto-encoder's reconstructed prompts on the training tasks",
+          "fit-subspace --recipe ipt (reconstruction tables)", "run", _CPU, _REPORT),
+    Entry("IPT", "planted subspace", "(not in the paper) MSF and IST recover a known 2-d manifold; the random "
+          "auto-encoder does not", "tests/test_planted.py", "run", "260K-parameter Llama, 12 + 2 tasks",
+          "tests/test_planted.py"),
+    # ---------------------------------------------------------------- UDT
+    Entry("UDT", "Tables 1, 3", "subspace optimisation, single- and multi-task, relative to the original space",
+          "bank; fit-subspace --recipe unified; subspace-tune --bank", "run",
+          f"multi-task, adapter / prefix / LoRA; {_CPU}", _REPORT),
+    Entry("UDT", "Tables 2, 4", "subspace solution transfer between methods (and its heat map)",
+          "transfer --subspace --runs --bank (transfer.csv, transfer.png)", "run", f"multi-task; {_CPU}", _REPORT),
+    Entry("UDT", "Table 5", "fine-tuning joined through a trainable Fastfood projection",
+          "fit-subspace --recipe fastfood, subspace-tune --method finetune", "code"),
+    Entry("UDT", "Tables 6-9", "the simplified variant: one shared vector per task (constructed subspace)",
+          "fit-subspace --recipe shared", "code"),
+    Entry("UDT", "Tables 10, 11", "absolute scores of every method, single- and multi-task",
+          "bank (bank tables); subspace-tune", "run", _CPU, _REPORT),
+    Entry("UDT", "Fig. 2", "2-d performance landscape spanned by the three methods' intrinsic vectors",
+          "`taskspace landscape --subspace DIR --runs ADAPTER PREFIX LORA --bank BANK` (landscape.png)", "code"),
+    Entry("UDT", "single-task setting", "y = 4 per task; the preliminary y in {4, 8, 16}",
+          "fit-subspace --recipe unified --tasks T --d 4 (one task)", "code"),
+    # ---------------------------------------------------------------- Both
+    Entry("both", "backbone", "a backbone on which tuning matters: frozen vs each method",
+          "python recipes/backbones.py", "run", "SmolLM2 and MiniLM, up to 12 tasks, 16-shot",
+          "docs/backbones.md"),
+)
+
+
+def papers_rows(status: str | None = None) -> list[Entry]:
+    return [e for e in ENTRIES if status is None or e.status == status]
+
+
+def papers_markdown() -> str:
+    lines = ["| paper | item | what it shows | how | status | scale here | result |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for e in ENTRIES:
+        lines.append(f"| {e.paper} | {e.item} | {e.shows} | {e.how} | {e.status} | {e.scale or '-'} | "
+                     f"{e.where or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def papers_text(status: str | None = None) -> str:
+    out = []
+    for e in papers_rows(status):
+        out.append(f"{e.paper} {e.item} [{e.status}]: {e.shows}")
+        out.append(f"    how: {e.how}")
+        if e.scale:
+            out.append(f"    run at: {e.scale}")
+        if e.where:
+            out.append(f"    result: {e.where}")
+    counts = {s: sum(e.status == s for e in ENTRIES) for s in STATUSES}
+    out.append(f"{len(ENTRIES)} entries: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    return "\n".join(out) + "\n"

@@ -1,0 +1,136 @@
+"""The papers' analyses over stored results: stability over seeds (IPT Table III) and the PCA of intrinsic
+vectors (IPT Fig. 8), on known numbers, planted clusters, and real tiny runs through the commands."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+import torch
+
+from taskspace.analysis.pca import Point, pca
+from taskspace.analysis.stability import seed_std
+from taskspace.cli import main
+
+COMMON = ["--steps", "2", "--eval-every", "2", "--max-test-examples", "4", "--no-progress"]
+
+
+def test_seed_std_on_known_numbers():
+    mean, n, single = seed_std({"a": [0.5, 0.7], "b": [0.1, 0.1, 0.4], "c": [0.9]})
+    expected = (100 * statistics.stdev([0.5, 0.7]) + 100 * statistics.stdev([0.1, 0.1, 0.4])) / 2
+    assert mean == pytest.approx(expected) and (n, single) == (2, 1)
+    assert seed_std({"a": [0.3]}) == (None, 0, 1)
+
+
+def test_pca_separates_planted_clusters():
+    g = torch.Generator().manual_seed(0)
+    centre = torch.randn(10, generator=g) * 3
+    points = [Point(f"p{i}", "t", "cls" if i < 6 else "non-cls", "x", "IST",
+                    (centre if i < 6 else -centre) + 0.1 * torch.randn(10, generator=g)) for i in range(12)]
+    coords, explained = pca(points)
+    first = coords[:, 0]
+    assert (first[:6] > 0).all() == (first[6:] < 0).all() and bool((first[:6] * first[6:].mean() < 0).all())
+    assert explained[0] > 0.9 and explained.sum() <= 1.0 + 1e-6
+
+
+def test_stability_command_on_runs_of_two_seeds(tmp_path, data_dir, shared_dir, capsys):
+    llama = f"{shared_dir}/models/stories260K"
+    runs = []
+    for method in ("bitfit", "prompt"):
+        for seed in (0, 1):
+            name = f"{method}-s{seed}"
+            assert main(["tune", "--task", "glue-sst2", "--method", method, "--backbone", llama, "--decode", "rank",
+                         "--data-dir", str(data_dir), "--seed", str(seed), "--lr", "0.5", "--out", str(tmp_path),
+                         "--run-name", name, *COMMON]) == 0
+            runs.append(tmp_path / name)
+    capsys.readouterr()
+    assert main(["stability", "--runs", *map(str, runs), "--out", str(tmp_path / "stab")]) == 0
+    rows = {r["kind"]: r for r in csv.DictReader((tmp_path / "stab" / "stability.csv").open())}
+    for method in ("bitfit", "prompt"):
+        tests = [json.loads((tmp_path / f"{method}-s{s}" / "scores.json").read_text())["test"] for s in (0, 1)]
+        assert float(rows[method]["mean std"]) == pytest.approx(100 * statistics.stdev(tests), abs=1e-3)
+        assert rows[method]["runs"] == "2"
+    assert "Stability over seeds" in capsys.readouterr().out
+
+
+def test_pca_command_on_ist_runs_and_training_codes(tmp_path, data_dir, shared_dir, capsys):
+    pytest.importorskip("matplotlib")
+    llama = f"{shared_dir}/models/stories260K"
+    tasks = ["glue-sst2", "superglue-copa"]
+    assert main(["bank", "--out", str(tmp_path / "bank"), "--methods", "prompt", "--opt", "prompt.n_tokens=2",
+                 "--tasks", *tasks, "--backbone", llama, "--data-dir", str(data_dir), *COMMON]) == 0
+    assert main(["fit-subspace", "--recipe", "ipt", "--bank", str(tmp_path / "bank"), "--tasks", *tasks, "--d", "3",
+                 "--hidden", "4", "--data-dir", str(data_dir), "--out", str(tmp_path / "space"),
+                 "--steps", "2", "--eval-every", "2", "--no-progress"]) == 0
+    runs = []
+    for task in ("glue-sst2", "web_questions", "ag_news"):
+        run = tmp_path / f"ist-{task}"
+        assert main(["subspace-tune", "--subspace", str(tmp_path / "space"), "--task", task, "--method", "prompt",
+                     "--data-dir", str(data_dir), "--out", str(run), "--backbone-opt", "max_output_length=4",
+                     *COMMON]) == 0
+        runs.append(str(run))
+    capsys.readouterr()
+    assert main(["pca", "--runs", *runs, "--bank", str(tmp_path / "bank"), "--out", str(tmp_path / "pca")]) == 0
+    assert "5 vectors; explained variance PC1" in capsys.readouterr().out
+    rows = list(csv.DictReader((tmp_path / "pca" / "pca.csv").open()))
+    assert [r["group"] for r in rows] == ["training code"] * 2 + ["IST"] * 3
+    assert {r["task"]: r["category"] for r in rows}["web_questions"] == "non-cls"
+    assert (tmp_path / "pca" / "pca.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["pca", "--runs", runs[0], "--out", str(tmp_path / "one"), "--no-png"]) == 2
+    assert "a PCA needs at least 3" in capsys.readouterr().err
+
+
+def test_the_landscape_plane_is_orthonormal_and_goes_through_the_three_points():
+    from taskspace.analysis.landscape import grid, plane
+
+    g = torch.Generator().manual_seed(0)
+    a, p, lo = (torch.randn(5, generator=g) for _ in range(3))
+    pl = plane(a, p, lo)
+    assert float(pl.u.norm()) == pytest.approx(1) and float(pl.v.norm()) == pytest.approx(1)
+    assert float(pl.u @ pl.v) == pytest.approx(0, abs=1e-6)
+    alpha, beta = pl.coordinates(p)
+    assert beta == pytest.approx(0, abs=1e-6) and alpha == pytest.approx(float((p - a).norm()))
+    alpha, beta = pl.coordinates(lo)  # the third point lies in the plane
+    torch.testing.assert_close(pl.point(alpha, beta), lo)
+    assert grid(4.0, 0.4)[:2] == [-4.0, -3.6] and len(grid(4.0, 0.4)) == 21 and 0.0 in grid(4.0, 0.4)
+    from taskspace.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="on one line"):
+        plane(a, p, a + 2 * (p - a))
+
+
+def test_landscape_command_on_a_tiny_unified_subspace(tmp_path, data_dir, shared_dir, capsys):
+    pytest.importorskip("matplotlib")
+    llama = f"{shared_dir}/models/stories260K"
+    methods = ["adapter", "prefix", "lora"]
+    assert main(["bank", "--out", str(tmp_path / "bank"), "--methods", *methods, "--opt", "adapter.r=2",
+                 "--opt", "prefix.n_tokens=2", "--opt", "prefix.hidden=4", "--opt", "lora.r=2",
+                 "--tasks", "glue-sst2", "superglue-copa", "--backbone", llama, "--decode", "rank",
+                 "--data-dir", str(data_dir), *COMMON]) == 0
+    assert main(["fit-subspace", "--recipe", "unified", "--methods", *methods, "--bank", str(tmp_path / "bank"),
+                 "--tasks", "glue-sst2", "superglue-copa", "--d", "3", "--data-dir", str(data_dir),
+                 "--decode", "rank", "--out", str(tmp_path / "space"), "--steps", "2", "--eval-every", "2",
+                 "--no-progress"]) == 0
+    runs = []
+    for method in methods:
+        run = tmp_path / f"so-{method}"
+        assert main(["subspace-tune", "--subspace", str(tmp_path / "space"), "--task", "glue-sst2", "--method", method,
+                     "--decode", "rank", "--data-dir", str(data_dir), "--out", str(run), "--lr", "0.5", *COMMON]) == 0
+        runs.append(str(run))
+    capsys.readouterr()
+    args = ["landscape", "--subspace", str(tmp_path / "space"), "--runs", *runs, "--bank", str(tmp_path / "bank"),
+            "--decode", "rank", "--span", "0.8", "--step", "0.4", "--out", str(tmp_path / "land")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "5 x 5 points x 3 methods" in out and "75 point-method pairs to evaluate (0 done)" in out
+    result = json.loads((tmp_path / "land" / "landscape.json").read_text())
+    # the origin is the first run's own solution: its score there is the run's own dev score
+    own = json.loads((tmp_path / "so-adapter" / "scores.json").read_text())["dev"]
+    assert result["origin_score"]["adapter"] == pytest.approx(own)
+    assert result["marks"]["adapter"] == [0.0, 0.0] and result["marks"]["prefix"][1] == pytest.approx(0, abs=1e-5)
+    assert len(result["mean"]) == 5 and len(result["mean"][0]) == 5
+    assert (tmp_path / "land" / "landscape.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(args) == 0  # resumed: nothing left to evaluate
+    assert "0 point-method pairs to evaluate (75 done)" in capsys.readouterr().out
