@@ -134,3 +134,12 @@ def test_landscape_command_on_a_tiny_unified_subspace(tmp_path, data_dir, shared
     assert (tmp_path / "land" / "landscape.png").read_bytes()[:4] == b"\x89PNG"
     assert main(args) == 0  # resumed: nothing left to evaluate
     assert "0 point-method pairs to evaluate (75 done)" in capsys.readouterr().out
+
+
+def test_heatmap_of_a_matrix_with_an_empty_cell(tmp_path):
+    pytest.importorskip("matplotlib")
+    from taskspace.analysis.plots import heatmap
+
+    path = heatmap("transfer", ["adapter", "lora"], ["adapter", "lora"], [[90.0, None], [75.5, 101.0]],
+                   tmp_path / "m.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 3000

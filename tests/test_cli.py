@@ -203,8 +203,8 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
     matrix = (tmp_path / "transfer" / "transfer.csv").read_text().splitlines()
     assert matrix[0] == "source \\ target,adapter,lora" and len(matrix) == 3
     out = capsys.readouterr().out
-    assert "Transfer matrix" in out and "heat map:" in out
-    assert (tmp_path / "transfer" / "transfer.png").read_bytes()[:4] == b"\x89PNG"
+    # every reference score of this 2-step bank is 0, so the matrix has no number and no heat map is drawn
+    assert "Transfer matrix" in out and "heat map:" not in out and not (tmp_path / "transfer" / "transfer.png").exists()
     code = main(["fit-subspace", "--recipe", "ipt", "--tasks", "glue-sst2", "--out", str(tmp_path / "x")])
     assert code == 2 and "--bank" in capsys.readouterr().err
 
