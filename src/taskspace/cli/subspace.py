@@ -59,8 +59,12 @@ def cmd_bank(args: argparse.Namespace) -> int:
         test = "n/a" if scores.get("test") is None else f"{100 * scores['test']:.1f}"
         print(f"  {task:40s} {method:9s} seed {seed}: dev {100 * scores['dev']:.1f} test {test}", flush=True)
 
-    bank = build_bank(args.out, spec, backbone, report=report)
-    write_tables(bank_tables(bank, spec.tasks), Path(args.out), "scores")
+    from ..subspace.bank import shard
+
+    rank, world = shard()
+    bank = build_bank(args.out, spec, backbone, report=report, rank=rank, world=world)
+    if rank == 0:  # several processes (torchrun): rank 0 checked the whole bank and writes its tables
+        write_tables(bank_tables(bank, spec.tasks), Path(args.out), "scores")
     return 0
 
 
@@ -325,7 +329,9 @@ def add_commands(sub) -> None:
     defaults = BankSpec(tasks=[], methods={}, data_dir="")
     b = sub.add_parser("bank", help="tune methods on a list of tasks: a solution bank",
                        description="Tune each method on each task (and seed) into DIR/<task>/<method>/s<seed>; "
-                                   "resumable; finished entries are verified. Writes scores tables.")
+                                   "resumable; finished entries are verified. Writes scores tables. Launched by "
+                                   "torchrun (torchrun --nproc-per-node N -m taskspace bank ...), the entries are "
+                                   "shared out over the processes, and rank 0 checks the whole bank at the end.")
     b.add_argument("--out", required=True, help="bank folder")
     b.add_argument("--methods", nargs="+", required=True, choices=method_names())
     b.add_argument("--tasks", nargs="*", help="task names (or --split)")

@@ -106,16 +106,62 @@ def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
     return root / task / method / f"s{seed}"
 
 
+def shard() -> tuple[int, int]:
+    """(rank, world size) of this process: torch.distributed's when it is initialised, else what a launcher
+    (torchrun, accelerate) put in ``RANK`` / ``WORLD_SIZE``, else (0, 1)."""
+    import os
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+    except ValueError:
+        raise ConfigError("RANK and WORLD_SIZE must be integers (as torchrun sets them)") from None
+    if world < 1 or not 0 <= rank < world:
+        raise ConfigError(f"RANK={rank}, WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE")
+    return rank, world
+
+
+def _barrier(world: int) -> None:
+    """Wait for every rank (a gloo group is started from the launcher's environment when none is running)."""
+    import torch.distributed as dist
+
+    if world == 1:
+        return
+    started = False
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+        started = True
+    try:
+        dist.barrier()
+    finally:
+        if started:
+            dist.destroy_process_group()
+
+
 def build_bank(
     root: str | Path,
     spec: BankSpec,
     backbone: Backbone,
     *,
     report: Callable[[str, str, int, dict], None] | None = None,
+    rank: int | None = None,
+    world: int | None = None,
 ) -> "Bank":
-    """Tune every (task, method, seed) of ``spec`` into ``root`` (resuming and verifying finished entries). One
-    process writes a bank at a time: a second one is refused at once."""
+    """Tune every (task, method, seed) of ``spec`` into ``root`` (resuming and verifying finished entries).
+
+    One process: it holds the bank's lock, so a second process on the same bank is refused at once. Several
+    processes (``torchrun --nproc-per-node N -m taskspace bank ...``; ``rank`` and ``world`` default to the
+    launcher's): entry i of the list in (task, method, seed) order goes to rank ``i % world``; each rank writes its
+    own entries (each under its own entry lock), then every rank waits for the others and rank 0 reads and checks
+    the whole bank. A rank that dies leaves only finished entries (and resumable unfinished ones): running the same
+    command again completes the rest."""
     root = Path(root)
+    if rank is None or world is None:
+        rank, world = shard()
     record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.identity(),
               "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint()}}
     if (root / BANK_FILE).is_file():
@@ -125,22 +171,34 @@ def build_bank(
                 f"{root / BANK_FILE} describes another bank (different tasks, methods, settings or backbone); "
                 "use another folder"
             )
+    from contextlib import nullcontext
+
     from tqdm.auto import tqdm
 
     entries = [(task, method, seed) for task in spec.tasks for method in spec.methods for seed in spec.seeds]
-    with exclusive(root):
+    mine = entries[rank::world]
+    # one process: the bank's lock; several: each entry's own lock (tune takes it), the bank file written
+    # atomically by whichever rank comes first (its content is the same for all)
+    with exclusive(root) if world == 1 else nullcontext():
+        root.mkdir(parents=True, exist_ok=True)
         if not (root / BANK_FILE).is_file():
             write_json(root / BANK_FILE, record)
         # entries done / left and the time per entry (finished entries are only verified, and count as done)
-        with tqdm(total=len(entries), desc="bank", unit="entry", disable=not spec.train.progress) as bar:
-            for task, method, seed in entries:
+        desc = "bank" if world == 1 else f"bank (rank {rank}/{world})"
+        with tqdm(total=len(mine), desc=desc, unit="entry", disable=not spec.train.progress) as bar:
+            for task, method, seed in mine:
                 bar.set_postfix_str(f"{task} {method} s{seed}")
                 result = tune(spec.tune_config(task, method, seed, backbone), entry_dir(root, task, method, seed),
                               backbone=backbone)
                 bar.update()
                 if report is not None:
                     report(task, method, seed, result.scores)
-    return Bank(root, backbone)
+    _barrier(world)
+    bank = Bank(root, backbone)
+    if rank == 0 and world > 1:  # every entry, whichever rank wrote it, read and checked against the spec
+        for task, method, seed in entries:
+            bank.entry(task, method, seed)
+    return bank
 
 
 class Bank:
