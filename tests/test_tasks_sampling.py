@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -109,3 +110,23 @@ def test_load_task_resample(data_dir: Path, sst2_pool: list[Example]) -> None:
         load_task("discovery", data_dir, resample=True)
     with pytest.raises(ConfigError, match="resample=True"):
         load_task("glue-sst2", data_dir, resample_k=4)
+
+
+def test_resample_k_reaches_every_stage(tmp_path, data_dir, shared_dir):
+    """--resample --resample-k K (IPT's data-scale study) is recorded by tune, bank and subspace-tune, and their
+    tasks are drawn K per label from the pooled files."""
+    from taskspace.cli import main
+    from taskspace.tasks import load_task
+
+    llama = f"{shared_dir}/models/stories260K"
+    common = ["--backbone", llama, "--decode", "rank", "--data-dir", str(data_dir), "--resample", "--resample-k", "32",
+              "--steps", "2", "--eval-every", "2", "--max-test-examples", "4", "--no-progress"]
+    assert main(["tune", "--task", "glue-sst2", "--method", "bitfit", "--out", str(tmp_path), "--run-name", "t",
+                 *common]) == 0
+    config = json.loads((tmp_path / "t" / "config.json").read_text())
+    assert config["run"]["resample_k"] == 32 and config["data"]["train"] == 64  # 32 per label, two labels
+    assert main(["bank", "--out", str(tmp_path / "bank"), "--methods", "bitfit", "--tasks", "glue-sst2", *common]) == 0
+    entry = json.loads((tmp_path / "bank" / "glue-sst2" / "bitfit" / "s0" / "config.json").read_text())
+    assert entry["run"]["resample_k"] == 32 and entry["data"]["dev"] == 64
+    task = load_task("glue-sst2", data_dir, resample=True, resample_k=32)
+    assert len(task.train) == 64

@@ -22,7 +22,7 @@ from .errors import DataError
 from .evaluation import capped_test_split, evaluate_splits
 from .runs import DirectTheta, check_run_dir, fit_source, is_finished
 from .store import exclusive, load_delta, read_json
-from .tasks import Task, load_task
+from .tasks import Task, load_task_as
 from .tasks.sources import Columns
 from .train import TrainConfig
 
@@ -45,6 +45,8 @@ class TuneConfig(Config):
     k: int = option(16, "shots in the file names", check=positive_count)
     data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
     resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed")
+    resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
+                                          "to draw, e.g. 32 or 64 (none: --k)", check=positive_count, since="0.2")
     seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
     train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
     eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
@@ -96,8 +98,7 @@ def tune(
     config.validate()  # the config may have been edited since its construction
     # Everything that can be checked is checked before the run directory is touched, so that bad input leaves
     # nothing behind.
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
-                     metric=config.metric, columns=config.columns)
+    task = load_task_as(config)
     if backbone is None:
         backbone = load_backbone(config.backbone, **config.backbone_options)
     backbone.check_task(task.info.has_options, task.name)
@@ -137,8 +138,7 @@ def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
         backbone = load_backbone(config.backbone, **config.backbone_options)
     method = build_method(config.method, backbone, config.method_options)
     theta, _, _ = load_delta(run_dir / "theta", method)
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
-                     metric=config.metric, columns=config.columns)
+    task = load_task_as(config)
     return config, task, method, theta, read_json(run_dir / "scores.json")
 
 

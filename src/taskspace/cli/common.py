@@ -205,7 +205,8 @@ def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Co
     p.add_argument("--data-dir", help="folder of task folders, or one task's own data (a folder with train and dev "
                                       "files with a header, or a saved datasets dataset), or hub:NAME[:CONFIG] "
                                       "(default: $TASKSPACE_DATA)")
-    add_arguments(p, config, defaults=defaults, only=("k", "data_seed", "resample", *(("metric",) if own_data else ())))
+    add_arguments(p, config, defaults=defaults, types={"resample_k": int},
+                  only=("k", "data_seed", "resample", "resample_k", *(("metric",) if own_data else ())))
     if own_data:
         add_arguments(p, Columns)
 

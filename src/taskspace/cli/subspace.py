@@ -128,7 +128,7 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
     if bank is not None:
         data = FitData.from_bank(bank, tasks)
     else:
-        given = {name: value for name, value in vars(args).items() if name in ("k", "data_seed")}
+        given = {name: value for name, value in vars(args).items() if name in ("k", "data_seed", "resample", "resample_k")}
         data = FitData(backbone, tasks, data_dir=data_dir_from(args) if finder.needs_tasks else None,
                        method_options=method_options_from(args.opt, methods), **given)
     space = finder.fit(data, work_dir=out)

@@ -167,11 +167,10 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
     from ..evaluation import capped_test_split
     from ..runs import check_run_dir, finish_run, is_finished, write_run_config
     from ..store import exclusive
-    from ..tasks import load_task
+    from ..tasks import load_task_as
 
     run_dir = Path(run_dir)
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, resample=config.resample,
-                     metric=config.metric, columns=config.columns)
+    task = load_task_as(config)
     if backbone is None:
         backbone = load_backbone(config.backbone, **config.backbone_options)
     method, theta, adapter = import_peft(folder, backbone)

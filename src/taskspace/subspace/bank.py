@@ -28,7 +28,7 @@ from ..deltas import METHODS, DeltaMethod, build_method, default_lr
 from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split
 from ..store import exclusive, load_delta, read_json, write_json
-from ..tasks import Example, Task, load_task
+from ..tasks import Example, Task, load_task_as
 from ..train import TrainConfig
 from ..tuning import TuneConfig, tune
 
@@ -47,6 +47,10 @@ class BankSpec(Config):
     seeds: list[int] = option(help="initialisation / data-order seeds", factory=lambda: [0], cli=False)
     data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
     k: int = option(16, "shots in the file names", check=positive_count)
+    resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed",
+                            since="0.2")
+    resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
+                                          "to draw (none: --k)", check=positive_count, since="0.2")
     train: TrainConfig = option(help="training settings (but the learning rate)",
                                 factory=lambda: TrainConfig(lr=None))
     lr: dict[str, float] = option(help="learning rate per method (default: the method's)", factory=dict, cli=False)
@@ -76,13 +80,14 @@ class BankSpec(Config):
         train = self.train.replace(seed=seed, lr=self.lr[method])
         return TuneConfig(
             task=task, method=method, data_dir=self.data_dir, method_options=dict(self.methods[method]),
-            backbone=backbone.name, k=self.k, data_seed=self.data_seed, seed=seed, train=train,
+            backbone=backbone.name, k=self.k, data_seed=self.data_seed, resample=self.resample,
+            resample_k=self.resample_k, seed=seed, train=train,
             eval_batch_size=self.eval_batch_size, max_test_examples=self.max_test_examples, zero_shot=self.zero_shot,
         )
 
     def test_split(self, task: str) -> tuple[Task, list[Example]]:
         """A task and the test examples its entries are scored on."""
-        loaded = load_task(task, self.data_dir, k=self.k, seed=self.data_seed)
+        loaded = load_task_as(self, name=task)
         return loaded, capped_test_split(loaded, self.max_test_examples, TuneConfig.test_sample_seed)
 
 

@@ -19,8 +19,10 @@ class MultiTask:
     tasks: dict[str, Task]
 
     @classmethod
-    def load(cls, names: Sequence[str], data_dir: str, *, k: int = 16, seed: int = 100) -> "MultiTask":
-        return cls({n: load_task(n, data_dir, k=k, seed=seed) for n in names})
+    def load(cls, names: Sequence[str], data_dir: str, *, k: int = 16, seed: int = 100, resample: bool = False,
+             resample_k: int | None = None) -> "MultiTask":
+        return cls({n: load_task(n, data_dir, k=k, seed=seed, resample=resample, resample_k=resample_k)
+                    for n in names})
 
     @property
     def names(self) -> list[str]:

@@ -12,8 +12,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split, evaluate_splits
 from ..runs import TRAJECTORY, trajectory
 from ..store import read_json
-from ..tasks import load_task
-from ..tasks.sources import Columns
+from ..tasks import load_task_as
 from .space import Subspace
 from .tune import load_z, subspace_id
 
@@ -37,8 +36,7 @@ def transfer(space: Subspace, folder: str | Path, run_dir: str | Path, *, target
         raise ConfigError(f"{run_dir} was tuned in another subspace than {folder}")
     run = saved["run"]
     backbone = space.backbone
-    task = load_task(run["task"], data_dir or run["data_dir"], k=run["k"], seed=run["data_seed"],
-                     metric=run.get("metric"), columns=Columns.from_dict(run.get("columns", {})))
+    task = load_task_as(run, data_dir=data_dir)
     test = capped_test_split(task, run["max_test_examples"], run["test_sample_seed"])
     best_step = read_json(Path(run_dir) / "scores.json")["best_step"]
     steps = {best_step: best_z}

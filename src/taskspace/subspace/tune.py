@@ -20,7 +20,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split
 from ..runs import check_run_dir, fit_source, is_finished
 from ..store import exclusive, read_json, read_tensors
-from ..tasks import load_task
+from ..tasks import load_task_as
 from ..tasks.sources import Columns
 from ..train import TrainConfig
 from .space import SUBSPACE_JSON, ProjectedTheta, Subspace
@@ -36,6 +36,10 @@ class SubspaceTuneConfig(Config):
     columns: Columns = option(help="the columns of your own data", factory=Columns, since="0.2")
     k: int = option(16, "shots in the file names", check=positive_count)
     data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
+    resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed",
+                            since="0.2")
+    resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
+                                          "to draw (none: --k)", check=positive_count, since="0.2")
     seed: int = option(0, "seed of z's initialisation (and, on the command line, of the data order)")
     z_init: str = option("normal", "z's initialisation: N(0, z_std^2) (IPT's IST), or zeros (the anchor)",
                          choices=("normal", "zeros"))
@@ -75,8 +79,7 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite)
     ms = space[config.method]
     backbone = space.backbone
-    task = load_task(config.task, config.data_dir, k=config.k, seed=config.data_seed, metric=config.metric,
-                     columns=config.columns)
+    task = load_task_as(config)
     backbone.check_task(task.info.has_options, task.name)
     if is_finished(run_dir):
         z = read_tensors(run_dir / "trainable.safetensors")["z"]

@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "Example": "example",
     "Task": "task",
     "load_task": "task",
+    "load_task_as": "task",
     "available_tasks": "task",
     "default_data_dir": "task",
     "TaskInfo": "catalog",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from taskspace.errors import ConfigError, DataError, UnknownTaskError
 from taskspace.tasks.catalog import CATALOG, TaskInfo, close_task_names
@@ -17,7 +19,7 @@ from taskspace.tasks.sampling import DEFAULT_SEEDS, pool_examples
 from taskspace.tasks.sampling import resample as resample_examples
 from taskspace.tasks.sources import HUB_PREFIX, Columns, is_own_task, own_task_folder, read_own_splits, resolve_hub
 
-__all__ = ["Task", "load_task", "available_tasks", "default_data_dir", "DATA_ENV"]
+__all__ = ["Task", "load_task", "load_task_as", "available_tasks", "default_data_dir", "DATA_ENV"]
 
 #: Environment variable naming the default data folder.
 DATA_ENV = "TASKSPACE_DATA"
@@ -107,6 +109,23 @@ def local_data_dir(data_dir: str | Path) -> Path:
     if isinstance(data_dir, str) and data_dir.startswith(HUB_PREFIX):
         return resolve_hub(data_dir)
     return Path(data_dir)
+
+
+def load_task_as(settings: Any, *, name: str | None = None, data_dir: str | Path | None = None) -> Task:
+    """The task a configuration names (a TuneConfig, SubspaceTuneConfig or BankSpec, or a run's recorded settings
+    as a dict): its data folder, few-shot files or resampling, metric and columns; ``name`` and ``data_dir``
+    replace the recorded ones (a bank's tasks, a moved data folder)."""
+    if isinstance(settings, Mapping):
+        get = settings.get
+    else:
+        def get(key, default=None):
+            return getattr(settings, key, default)
+    columns = get("columns")
+    if isinstance(columns, Mapping):
+        columns = Columns.from_dict(columns)
+    return load_task(name or get("task"), data_dir or get("data_dir"), k=get("k", 16), seed=get("data_seed", 100),
+                     resample=get("resample", False), resample_k=get("resample_k"), metric=get("metric"),
+                     columns=columns)
 
 
 def default_metric(has_options: bool) -> str:

@@ -39,13 +39,16 @@ class FitData:
     data_dir: str | None = None
     k: int = 16
     data_seed: int = 100
+    resample: bool = False
+    resample_k: int | None = None
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_batch_size: int = 32
 
     @classmethod
     def from_bank(cls, bank: Bank, tasks: list[str], **kwargs: Any) -> "FitData":
         return cls(bank.backbone, list(tasks), bank, bank.spec.data_dir, bank.spec.k, bank.spec.data_seed,
-                   {m: dict(o) for m, o in bank.spec.methods.items()}, **kwargs)
+                   bank.spec.resample, bank.spec.resample_k, {m: dict(o) for m, o in bank.spec.methods.items()},
+                   **kwargs)
 
     def method(self, name: str) -> DeltaMethod:
         """The method ``name`` (the bank's, with its options, when the bank has it)."""
@@ -56,7 +59,8 @@ class FitData:
     def multitask(self) -> MultiTask:
         if self.data_dir is None:
             raise ConfigError("this finder trains on the tasks' data: name the data folder (--data-dir)")
-        data = MultiTask.load(self.tasks, self.data_dir, k=self.k, seed=self.data_seed)
+        data = MultiTask.load(self.tasks, self.data_dir, k=self.k, seed=self.data_seed, resample=self.resample,
+                              resample_k=self.resample_k)
         data.check(self.backbone)
         return data
 
