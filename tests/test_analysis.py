@@ -143,3 +143,17 @@ def test_heatmap_of_a_matrix_with_an_empty_cell(tmp_path):
     path = heatmap("transfer", ["adapter", "lora"], ["adapter", "lora"], [[90.0, None], [75.5, 101.0]],
                    tmp_path / "m.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 3000
+
+
+def test_task_subsets_are_seeded_and_nested():
+    from taskspace.cli.subspace import task_subset
+    from taskspace.errors import ConfigError
+
+    tasks = [f"t{i}" for i in range(10)]
+    small, large = task_subset(tasks, 0.2, 3), task_subset(tasks, 0.6, 3)
+    assert len(small) == 2 and len(large) == 6 and set(small) <= set(large)
+    assert small == [t for t in tasks if t in small]  # in the given order
+    assert task_subset(tasks, 0.2, 3) == small and task_subset(tasks, 0.2, 4) != small
+    assert task_subset(tasks, 1.0, 0) == tasks and len(task_subset(tasks, 0.01, 0)) == 1
+    with pytest.raises(ConfigError, match="expected a number in"):
+        task_subset(tasks, 1.5, 0)

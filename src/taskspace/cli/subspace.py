@@ -125,6 +125,10 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
     else:
         backbone = load_backbone_from(args)
     tasks = tasks_from(args, ["train"]) if finder.needs_tasks else []
+    if args.task_fraction is not None:
+        tasks = task_subset(tasks, args.task_fraction, args.subset_seed)
+        print(f"{len(tasks)} training tasks ({100 * args.task_fraction:g} %, subset seed {args.subset_seed}): "
+              f"{', '.join(tasks)}")
     if bank is not None:
         data = FitData.from_bank(bank, tasks)
     else:
@@ -238,6 +242,22 @@ def _add_finder_args(p: argparse.ArgumentParser) -> None:
         if len({str(v) for v in values.values()}) > 1:
             text[f.name] = "; ".join(f"{n}: {v}" for n, v in values.items())
     add_train_args(p, next(iter(trained.values())), default_text=text)
+
+
+def task_subset(tasks: list[str], fraction: float, seed: int) -> list[str]:
+    """A seeded random ``fraction`` of ``tasks`` (at least one), in their given order; nested for one seed: the
+    subset at a smaller fraction is part of the subset at a larger one."""
+    import math
+    import random
+
+    if not 0 < fraction <= 1:
+        raise ConfigError(f"--task-fraction {fraction}: expected a number in (0, 1]")
+    if not tasks:
+        raise ConfigError("--task-fraction: there are no training tasks to choose from")
+    order = list(tasks)
+    random.Random(seed).shuffle(order)
+    keep = set(order[:max(1, math.ceil(fraction * len(tasks)))])
+    return [t for t in tasks if t in keep]
 
 
 def cmd_stability(args: argparse.Namespace) -> int:
@@ -357,6 +377,9 @@ def add_commands(sub) -> None:
     f.add_argument("--bank", help="bank folder (ipt, unified; shared: optional, for relative tables)")
     f.add_argument("--tasks", nargs="*", help="training task names (or --split)")
     f.add_argument("--split", help="split file; its 'train' list is used")
+    f.add_argument("--task-fraction", type=float, metavar="F",
+                   help="fit on a seeded random F of the training tasks, 0 < F <= 1 (IPT's Fig. 7)")
+    f.add_argument("--subset-seed", type=int, default=0, help="seed of the --task-fraction subset (default: 0)")
     f.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option (shared, random-ae)")
     add_preset_arg(f)
     _add_finder_args(f)
