@@ -368,3 +368,38 @@ def test_peft_computes_what_taskspace_computes_on_smollm2(method_name, options, 
         theirs = peft_model(input_ids=ids, attention_mask=mask).logits[:, -n:]
     tol = 1e-4 if smol.dtype == torch.float32 else 3e-2
     torch.testing.assert_close(theirs.float(), ours.float(), rtol=tol, atol=tol * 10)
+
+
+def test_a_peft_lora_joins_a_bank(tmp_path, data_dir, llama_dir, capsys):
+    """An adapter of the bank's form becomes one of its entries (the bank's settings, its common anchor): the bank
+    command finds it finished, and the bank stacks it with the tuned ones."""
+    import shutil
+
+    from taskspace.backbones import load_backbone
+    from taskspace.subspace import Bank
+
+    bank = tmp_path / "bank"
+    args = ["bank", "--out", str(bank), "--methods", "lora", "--opt", "lora.r=2", "--tasks", "glue-sst2",
+            "superglue-copa", "--backbone", llama_dir, "--decode", "rank", "--data-dir", str(data_dir),
+            "--steps", "2", "--eval-every", "2", "--max-test-examples", "4", "--no-progress"]
+    _peft_lora(llama_dir, tmp_path / "adapter", r=2, lora_alpha=16, target_modules=["q_proj", "v_proj"])
+    imported = ["import-peft", str(tmp_path / "adapter"), "--task", "superglue-copa", "--bank", str(bank),
+                "--decode", "rank"]
+    capsys.readouterr()
+    assert main(imported) == 2 and "bank.json" in capsys.readouterr().err  # no bank there yet
+    assert main(args) == 0
+    copa = bank / "superglue-copa" / "lora" / "s0"
+    shutil.rmtree(copa)  # as if it had never been tuned: the adapter takes its place
+    assert main(imported[:-2]) == 2  # scored otherwise than the bank's entries: refused
+    assert "scored with decode='rank'" in capsys.readouterr().err
+    assert main(imported) == 0
+    assert json.loads((copa / "scores.json").read_text())["steps"] == 0
+    assert main(args) == 0  # the bank is complete: the imported entry is verified, not tuned again
+    assert json.loads((copa / "scores.json").read_text())["steps"] == 0
+    thetas, _ = Bank(bank, load_backbone(llama_dir, decode="rank")).stacked(["glue-sst2", "superglue-copa"], "lora")
+    assert thetas.shape[0] == 2  # one anchor for tuned and imported entries alike
+    _peft_lora(llama_dir, tmp_path / "r4", r=4, target_modules=["q_proj", "v_proj"])
+    capsys.readouterr()
+    assert main(["import-peft", str(tmp_path / "r4"), "--task", "superglue-copa", "--bank", str(bank),
+                 "--decode", "rank"]) == 2
+    assert "only an adapter of the bank's form can join it" in capsys.readouterr().err

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..presets import tuning_values
 from ..tuning import TuneConfig
 from .common import (add_backbone_args, add_data_args, add_preset_arg, add_train_args, backbone_options_from,
-                     data_dir_from, method_fields, method_names, output_folder, parse_options)
+                     data_dir_from, load_backbone_from, method_fields, method_names, output_folder, parse_options)
 
 
 def tune_config_from(args: argparse.Namespace) -> TuneConfig:
@@ -123,6 +123,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _same_backbone_settings(bank, root: Path) -> None:
+    """An imported entry is scored as the bank's entries were: the same decode protocol and lengths."""
+    from ..store import read_json
+
+    mine = bank.backbone.describe()
+    for scores in sorted(root.glob("*/*/s*/scores.json")):
+        theirs = read_json(scores.parent / "config.json")["backbone"]
+        for key in ("decode", "max_input_length", "max_output_length", "task_prefix"):
+            if theirs.get(key) != mine.get(key):
+                raise ConfigError(f"--bank {root}: its entries were scored with {key}={theirs.get(key)!r}, this "
+                                  f"backbone has {mine.get(key)!r}; pass the same backbone options "
+                                  f"(--decode, --backbone-opt) as the bank")
+        return
+
+
 def cmd_import_peft(args: argparse.Namespace) -> int:
     from ..export.imports import adapter_method, import_peft_run
     from ..tuning import default_run_name
@@ -130,8 +145,26 @@ def cmd_import_peft(args: argparse.Namespace) -> int:
     folder = Path(args.adapter)
     if not folder.is_dir():
         raise ConfigError(f"ADAPTER {folder}: expected a PEFT adapter folder")
-    base = TuneConfig(task=args.task, method=adapter_method(folder), data_dir=data_dir_from(args),
-                      backbone=args.backbone, backbone_options=backbone_options_from(args))
+    method = adapter_method(folder)
+    if args.bank:  # a new entry of an existing bank, with the bank's settings
+        from ..subspace import Bank
+        from ..subspace.bank import BANK_FILE, entry_dir
+
+        bank = Bank(args.bank, load_backbone_from(args, Path(args.bank) / BANK_FILE))
+        spec = bank.spec
+        if args.task not in spec.tasks or method not in spec.methods or args.seed not in spec.seeds:
+            raise ConfigError(f"--bank {args.bank}: the bank has no ({args.task}, {method}, seed {args.seed}) entry; "
+                              f"its tasks: {', '.join(spec.tasks)}; methods: {', '.join(spec.methods)}; seeds: "
+                              f"{', '.join(map(str, spec.seeds))}")
+        _same_backbone_settings(bank, Path(args.bank))
+        config, run_dir = spec.tune_config(args.task, method, args.seed, bank.backbone), entry_dir(
+            Path(args.bank), args.task, method, args.seed)
+        scores = import_peft_run(folder, config, run_dir, backbone=bank.backbone, keep_options=True)
+        print(f"task {config.task} | {method} imported from {folder} into the bank {args.bank} | "
+              f"dev {_pct(scores['dev'])}   test {_pct(scores['test'])}")
+        return 0
+    base = TuneConfig(task=args.task, method=method, data_dir=data_dir_from(args),
+                      backbone=args.backbone or DEFAULT_BACKBONE, backbone_options=backbone_options_from(args))
     config = from_args(base, args)
     run_dir = output_folder(args.out, "--out") / (args.run_name or "imported-" + default_run_name(config))
     scores = import_peft_run(folder, config, run_dir, overwrite=args.overwrite)
@@ -300,12 +333,15 @@ def add_commands(sub) -> None:
     i.add_argument("adapter", help="PEFT adapter folder")
     i.add_argument("--task", required=True, help="the task the adapter answers (its inputs are formatted as "
                                                  "`[task] input`, as taskspace trains)")
-    add_backbone_args(i)
+    add_backbone_args(i, default=None)
     add_data_args(i, TuneConfig, defaults, own_data=True)
     add_arguments(i, TuneConfig, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
     i.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
     i.add_argument("--run-name", help="run directory name (default: imported-<the name tune would give>)")
     i.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    i.add_argument("--bank", help="write the run as this bank's (task, method, --seed) entry instead, with the bank's "
+                                  "settings (the adapter must have the bank's method options)")
+    i.add_argument("--seed", type=int, default=0, help="with --bank: the entry's seed (default: 0)")
     i.set_defaults(func=cmd_import_peft)
 
     g = sub.add_parser("plot", help="draw a run's training curves as a PNG next to its log.jsonl",

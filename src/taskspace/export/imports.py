@@ -158,11 +158,16 @@ def import_peft(folder: str | Path, backbone: Backbone) -> tuple[DeltaMethod, to
 
 
 def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Path, *,
-                    backbone: Backbone | None = None, overwrite: bool = False) -> dict[str, Any]:
+                    backbone: Backbone | None = None, overwrite: bool = False,
+                    keep_options: bool = False) -> dict[str, Any]:
     """Import the adapter in ``folder`` as a finished run in ``run_dir``, scored on ``config``'s task like a tune
     run (dev, and the same capped test subset), so that ``evaluate``, ``predict``, ``export`` and ``--init-from``
     read it. ``config.method`` and ``config.method_options`` are replaced by what the adapter holds; the training
-    settings are recorded but were not used (``scores.json`` says ``steps: 0`` and where the theta came from)."""
+    settings are recorded but were not used (``scores.json`` says ``steps: 0`` and where the theta came from).
+
+    ``keep_options``: the config's method options must be the adapter's already (a bank entry: the bank's options
+    for the method), else the import is refused; the entry's ``theta_init`` is then the method's initialisation
+    with the config's seed, as a tuned entry's is, so that the bank's solutions share one anchor."""
     from ..backbones import load_backbone
     from ..evaluation import capped_test_split
     from ..runs import check_run_dir, finish_run, is_finished, write_run_config
@@ -177,7 +182,16 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
     if method.name != config.method:
         raise ConfigError(f"the adapter in {folder} is {method.name}, the config names {config.method}")
     backbone.check_task(task.info.has_options, task.name)
-    config = config.replace(method_options=method.config.to_dict())
+    theta_init = None
+    if keep_options:
+        wanted = build_method(config.method, backbone, config.method_options)
+        if wanted.describe() != method.describe():
+            raise ConfigError(f"the adapter in {folder} is a {method.name} with {method.config.to_dict()}; the bank's "
+                              f"{config.method} has {wanted.config.to_dict()}: only an adapter of the bank's form "
+                              "can join it")
+        theta_init = wanted.init(torch.Generator(device="cpu").manual_seed(config.seed)).to(theta.device)
+    else:
+        config = config.replace(method_options=method.config.to_dict())
     record = {"run": config.identity(), "imported": {"from": str(Path(folder).resolve()),
                                                      "peft_type": adapter.get("peft_type")}}
     check_run_dir(run_dir, record, overwrite=overwrite)
@@ -186,5 +200,5 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
             return read_json(run_dir / "scores.json")
         test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
         write_run_config(run_dir, record, backbone, method, task, test)
-        return finish_run(run_dir, task, test, method, theta, None, config.eval_batch_size,
+        return finish_run(run_dir, task, test, method, theta, theta_init, config.eval_batch_size,
                           {"best_step": None, "steps": 0, "imported_from": record["imported"]["from"]})
