@@ -126,6 +126,9 @@ def test_the_export_command_and_a_subspace_run(tmp_path, data_dir, llama_dir, ca
     ("llama", "bitfit", {"norms": False}),
     ("t5", "bitfit", {"norms": False}),
     ("bart", "bitfit", {"norms": False}),
+    # the encoder family, on the real all-MiniLM-L6-v2
+    ("minilm", "lora", {"r": 2, "targets": ("q", "v", "ffn_out")}),
+    ("minilm", "bitfit", {"norms": False}),
 ])
 def test_exports_exactly_on_every_family(kind, method_name, options, shared_dir, tmp_path):
     """A random theta on tiny models of each family: peft on a fresh copy of the same model agrees."""
@@ -141,6 +144,12 @@ def test_exports_exactly_on_every_family(kind, method_name, options, shared_dir,
         from transformers import AutoModelForCausalLM
 
         base = AutoModelForCausalLM.from_pretrained(f"{shared_dir}/models/stories260K", local_files_only=True)
+    elif kind == "minilm":
+        from transformers import AutoModel
+
+        from taskspace.backbones import _minilm_folder
+
+        base = AutoModel.from_pretrained(str(_minilm_folder()), local_files_only=True)
     else:
         base, _ = tiny_model(kind, str(shared_dir))
     peft_model = PeftModel.from_pretrained(base, str(tmp_path / "peft")).eval()
@@ -148,10 +157,15 @@ def test_exports_exactly_on_every_family(kind, method_name, options, shared_dir,
     inputs = {"input_ids": ids, "attention_mask": mask}
     if backbone.family == "seq2seq":
         inputs["decoder_input_ids"] = ids[:, :3]
+    def outputs(out):
+        return out.logits if getattr(out, "logits", None) is not None else out.last_hidden_state
+
     with torch.no_grad(), method.bind(theta):
-        ours = backbone.model(**inputs).logits
+        ours = outputs(backbone.model(**inputs))
     with torch.no_grad():
-        theirs = peft_model(**inputs).logits
+        plain = outputs(backbone.model(**inputs))
+        theirs = outputs(peft_model(**inputs))
+    assert not torch.allclose(plain, ours, atol=1e-4)  # the delta changes the model
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-5)
 
 
@@ -175,6 +189,7 @@ def _reloaded_outputs(folder, backbone, inputs):
     ("gpt2", "finetune", {}),
     ("bart", "bitfit", {}),  # native biases everywhere, layer norms included
     ("llama", "bitfit", {"norms": False}),  # no biases: the saved config switches them on
+    ("minilm", "bitfit", {}),  # the encoder family: BERT's biases, layer norms included
 ])
 def test_merged_models_compute_what_the_run_computes(kind, method_name, options, shared_dir, tmp_path):
     from taskspace.export import export_merged
@@ -188,10 +203,13 @@ def test_merged_models_compute_what_the_run_computes(kind, method_name, options,
     inputs = {"input_ids": ids, "attention_mask": mask}
     if backbone.family == "seq2seq":
         inputs["decoder_input_ids"] = ids[:, :3]
+    def outputs(o):
+        return o.logits if getattr(o, "logits", None) is not None else o.last_hidden_state
+
     with torch.no_grad(), method.bind(theta):
-        ours = backbone.model(**inputs).logits
+        ours = outputs(backbone.model(**inputs))
     with torch.no_grad():
-        plain = backbone.model(**inputs).logits
+        plain = outputs(backbone.model(**inputs))
     theirs = _reloaded_outputs(out, backbone, inputs)
     assert not torch.allclose(plain, ours, atol=1e-4)
     torch.testing.assert_close(theirs, ours, rtol=1e-4, atol=1e-4)
