@@ -215,3 +215,38 @@ def test_loss_falls_on_a_real_task(kind, name, shared_dir, data_dir):
           backbone=backbone)
     after = mean_loss()
     assert after < 0.995 * before, f"loss {before:.4f} -> {after:.4f}"
+
+
+def test_lora_groups_repeated_theta_rows_without_changing_a_result(shared_dir):
+    """An evaluation batch of a few thetas (rows repeated, each example expanded per option when ranking) is
+    computed once per distinct theta; the logits and the ranked answers are those of binding each theta alone."""
+    from taskspace.deltas.lora import distinct_rows
+    from taskspace.tasks import Example
+    from tiny import tiny_backbone
+
+    backbone = tiny_backbone("llama", str(shared_dir), decode="rank")
+    method = build_method("lora", backbone, {"r": 2, "targets": ("q", "v", "ffn_out")})
+    g = torch.Generator().manual_seed(0)
+    distinct = [torch.randn(method.size, generator=g) * 0.3 for _ in range(2)]
+    order = [0, 1, 1, 0, 1]
+    theta = torch.stack([distinct[i] for i in order])
+    first, inverse = distinct_rows(method.layout.unflatten(theta))
+    assert first.tolist() == [0, 1] or first.tolist() == [1, 0]
+    assert [order[int(first[int(i)])] for i in inverse] == order
+    tok = backbone.tokenizer
+    batch = tok([f"example {i} says something" for i in range(5)], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        with method.bind(theta):
+            grouped = backbone.model(**batch).logits
+        for row, i in enumerate(order):
+            with method.bind(distinct[i]):
+                alone = backbone.model(**{k: v[row:row + 1] for k, v in batch.items()}).logits
+            torch.testing.assert_close(grouped[row:row + 1], alone, rtol=1e-5, atol=1e-5)
+    examples = [Example(f"review {i}: fine", ("yes",), ("yes", "no", "maybe"), task="t") for i in range(5)]
+    with torch.no_grad(), method.bind(theta):
+        ranked = backbone.predict(backbone.collate(examples))
+    for row, i in enumerate(order):
+        with torch.no_grad(), method.bind(distinct[i]):
+            assert backbone.predict(backbone.collate(examples[row:row + 1])) == ranked[row:row + 1]
+    trainable = theta.clone().requires_grad_(True)  # a gradient must flow: never grouped by value
+    assert distinct_rows(method.layout.unflatten(trainable)) is None

@@ -24,6 +24,22 @@ from .base import DeltaMethod, MethodConfig, add_to_output, kaiming_uniform_, re
 ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
 
+def distinct_rows(views: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """For a per-example theta that is not being trained and holds repeated rows (an evaluation batch of a few
+    thetas, each example repeated per option): each distinct row's first index and every row's group; None when
+    every row differs or a gradient must flow (grouping by value could merge rows of different sources)."""
+    parts = list(views.values())
+    if any(p.requires_grad for p in parts) or parts[0].shape[0] < 2:
+        return None
+    flat = torch.cat([p.detach().reshape(p.shape[0], -1) for p in parts], dim=1)
+    unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
+    if unique.shape[0] == flat.shape[0]:
+        return None
+    first = torch.full((unique.shape[0],), flat.shape[0], dtype=torch.long, device=flat.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(flat.shape[0], device=flat.device), reduce="amin")
+    return first, inverse
+
+
 @dataclass
 class LoRAConfig(MethodConfig):
     r: int = option(8, "rank of the update B A")
@@ -87,13 +103,16 @@ class LoRA(DeltaMethod):
             entry = by_module.setdefault(id(s.module), (s.module, []))
             entry[1].append((s, views[f"{s.name}.lora_A"], views[f"{s.name}.lora_B"]))
         scale = self.scale
+        groups = distinct_rows(views) if per_example else None
         handles = []
         for module, items in by_module.values():
 
             def edit(x, out, items=items):
                 for site, a, b in items:
                     a, b = a.to(x.dtype), b.to(x.dtype)
-                    if per_example:
+                    if groups is not None:
+                        delta = self._grouped(x, a, b, groups)
+                    elif per_example:
                         a, b = self.backbone.rows(a), self.backbone.rows(b)
                         delta = (x @ a.transpose(-1, -2)) @ b.transpose(-1, -2)
                     else:
@@ -103,3 +122,17 @@ class LoRA(DeltaMethod):
 
             handles.append(self.backbone.add_output_edit(module, edit))
         return handles
+
+    def _grouped(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, groups) -> torch.Tensor:
+        """The per-example update computed once per distinct theta row: the rows the model runs (examples, or
+        examples x options) are split by the theta they carry, and no per-row copy of A and B is made."""
+        first, inverse = groups
+        rows = self.backbone._row_index
+        which = inverse if rows is None else inverse.index_select(0, rows)
+        delta = x.new_zeros(*x.shape[:-1], b.shape[-2])
+        for u in range(first.numel()):
+            idx = (which == u).nonzero().flatten()
+            if idx.numel():
+                r = int(first[u])
+                delta.index_copy_(0, idx, (x.index_select(0, idx) @ a[r].t()) @ b[r].t())
+        return delta
