@@ -450,7 +450,8 @@ def add_commands(sub) -> None:
     x = sub.add_parser("transfer", help="decode subspace-tuned vectors with other methods' up-projections",
                        description="For each subspace-tune run, decode its z with every method of the subspace "
                                    "(no further training) and evaluate; writes transfer.json and the source -> "
-                                   "target matrix of relative performance.")
+                                   "target matrix of relative performance (a table, and with --bank a heat map, "
+                                   "transfer.png).")
     x.add_argument("--subspace", required=True)
     x.add_argument("--runs", nargs="+", required=True, help="subspace-tune run directories")
     x.add_argument("--out", required=True)
