@@ -157,3 +157,28 @@ def test_task_subsets_are_seeded_and_nested():
     assert task_subset(tasks, 1.0, 0) == tasks and len(task_subset(tasks, 0.01, 0)) == 1
     with pytest.raises(ConfigError, match="expected a number in"):
         task_subset(tasks, 1.5, 0)
+
+
+def test_one_theta_for_several_tasks(tmp_path, data_dir, shared_dir, capsys):
+    from taskspace.deltas import build_method
+    from taskspace.backbones import load_backbone
+    from taskspace.store import load_delta
+
+    llama = f"{shared_dir}/models/stories260K"
+    args = ["multitask", "--tasks", "glue-sst2", "superglue-copa", "--method", "lora", "--opt", "r=2",
+            "--backbone", llama, "--decode", "rank", "--data-dir", str(data_dir), "--steps", "4", "--eval-every", "2",
+            "--max-test-examples", "4", "--no-progress", "--out", str(tmp_path / "mt")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "one lora theta for 2 tasks" in out and "superglue-copa" in out and "mean" in out
+    scores = json.loads((tmp_path / "mt" / "scores.json").read_text())
+    per = scores["tasks"]
+    assert set(per) == {"glue-sst2", "superglue-copa"} and per["glue-sst2"]["n_test"] == 4
+    assert scores["dev"] == pytest.approx((per["glue-sst2"]["dev"] + per["superglue-copa"]["dev"]) / 2)
+    method = build_method("lora", load_backbone(llama, decode="rank"), {"r": 2})
+    theta, _, record = load_delta(tmp_path / "mt" / "theta", method)
+    assert record["tasks"] == ["glue-sst2", "superglue-copa"]
+    assert main(args) == 0  # finished: read back, not tuned again
+    assert json.loads((tmp_path / "mt" / "scores.json").read_text()) == scores
+    assert main([*args[:-1], str(tmp_path / "mt2"), "--tasks", "glue-sst2", "glue-sst2"]) == 2
+    assert "a task is named twice" in capsys.readouterr().err

@@ -12,7 +12,7 @@ import pytest
 from taskspace.cli import build_parser, main, parse_options
 from taskspace.errors import ConfigError
 
-COMMANDS = ["tune", "evaluate", "predict", "export", "reproduce", "import-peft", "plot", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
+COMMANDS = ["tune", "evaluate", "predict", "export", "reproduce", "multitask", "import-peft", "plot", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
             "subspace-tune", "transfer", "stability", "pca", "landscape"]
 
 

@@ -18,7 +18,7 @@ import torch
 from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from .config import Config, option, positive_count
 from .deltas import METHODS, DeltaMethod, FlatParameters, build_method, default_lr
-from .errors import DataError
+from .errors import ConfigError, DataError
 from .evaluation import capped_test_split, evaluate_splits
 from .runs import DirectTheta, check_run_dir, fit_source, is_finished
 from .store import exclusive, load_delta, read_json
@@ -149,3 +149,102 @@ def reevaluate(run_dir: str | Path, *, backbone: Backbone | None = None, data_di
     scores = evaluate_splits(method.backbone, {"dev": task.dev, "test": test}, task.metric, method=method,
                              theta=theta, batch_size=config.eval_batch_size)
     return {split: value for split, value in scores.items() if value is not None}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One theta for several tasks (IPT's Table IV baseline)
+
+
+@dataclass
+class MultiTuneConfig(Config):
+    """One delta method tuned on the pooled training examples of several tasks: one theta for all of them, chosen
+    by the mean dev score over the tasks (IPT's multi-task prompt tuning / fine-tuning baseline, Table IV)."""
+
+    tasks: list[str] = option(help="the tasks", cli=False)
+    method: str = option(help="delta method", choices=METHODS, cli=False)
+    data_dir: str = option(help="folder of task folders", cli=False)
+    method_options: dict[str, Any] = option(help="method options (see `taskspace methods`)", factory=dict)
+    backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name", cli=False)
+    backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
+    k: int = option(16, "shots in the file names", check=positive_count)
+    data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
+    seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
+    train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
+    eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
+    max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
+                                                "(none: all)", check=positive_count, nullable=True)
+    test_sample_seed: int = option(0, "seed of the test subset", cli=False)
+
+    def check(self) -> None:
+        if not self.tasks:
+            raise ConfigError("--tasks: name at least one task")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError(f"--tasks {' '.join(self.tasks)}: a task is named twice")
+        if self.train.lr is None:
+            self.train = self.train.replace(lr=default_lr(self.method))
+
+
+def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Backbone | None = None,
+                   overwrite: bool = False) -> dict[str, Any]:
+    """Tune one theta on the pooled tasks into ``run_dir`` (resumable like a tune run); returns the scores:
+    per task dev and test with the chosen theta, and their means."""
+    from .evaluation import evaluate
+    from .store import save_delta, write_json
+    from .subspace.multitask import MultiTask
+    from .train import log_to, train
+
+    run_dir = Path(run_dir)
+    config.validate()
+    data = MultiTask.load(config.tasks, config.data_dir, k=config.k, seed=config.data_seed)
+    if backbone is None:
+        backbone = load_backbone(config.backbone, **config.backbone_options)
+    data.check(backbone)
+    method = build_method(config.method, backbone, config.method_options)
+    record = {"multitask": config.identity()}
+    check_run_dir(run_dir, record, overwrite=overwrite)
+    with exclusive(run_dir):
+        if is_finished(run_dir):
+            load_delta(run_dir / "theta", method)  # read and checked, never assumed
+            return read_json(run_dir / "scores.json")
+        tests = {n: capped_test_split(t, config.max_test_examples, config.test_sample_seed)
+                 for n, t in data.tasks.items()}
+        from . import __version__
+
+        write_json(run_dir / "config.json", {
+            "taskspace_version": __version__, **record,
+            "backbone": {**backbone.describe(), "fingerprint": backbone.fingerprint()}, "method": method.describe(),
+            "data": {n: {"sources": t.sources, "train": len(t.train), "dev": len(t.dev), "test": len(tests[n]),
+                         "metric": t.metric} for n, t in data.tasks.items()}})
+        theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
+        source = DirectTheta(FlatParameters(theta_init, method.layout))
+
+        def loss_fn(examples, targets):
+            with method.bind(source.bound()):
+                return backbone.loss(backbone.collate(examples, targets)).mean()
+
+        def dev_score() -> float:
+            theta = source.current()
+            return data.mean_dev_score(backbone, method, lambda i: theta, config.eval_batch_size)
+
+        result = train(source.trainable, loss_fn, data.train_examples(), config.train, evaluate=dev_score,
+                       run_dir=run_dir, backbone=backbone, log=log_to(run_dir / "log.jsonl"))
+        source.trainable.load_state_dict(result.best_state)
+        theta = source.current()
+        per_task = {}
+        for name, task in data.tasks.items():
+            dev = evaluate(backbone, task.dev, task.metric, method=method, theta=theta,
+                           batch_size=config.eval_batch_size)[0]
+            test = (evaluate(backbone, tests[name], task.metric, method=method, theta=theta,
+                             batch_size=config.eval_batch_size)[0] if tests[name] else None)
+            per_task[name] = {"metric": task.metric, "dev": dev, "test": test, "n_test": len(tests[name])}
+        tested = [v["test"] for v in per_task.values() if v["test"] is not None]
+        scores = {"tasks": per_task, "dev": sum(v["dev"] for v in per_task.values()) / len(per_task),
+                  "test": sum(tested) / len(tested) if tested else None, "best_step": result.best_step,
+                  "steps": result.steps, "decode": backbone.decode}
+        save_delta(run_dir / "theta", method, theta, theta_init,
+                   extra={"tasks": list(config.tasks), "best_step": result.best_step})
+        write_json(run_dir / "scores.json", scores)
+        import shutil
+
+        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)
+    return scores

@@ -60,7 +60,7 @@ ENTRIES: tuple[Entry, ...] = (
           "`taskspace stability --runs RUN...` over runs of several seeds; `tune --init-from IST_RUN/theta`",
           "code"),
     Entry("IPT", "Table IV", "multi-task PT / FT over all training tasks as a baseline",
-          "missing: multi-task tuning of one theta", "missing"),
+          "`taskspace multitask --split FILE --method prompt|finetune` (one theta, per-task scores)", "code"),
     Entry("IPT", "Tables V-VIII", "absolute scores behind the relative ones",
           "the bank and subspace-tune tables of recipes/cpu_scale.py", "run", _CPU, _REPORT),
     Entry("IPT", "MSF reconstruction", "the auto-encoder's reconstructed prompts on the training tasks",

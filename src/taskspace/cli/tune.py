@@ -9,7 +9,7 @@ from ..backbones import DEFAULT_BACKBONE
 from ..config import add_arguments, from_args
 from ..errors import ConfigError
 from ..presets import tuning_values
-from ..tuning import TuneConfig
+from ..tuning import MultiTuneConfig, TuneConfig
 from .common import (add_backbone_args, add_data_args, add_preset_arg, add_train_args, backbone_options_from,
                      data_dir_from, load_backbone_from, method_fields, method_names, output_folder, parse_options)
 
@@ -184,6 +184,26 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_multitask(args: argparse.Namespace) -> int:
+    from ..tuning import MultiTuneConfig, multitask_tune
+    from .common import known_tasks, tasks_from
+
+    method_options = parse_options(args.opt, method_fields(args.method), f"--opt (for {args.method})")
+    base = MultiTuneConfig(tasks=tasks_from(args, args.parts), method=args.method, data_dir=data_dir_from(args),
+                           backbone=args.backbone, backbone_options=backbone_options_from(args),
+                           method_options=method_options)
+    config = from_args(base, args)
+    known_tasks(config.tasks, config.data_dir)
+    scores = multitask_tune(config, output_folder(args.out, "--out"), overwrite=args.overwrite)
+    width = max(len(t) for t in scores["tasks"])
+    print(f"one {args.method} theta for {len(scores['tasks'])} tasks | best step {scores['best_step']} | run {args.out}")
+    print(f"{'task':<{width}}  {'dev':>7} {'test':>7}")
+    for task, s in scores["tasks"].items():
+        print(f"{task:<{width}}  {_pct(s['dev'])} {_pct(s['test'])}")
+    print(f"{'mean':<{width}}  {_pct(scores['dev'])} {_pct(scores['test'])}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from ..analysis.papers import papers_text
 
@@ -349,6 +369,25 @@ def add_commands(sub) -> None:
                                    "with the frozen backbone and the best step marked (needs matplotlib).")
     g.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
     g.set_defaults(func=cmd_plot)
+
+    mt = sub.add_parser("multitask", help="tune one theta on several tasks at once (IPT's Table IV baseline)",
+                        description="Tune one delta method on the pooled training examples of several tasks (batches "
+                                    "mix tasks), choosing the step by the mean dev score over the tasks; prints and "
+                                    "writes every task's dev and test score with that one theta. Resumable.")
+    mt.add_argument("--tasks", nargs="*", help="task names (or --split)")
+    mt.add_argument("--split", help="split file {'train': [...], 'dev': [...], 'test': [...]}")
+    mt.add_argument("--parts", nargs="+", default=["train"], help="which lists of the split file (default: train)")
+    mt.add_argument("--method", required=True, choices=method_names())
+    mt.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (see `taskspace methods`)")
+    add_backbone_args(mt)
+    mt.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
+    mdefaults = MultiTuneConfig(tasks=["x"], method="lora", data_dir="")
+    add_arguments(mt, MultiTuneConfig, defaults=mdefaults, only=("k", "data_seed", "seed"))
+    add_train_args(mt, mdefaults.train, default_text={"lr": "per method, see `taskspace methods`"})
+    add_arguments(mt, MultiTuneConfig, defaults=mdefaults, only=("eval_batch_size", "max_test_examples"))
+    mt.add_argument("--out", required=True, help="run directory")
+    mt.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
+    mt.set_defaults(func=cmd_multitask)
 
     rp = sub.add_parser("reproduce", help="list every table and figure of both papers and what produces it here",
                         description="Every table and figure of IPT and UDT: the command or recipe stage that "
