@@ -27,7 +27,7 @@ def _write(path, text):
 @pytest.fixture
 def own(tmp_path):
     """A folder with three tasks of one's own: CSV (with a quoted comma), TSV + JSON lines, and a saved dataset."""
-    _write(tmp_path / "reviews" / "train.csv", 'text,label\n"Great film, loved it",positive\nAwful,negative\n')
+    _write(tmp_path / "reviews" / "train.csv", 'text,label\n"Great film, loved it",positive\n"Awful.\nJust awful",negative\n')
     _write(tmp_path / "reviews" / "validation.csv", "text,label\nNice,positive\n")
     _write(tmp_path / "reviews" / "test.csv", "text,label\nBad,negative\nFine,positive\n")
     _write(tmp_path / "qa" / "train.tsv", "text\tlabel\nwho wrote hamlet?\tshakespeare\n")
@@ -42,7 +42,7 @@ def own(tmp_path):
 
 def test_split_files_with_a_header_are_read_by_column(own):
     task = load_task("reviews", own, columns=COLUMNS)
-    assert [e.input for e in task.train] == ["Great film, loved it", "Awful"]
+    assert [e.input for e in task.train] == ["Great film, loved it", "Awful.\nJust awful"]  # a quoted line break kept
     assert [e.target for e in task.dev] == ["positive"] and len(task.test) == 2
     assert task.sources["dev"].endswith("validation.csv")
     qa = load_task("qa", own, columns=COLUMNS)

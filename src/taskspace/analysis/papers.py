@@ -98,9 +98,12 @@ def papers_rows(status: str | None = None) -> list[Entry]:
 def papers_markdown() -> str:
     lines = ["| paper | item | what it shows | how | status | scale here | result |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
+    def cell(text: str) -> str:
+        return (text or "-").replace("|", "\\|")  # a bar inside a cell would end it
+
     for e in ENTRIES:
-        lines.append(f"| {e.paper} | {e.item} | {e.shows} | {e.how} | {e.status} | {e.scale or '-'} | "
-                     f"{e.where or '-'} |")
+        lines.append("| " + " | ".join(cell(c) for c in (e.paper, e.item, e.shows, e.how, e.status, e.scale,
+                                                          e.where)) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -109,12 +109,14 @@ def settings_of(data: dict[str, Any]) -> dict[str, Any]:
             if k not in ("taskspace_version", "format") and not (k in _DESCRIPTIVE and isinstance(v, dict))}
 
 
-def _text(value: Any) -> str:
+def _text(value: Any, none: str = "none") -> str:
+    """A value as the command line spells it (``none`` for an option's None; ``null`` inside KEY=VALUE options,
+    which are read as JSON when the option's default is None)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
-    return "none" if value is None else str(value)
+    return none if value is None else str(value)
 
 
 def flatten(settings: dict[str, Any], where: str) -> dict[str, Any]:
@@ -127,13 +129,13 @@ def flatten(settings: dict[str, Any], where: str) -> dict[str, Any]:
             # train.lr null is "the method's default rate" (as a bank records it): the same as leaving it out
             later.update({str(k).replace("-", "_"): v for k, v in value.items() if not (k == "lr" and v is None)})
         elif key == "method_options" and isinstance(value, dict):
-            out.setdefault("opt", []).extend(f"{k}={_text(v)}" for k, v in value.items())
+            out.setdefault("opt", []).extend(f"{k}={_text(v, 'null')}" for k, v in value.items())
         elif key == "methods" and isinstance(value, dict):  # a bank: method -> options
             out["methods"] = list(value)
             for method, options in value.items():
                 if not isinstance(options, dict):
                     raise ConfigError(f"{where}: methods.{method}: expected a mapping of options")
-                out.setdefault("opt", []).extend(f"{method}.{k}={_text(v)}" for k, v in options.items())
+                out.setdefault("opt", []).extend(f"{method}.{k}={_text(v, 'null')}" for k, v in options.items())
         elif key == "lr" and isinstance(value, dict):  # a bank: method -> learning rate
             out["method_lr"] = [f"{m}={_text(v)}" for m, v in value.items()]
         elif key == "backbone_options" and isinstance(value, dict):
@@ -141,7 +143,7 @@ def flatten(settings: dict[str, Any], where: str) -> dict[str, Any]:
                 if k in ("family", "decode"):
                     out[k] = v
                 else:
-                    out.setdefault("backbone_opt", []).append(f"{k}={_text(v)}")
+                    out.setdefault("backbone_opt", []).append(f"{k}={_text(v, 'null')}")
         else:
             out[key] = value
     for key, value in later.items():  # a section's key never replaces the same key given at the top (seed)

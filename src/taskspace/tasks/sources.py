@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -143,7 +144,8 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                 raise DataError(f"a JSON {type(record).__name__} is not a row; expected an object", path, number)
             yield number, record
         return
-    reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix == ".tsv" else ",")
+    # a StringIO with newline="" keeps a line break inside a quoted cell as the csv module expects
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter="\t" if path.suffix == ".tsv" else ",")
     if not reader.fieldnames:
         raise DataError("empty file: expected a header line naming the columns", path, 1)
     for row in reader:
