@@ -49,8 +49,9 @@ def test_yaml_sections_overrides_and_options_in_that_order(tmp_path, shared_dir,
 
 
 def test_a_bank_json_gives_back_its_spec(tmp_path, data_dir):
+    # the command records the data folder resolved (a path through a link becomes the link's target)
     spec = BankSpec(tasks=["glue-sst2", "ag_news"], methods={"lora": {"r": 2}, "prompt": {"n_tokens": 5}},
-                    data_dir=str(data_dir), seeds=[0, 1], lr={"lora": 0.01}, k=16)
+                    data_dir=str(data_dir.resolve()), seeds=[0, 1], lr={"lora": 0.01}, k=16)
     spec = spec.updated({"train": {"steps": 7, "batch_size": 3}})
     config = _write(tmp_path / "bank.json", json.dumps({"format": "taskspace.bank/1", "spec": spec.identity(),
                                                         "backbone": {"name": "x", "fingerprint": "y"}}))
