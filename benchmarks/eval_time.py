@@ -19,23 +19,22 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
+from common import describe_device, timed
 from taskspace.backbones import load_backbone
 from taskspace.cli import parse_options
 from taskspace.deltas import build_method
 from taskspace.tasks import load_task
 
 
-def _median_ms(fn, repeats: int) -> tuple[float, object]:
+def _median_ms(fn, repeats: int, device) -> tuple[float, object]:
     times, out = [], None
     for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
+        seconds, out = timed(fn, device)
+        times.append(seconds)
     return statistics.median(times) * 1000, out
 
 
@@ -82,11 +81,12 @@ def main() -> None:
     batch = backbone.collate(examples)
     options = {len(e.options) for e in examples}
     print(f"backbone {backbone.name} ({backbone.describe()['dtype']}), task {args.task} ({sorted(options)} options), "
-          f"{len(examples)} examples in one batch, {torch.get_num_threads()} threads, median of {args.repeats}")
+          f"{len(examples)} examples in one batch, median of {args.repeats}")
+    print(f"device {describe_device(backbone.device)}")
 
     with torch.no_grad():
-        fast_ms, fast = _median_ms(lambda: backbone.option_scores(batch), args.repeats)
-        slow_ms, slow = _median_ms(lambda: backbone.option_scores_reencoded(batch), args.repeats)
+        fast_ms, fast = _median_ms(lambda: backbone.option_scores(batch), args.repeats, backbone.device)
+        slow_ms, slow = _median_ms(lambda: backbone.option_scores_reencoded(batch), args.repeats, backbone.device)
     worst = max(float((a - b).abs().max()) for a, b in zip(fast, slow))
     same_choice = all(int(a.argmax()) == int(b.argmax()) for a, b in zip(fast, slow))
     assert worst < 1e-3 and same_choice, f"option scores differ (max abs {worst:.2e}, same choices {same_choice})"
@@ -98,8 +98,8 @@ def main() -> None:
     g = torch.Generator().manual_seed(args.lora_seed)
     theta = lora.init(g) + 0.02 * torch.randn(lora.size, generator=g)
     with torch.no_grad(), lora.bind(theta):
-        fast_ms, fast = _median_ms(lambda: backbone.generate(batch), args.repeats)
-        slow_ms, slow = _median_ms(lambda: _generate_keeping_every_row(backbone, batch), args.repeats)
+        fast_ms, fast = _median_ms(lambda: backbone.generate(batch), args.repeats, backbone.device)
+        slow_ms, slow = _median_ms(lambda: _generate_keeping_every_row(backbone, batch), args.repeats, backbone.device)
     assert fast == slow, "generated texts differ"
     lengths = [len(backbone.tokenizer(t, add_special_tokens=False).input_ids) for t in fast]
     print(f"generation      taskspace {fast_ms:9.1f} ms   every row to the end  {slow_ms:9.1f} ms   "

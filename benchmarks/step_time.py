@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from common import describe_device, timed
 from taskspace.backbones import load_backbone
 from taskspace.cli import parse_options
 from taskspace.deltas import FlatParameters, build_method
@@ -46,12 +46,6 @@ OPTIONS = {
     "bitfit": {},
     "finetune": {},
 }
-
-
-def _timed(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -169,7 +163,8 @@ def main() -> None:
         backbone.loss(batch)  # fills the encoder's option-embedding cache for every implementation
     print(f"backbone {backbone.name} ({backbone.family}, {backbone.num_parameters():,} parameters, "
           f"{backbone.describe()['dtype']}), task "
-          f"{args.task}, batch {args.batch_size}, {torch.get_num_threads()} threads, median of {args.steps} steps")
+          f"{args.task}, batch {args.batch_size}, median of {args.steps} steps")
+    print(f"device {describe_device(backbone.device)}")
     print(f"{'method':>9} {'D':>11} {'taskspace ms':>13} {'reference ms':>13} {'frozen ms':>10} "
           f"{'vs reference':>13} {'vs frozen':>10}  reference")
 
@@ -205,7 +200,7 @@ def main() -> None:
         times: dict[str, list[float]] = {k: [] for k in runners}
         for i in range(args.warmup + args.steps):
             for key, fn in runners.items():  # interleaved, so drifts of the machine hit all alike
-                t = _timed(fn)
+                t, _ = timed(fn, backbone.device)
                 if i >= args.warmup:
                     times[key].append(t)
         med = {k: statistics.median(v) * 1000 for k, v in times.items()}

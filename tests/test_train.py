@@ -210,3 +210,72 @@ def test_adafactor_factors_matrices():
 def test_config_validation_names_the_option(field, value, flag):
     with pytest.raises(ConfigError, match=flag):
         TrainConfig(**{field: value}).validate()
+
+
+class Linear(torch.nn.Module):
+    """A loss without randomness whose gradient depends on which examples a batch holds."""
+
+    def __init__(self):
+        super().__init__()
+        self.theta = torch.nn.Parameter(torch.zeros(4))
+
+    def loss(self, examples, targets):
+        goal = torch.tensor([[float(t[1:]), 1.0, -1.0, 2.0] for t in targets])
+        return ((self.theta - goal) ** 2 * torch.arange(1.0, 5.0)).sum(-1).mean() + self.theta.square().sum()
+
+
+@pytest.mark.parametrize("micro", [1, 2, 4])
+def test_micro_batches_compute_the_same_steps(micro):
+    """Gradient accumulation: each step's batch in micro-batches (the last one smaller), one backward pass each,
+    gives the steps of one pass over the whole batch; a run differing only in it resumes the other's checkpoint."""
+    states = []
+    for size in (None, micro):
+        model = Linear()
+        config = TrainConfig(steps=6, batch_size=5, lr=0.1, progress=False, micro_batch_size=size)
+        train(model, model.loss, EXAMPLES, config)
+        states.append(model.theta.detach().clone())
+    assert torch.allclose(states[0], states[1], atol=1e-6)
+    assert config.identity() == TrainConfig(steps=6, batch_size=5, lr=0.1).identity()
+
+
+def test_a_summed_loss_is_split_exactly_by_its_share():
+    """A loss that sums over the batch (IPT's code) divides by micro_batch_share() and so keeps its steps."""
+    from taskspace.train import micro_batch_share
+
+    assert micro_batch_share() == 1.0
+    states = []
+    for size in (None, 2):
+        model = Linear()
+
+        def summed(examples, targets, model=model):
+            return model.loss(examples, targets) * len(examples) / micro_batch_share()
+
+        train(model, summed, EXAMPLES, TrainConfig(steps=4, batch_size=5, lr=0.01, progress=False,
+                                                  micro_batch_size=size))
+        states.append(model.theta.detach().clone())
+    assert torch.allclose(states[0], states[1], atol=1e-6)
+
+
+def test_checkpoints_carry_the_cuda_generators(tmp_path, monkeypatch):
+    """Where CUDA is present, every device's generator state is saved with the checkpoint and restored on resume."""
+    saved = [torch.tensor([1, 2, 3], dtype=torch.uint8), torch.tensor([4, 5], dtype=torch.uint8)]
+    restored = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: saved)
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: restored.append(states))
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, steps=6, fail_at=4)  # dies in step 4, after the step-2 checkpoint
+    model = Quadratic()
+    scores = iter([0.5, 0.3])
+    train(model, model.loss, EXAMPLES, TrainConfig(steps=6, batch_size=3, lr=0.1, eval_every=2, progress=False),
+          evaluate=lambda: next(scores), run_dir=tmp_path)
+    assert len(restored) == 1 and [s.tolist() for s in restored[0]] == [[1, 2, 3], [4, 5]]
+
+
+def test_float16_weights_are_refused_for_training():
+    backbone = torch.nn.Linear(2, 2).half()
+    backbone.dtype = torch.float16
+    model = Linear()
+    with pytest.raises(ConfigError, match="dtype=float16: .*loss scaling"):
+        train(model, model.loss, EXAMPLES, TrainConfig(steps=1, progress=False), backbone=backbone)

@@ -3,13 +3,15 @@
 ``train`` optimises the parameters of any ``nn.Module`` (a delta vector theta, an intrinsic vector z, a
 projection) for a loss computed on batches of examples. It provides AdamW / Adafactor, warm-up with linear decay
 or constant schedules, gradient clipping, evaluation every N steps with best-on-dev selection, early stopping,
-seeded and resumable data order, and a progress bar. With a ``run_dir`` it checkpoints after every evaluation
-(safetensors + JSON) and an interrupted run resumes from the last checkpoint and reproduces the uninterrupted
-run exactly.
+seeded and resumable data order, gradient accumulation over micro-batches, and a progress bar. With a ``run_dir``
+it checkpoints after every evaluation (safetensors + JSON: the trainable, the optimiser, and the CPU and CUDA random
+number generators) and an interrupted run resumes from the last checkpoint and reproduces the uninterrupted run
+exactly.
 """
 
 from __future__ import annotations
 
+import contextvars
 import json
 import math
 import random
@@ -46,6 +48,10 @@ class TrainConfig(Config):
     patience: int | None = option(None, "stop after N evaluations without a better dev score (none: never)",
                                   check=at_least(1))
     seed: int = option(0, "seed of the data order")
+    micro_batch_size: int | None = option(
+        None, "gradient accumulation: split each step's batch into micro-batches of at most N examples, one backward "
+        "pass each, weighted by their share of the batch (the same step as one pass, in less memory; none: one pass)",
+        check=at_least(1), nullable=True, runtime=True)
     progress: bool = option(True, "a progress bar", runtime=True)
     report_to: str = option("none", "also send the training curves to tensorboard (<run>/tensorboard) or wandb",
                             choices=("none", "tensorboard", "wandb"), runtime=True)
@@ -145,6 +151,9 @@ class _Checkpoint:
         opt_tensors, opt_meta = _optimizer_to_files(opt)
         tensors.update(opt_tensors)
         tensors["rng.torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            for i, state in enumerate(torch.cuda.get_rng_state_all()):
+                tensors[f"rng.cuda.{i}"] = state
         name = f"state-{step}.safetensors"
         write_tensors(self.dir / name, tensors)
         write_json(self.meta, {
@@ -173,6 +182,34 @@ class _Checkpoint:
         return meta, read_tensors(tensors)
 
 
+_SHARE: contextvars.ContextVar[float] = contextvars.ContextVar("micro_batch_share", default=1.0)
+
+
+def micro_batch_share() -> float:
+    """The share of the step's batch that the loss being computed covers (1.0 without micro-batches).
+
+    :func:`train` weights each micro-batch's loss by its share, which adds up to the step's loss for a mean over
+    examples; a loss that sums over the batch instead (IPT's code) divides by the share."""
+    return _SHARE.get()
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
+    """The random number generators as a checkpoint saved them. CUDA states are restored when this process sees
+    as many CUDA devices as the saving one did (a run resumed on other hardware cannot replay its kernels exactly
+    anyway; with the backbone's dropout off, taskspace's steps draw no CUDA random numbers)."""
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")),
+                                       key=lambda k: int(k.rsplit(".", 1)[1]))]
+    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
+        torch.cuda.set_rng_state_all(cuda)
+
+
+def _check_dtype(backbone: nn.Module | None) -> None:
+    if backbone is not None and getattr(backbone, "dtype", None) == torch.float16:
+        raise ConfigError("dtype=float16: training through float16 weights needs loss scaling, which taskspace does "
+                          "not do (gradients underflow); load the backbone with dtype=bfloat16 or float32")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 
 
@@ -196,7 +233,10 @@ def train(
     step. The trained state with the best score is returned (ties go to the earlier step), unless the untrained
     state (step 0) scored strictly better than all of them: then that one is, so that training never reports a
     result worse on dev than where it started. Without ``evaluate`` the last state is returned.
-    ``backbone`` (if given) is switched to train mode for steps and to eval mode for evaluation. ``groups``
+    With ``micro_batch_size``, ``loss_fn`` is called on parts of the step's batch: a mean of per-example losses
+    (plus terms that do not depend on the batch) gives the same step; a sum over the batch divides by
+    :func:`micro_batch_share`. ``backbone`` (if given) is switched to train mode for steps and
+    to eval mode for evaluation; float16 weights are refused (no loss scaling). ``groups``
     gives learning-rate multipliers per parameter group, ``[(parameters, multiplier), ...]`` (default: one group
     of every trainable parameter at 1).
     """
@@ -210,6 +250,7 @@ def train(
     params = [p for p in trainable.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the trainable module has no parameters that require gradients")
+    _check_dtype(backbone)
     torch.manual_seed(config.seed)
     groups = groups if groups is not None else [(params, 1.0)]
     opt = make_optimizer(config.optimizer, [{"params": list(ps), "lr": config.lr * scale} for ps, scale in groups],
@@ -231,7 +272,7 @@ def train(
         if loaded_initial:
             initial = (meta["initial_score"], loaded_initial)
         _optimizer_from_files(opt, tensors, meta["optimizer"])
-        torch.set_rng_state(tensors["rng.torch"])
+        _restore_rng(tensors)
         start, best_step, best_score = meta["step"], meta["best_step"], meta["best_score"]
         history, bad_evals, resumed = meta["history"], meta["bad_evals"], meta["step"]
         if hasattr(log, "resume"):
@@ -264,15 +305,29 @@ def train(
             trainable.train()
             idx = batch_indices(len(examples), config.batch_size, config.seed, step)
             batch = [examples[i] for i in idx]
-            loss = loss_fn(batch, choose_targets(batch, config.seed, step))
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                raise TrainingError(
-                    f"the loss became {value} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                    "try a lower --lr"
-                )
+            targets = choose_targets(batch, config.seed, step)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            value = 0.0
+            size = config.micro_batch_size or len(batch)
+            for start in range(0, len(batch), size):
+                if size < len(batch):  # a micro-batch: its share of the step's (mean) loss
+                    part = slice(start, start + size)
+                    share = len(batch[part]) / len(batch)
+                    token = _SHARE.set(share)
+                    try:
+                        loss = loss_fn(batch[part], targets[part]) * share
+                    finally:
+                        _SHARE.reset(token)
+                else:
+                    loss = loss_fn(batch, targets)
+                part_value = float(loss.detach())
+                if not math.isfinite(part_value):
+                    raise TrainingError(
+                        f"the loss became {part_value} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                        "try a lower --lr"
+                    )
+                loss.backward()
+                value += part_value
             gnorm = grad_norm(params)
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)

@@ -161,7 +161,7 @@ def _valid_options(cls: type[Backbone]) -> set[str]:
     """The options :func:`load_backbone` takes for a backbone of class ``cls``."""
     import inspect
 
-    valid = {"dtype", "device", "family"}
+    valid = {"dtype", "device", "family", "attn_implementation"}
     for klass in cls.__mro__:
         if "__init__" in vars(klass):
             valid |= {n for n, p in inspect.signature(klass.__init__).parameters.items()
@@ -185,6 +185,7 @@ def load_backbone(
     family: str | None = None,
     dtype: str | torch.dtype = "auto",
     device: str | torch.device = "auto",
+    attn_implementation: str = "sdpa",
     **options,
 ) -> Backbone:
     """Load a frozen backbone. Local folders are read with ``local_files_only`` (no network access).
@@ -193,6 +194,9 @@ def load_backbone(
 
     ``dtype="auto"`` loads the frozen weights in bfloat16 where the device computes it fast (CUDA with bf16, CPUs
     with AMX or AVX-512 BF16) and in float32 elsewhere; deltas, their gradients and optimiser states stay float32.
+
+    ``attn_implementation``: the attention implementation transformers computes with (``sdpa``, ``eager``,
+    ``flex_attention``, ``flash_attention_2``, ...); taskspace wraps it to add prefixes (see :mod:`.attention`).
     """
     from transformers import AutoTokenizer
 
@@ -204,9 +208,16 @@ def load_backbone(
     _check_options(FAMILIES[fam], options)
     torch_dtype = resolve_dtype(dtype, device)
     with _quiet_transformers():
-        model = auto.from_pretrained(
-            path, local_files_only=local, dtype=torch_dtype, attn_implementation="sdpa", **extra
-        ).to(device)
+        try:
+            model = auto.from_pretrained(
+                path, local_files_only=local, dtype=torch_dtype, attn_implementation=attn_implementation, **extra
+            ).to(device)
+        except (ValueError, ImportError) as e:
+            if "attn_implementation" not in str(e) and "ttention" not in str(e):
+                raise
+            first = str(e).strip().splitlines()[0]
+            raise ConfigError(f"attn_implementation={attn_implementation!r}: transformers cannot use it for this "
+                              f"model: {first}") from None
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=local)
     options.setdefault("max_input_length", FAMILIES[fam].default_max_input_length(path, local))
     folder = path if local else _snapshot_folder(path)

@@ -31,7 +31,7 @@ from torch.utils.hooks import RemovableHandle
 
 from ..errors import ConfigError
 from ..tasks.example import Example
-from .attention import PREFIX_ATTR, PrefixProvider, use_taskspace_attention
+from .attention import PREFIX_ATTR, WRAPPABLE, PrefixProvider, use_taskspace_attention
 from .sites import AttentionSite, Sites, discover_sites
 
 
@@ -145,6 +145,8 @@ class Backbone(nn.Module):
         task_prefix: bool = True,
         label_smoothing: float = 0.0,
         decode: str | None = None,
+        dropout: bool = False,
+        gradient_checkpointing: bool = False,
         weight_files: Sequence[str | Path] | None = None,
     ):
         super().__init__()
@@ -166,9 +168,15 @@ class Backbone(nn.Module):
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={label_smoothing}: expected a value in [0, 1)")
         self.label_smoothing = label_smoothing
+        if not isinstance(dropout, bool):
+            raise ConfigError(f"dropout={dropout!r}: expected true or false")
+        self.dropout = dropout
+        if not isinstance(gradient_checkpointing, bool):
+            raise ConfigError(f"gradient_checkpointing={gradient_checkpointing!r}: expected true or false")
+        self.gradient_checkpointing = gradient_checkpointing
         model.requires_grad_(False)
         model.eval()
-        use_taskspace_attention(model)
+        self.attn_implementation = use_taskspace_attention(model)
         self.sites: Sites = discover_sites(model)
         # The frozen parameters, deduplicated (tied weights appear once), in named_parameters order, and every
         # (module, attribute) that holds each of them, so that an override replaces tied weights together.
@@ -185,6 +193,8 @@ class Backbone(nn.Module):
         self._row_index: torch.Tensor | None = None
         self._weight_files = [Path(f) for f in weight_files] if weight_files else None
         self._fingerprint: str | None = None
+        if gradient_checkpointing:
+            self._checkpoint_layers()
 
     @property
     def tokenizer(self):
@@ -255,7 +265,78 @@ class Backbone(nn.Module):
             "label_smoothing": self.label_smoothing,
             "decode": self.decode,
             "dtype": str(self.dtype).removeprefix("torch."),
+            "dropout": self.dropout,
+            "attn_implementation": self.attn_implementation,
+            "gradient_checkpointing": self.gradient_checkpointing,
         }
+
+    def train(self, mode: bool = True) -> "Backbone":
+        """Training mode for what is trained through the backbone. The frozen model itself stays in evaluation mode
+        (its dropout off, so a step depends only on theta, the batch and nothing random) unless the backbone was
+        built with ``dropout=True``, the behaviour of the papers' code, which trains with the model's dropout on."""
+        super().train(mode)
+        if mode and not self.dropout:
+            self.model.eval()
+        return self
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Gradient checkpointing
+
+    def _checkpoint_layers(self) -> None:
+        """Recompute each transformer layer's activations in the backward pass instead of keeping them.
+
+        transformers checkpoints a layer only in training mode, which would switch the frozen model's dropout on;
+        taskspace wraps the layers itself (PyTorch's non-reentrant checkpoint). What is bound when a layer runs
+        (parameter overrides, prefixes, output edits, the row map) is gone by the time ``backward`` recomputes
+        it, so the recomputation runs with the injections of the forward pass put back."""
+        from torch.utils.checkpoint import checkpoint
+        from transformers.modeling_layers import GradientCheckpointingLayer
+
+        layers = [m for m in self.model.modules() if isinstance(m, GradientCheckpointingLayer)]
+        if not layers:
+            raise ConfigError(f"gradient_checkpointing=true: {type(self.model).__name__} has no layers transformers "
+                              "can checkpoint")
+        for layer in layers:
+            forward = layer.forward
+
+            def run(*args, _forward=forward, _layer=layer, **kwargs):
+                cached = kwargs.get("past_key_values") is not None or kwargs.get("layer_past") is not None
+                if not torch.is_grad_enabled() or cached:
+                    return _forward(*args, **kwargs)
+                state = self._injections(_layer)
+                return checkpoint(_forward, *args, use_reentrant=False, **kwargs,
+                                  context_fn=lambda: (contextlib.nullcontext(), self._reinstated(state, _layer)))
+
+            layer.forward = run
+
+    def _injections(self, layer: nn.Module) -> tuple:
+        """What is bound now, as far as ``layer`` can see it."""
+        return (list(self._overrides), self._suspended, self._row_index,
+                {m: getattr(m, PREFIX_ATTR, None) for m in layer.modules()},
+                {m: dict(m._forward_hooks) for m in layer.modules()})
+
+    @contextlib.contextmanager
+    def _reinstated(self, state: tuple, layer: nn.Module) -> Iterator[None]:
+        """Within this block, ``layer`` runs with the injections ``state`` recorded; then the current ones again."""
+        now = self._injections(layer)
+        self._put_injections(state)
+        try:
+            yield
+        finally:
+            self._put_injections(now)
+
+    def _put_injections(self, state: tuple) -> None:
+        overrides, self._suspended, self._row_index, prefixes, hooks = state
+        self._overrides = list(overrides)
+        self._apply_overrides()
+        for m, prefix in prefixes.items():
+            if prefix is None:
+                m.__dict__.pop(PREFIX_ATTR, None)
+            else:
+                setattr(m, PREFIX_ATTR, prefix)
+        for m, kept in hooks.items():
+            m._forward_hooks.clear()
+            m._forward_hooks.update(kept)
 
     # ----------------------------------------------------------------------------------------------------------
     # Injections
@@ -279,6 +360,10 @@ class Backbone(nn.Module):
     def add_attention_prefix(self, site: AttentionSite, provider: PrefixProvider) -> _Handle:
         """While registered, the provider's keys and values are prepended in ``site``'s attention."""
         module = site.module
+        if self.attn_implementation not in WRAPPABLE:
+            raise ConfigError(f"prefix: attention implementation {self.attn_implementation!r} takes no key/value "
+                              "prefix (its masks are sequence lengths); load the backbone with --backbone-opt "
+                              f"attn_implementation=<{'|'.join(WRAPPABLE)}>")
         if getattr(module, PREFIX_ATTR, None) is not None:
             raise ConfigError(f"{site.name} already has a prefix bound; bind one prefix method at a time")
         backbone = self

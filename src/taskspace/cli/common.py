@@ -193,7 +193,9 @@ def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAU
                         "tasks with options (the only mode of encoder backbones)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE",
                    help="backbone option, e.g. dtype=float32 (default auto: bfloat16 where the hardware runs it "
-                        "fast), max_input_length=256, similarity_scale=20, label_smoothing=0.1")
+                        "fast), max_input_length=256, attn_implementation=eager (sdpa, flex_attention, "
+                        "flash_attention_2), dropout=true (the frozen model's dropout in training steps; default "
+                        "off), similarity_scale=20, label_smoothing=0.1")
 
 
 def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config | None = None, *,
@@ -215,7 +217,7 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = No
                    default_text: dict[str, str] | None = None, exclude: Sequence[str] = ()) -> None:
     """The training options, one per field of :class:`TrainConfig` (``--seed`` belongs to the command's config)."""
     add_arguments(p, TrainConfig, defaults=defaults, exclude=("seed", *exclude), default_text=default_text or {},
-                  types={"patience": int})
+                  types={"patience": int, "micro_batch_size": int})
 
 
 def add_preset_arg(p: argparse.ArgumentParser) -> None:

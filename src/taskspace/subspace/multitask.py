@@ -12,6 +12,7 @@ from ..backbones import Backbone
 from ..deltas import DeltaMethod
 from ..evaluation import evaluate
 from ..tasks import Example, Task, load_task
+from ..train import micro_batch_share
 
 
 @dataclass
@@ -66,7 +67,8 @@ def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Examp
 
     ``index`` holds each example's task row; ``theta_of(rows)`` returns the thetas ``[len(rows), D]`` of the batch
     rows ``rows``. ``tokens="mean"``: the mean over examples of each example's mean token loss; ``"sum"``: the sum
-    of every token loss in the batch (IPT's original code). ``label_smoothing`` None: the backbone's option.
+    of every token loss in the batch (IPT's original code; under micro-batches, divided by the micro-batch's share
+    of the step, see :func:`taskspace.train.micro_batch_share`). ``label_smoothing`` None: the backbone's option.
     A method that takes per-example theta gets one ``[B, D]`` bind for the whole batch; one that does not (full
     fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with its rows' share.
     """
@@ -74,7 +76,8 @@ def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Examp
         batch = backbone.collate([examples[i] for i in batch_rows], [targets[i] for i in batch_rows])
         return backbone.loss(batch, label_smoothing=label_smoothing, reduction=tokens)
 
-    scale = 1.0 if tokens == "sum" else 1.0 / len(examples)
+    # a sum over the batch's tokens is the whole step's, also when train() passes a micro-batch of it
+    scale = 1.0 / micro_batch_share() if tokens == "sum" else 1.0 / len(examples)
     if method.supports_per_example:
         with method.bind(theta_of(torch.arange(len(examples), device=index.device))):
             return per_example(list(range(len(examples)))).sum() * scale
