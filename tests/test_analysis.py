@@ -182,3 +182,47 @@ def test_one_theta_for_several_tasks(tmp_path, data_dir, shared_dir, capsys):
     assert json.loads((tmp_path / "mt" / "scores.json").read_text()) == scores
     assert main([*args[:-1], str(tmp_path / "mt2"), "--tasks", "glue-sst2", "glue-sst2"]) == 2
     assert "a task is named twice" in capsys.readouterr().err
+
+
+def test_task_types_command_included_and_excluded(tmp_path, data_dir, shared_dir, capsys):
+    """IPT's Fig. 4: a subspace fitted without the topic tasks (--exclude-type topic) and one fitted with them;
+    IST on a topic task through each is reported as excluded and included, relative to prompt tuning."""
+    pytest.importorskip("matplotlib")
+    llama = f"{shared_dir}/models/stories260K"
+    data = ["--data-dir", str(data_dir)]
+    train_tasks = ["glue-sst2", "ag_news"]
+    assert main(["bank", "--out", str(tmp_path / "bank"), "--methods", "prompt", "--opt", "prompt.n_tokens=2",
+                 "--tasks", *train_tasks, "--backbone", llama, *data, *COMMON]) == 0
+    fit = ["fit-subspace", "--recipe", "ipt", "--bank", str(tmp_path / "bank"), "--tasks", *train_tasks, "--d", "3",
+           "--hidden", "4", *data, "--steps", "2", "--eval-every", "2", "--no-progress"]
+    assert main([*fit, "--out", str(tmp_path / "all")]) == 0
+    capsys.readouterr()
+    assert main([*fit, "--exclude-type", "topic", "--out", str(tmp_path / "no-topic")]) == 0
+    assert "1 training tasks without type topic: glue-sst2" in capsys.readouterr().out
+    assert json.loads((tmp_path / "no-topic" / "subspace.json").read_text())["info"]["tasks"] == ["glue-sst2"]
+    assert main([*fit, "--exclude-type", "topics", "--out", str(tmp_path / "bad")]) == 2
+    assert "--exclude-type 'topics': not a task type of the catalog; types: " in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+    runs, references = [], []
+    common = [*data, "--decode", "rank", *COMMON]  # ranking: a score above 0 after 2 steps
+    for space in ("all", "no-topic"):
+        run = tmp_path / f"ist-{space}"
+        assert main(["subspace-tune", "--subspace", str(tmp_path / space), "--task", "trec", "--method", "prompt",
+                     "--out", str(run), *common]) == 0
+        runs.append(str(run))
+    assert main(["tune", "--task", "trec", "--method", "prompt", "--opt", "n_tokens=2", "--backbone", llama,
+                 "--out", str(tmp_path), "--run-name", "pt-trec", *common]) == 0
+    references.append(str(tmp_path / "pt-trec"))
+    capsys.readouterr()
+    assert main(["task-types", "--runs", *runs, "--references", *references, "--out", str(tmp_path / "types")]) == 0
+    assert "IST by task type" in capsys.readouterr().out
+    (row,) = list(csv.DictReader((tmp_path / "types" / "task_types.csv").open()))
+    test = {name: json.loads((tmp_path / name / "scores.json").read_text())["test"]
+            for name in ("ist-all", "ist-no-topic", "pt-trec")}
+    assert row["type"] == "topic" and row["category"] == "cls" and row["included tasks"] == row["excluded tasks"] == "1"
+    assert test["pt-trec"] > 0, "the reference must score for the ratio to be tested"
+    for setting, run in (("included", "ist-all"), ("excluded", "ist-no-topic")):
+        expected = "" if not test["pt-trec"] > 0 else f"{100 * test[run] / test['pt-trec']:.4f}"
+        assert row[f"{setting} E_rel %"] == expected
+    assert (tmp_path / "types" / "task_types.png").read_bytes()[:4] == b"\x89PNG"

@@ -150,12 +150,9 @@ def landscape(space, runs: dict[str, torch.Tensor], order: Sequence[str], exampl
 
 def plot_landscape(result: dict, path: str | Path, title: str) -> Path:
     """One heat map per method and the mean, with the three methods' points marked."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("the landscape plot needs matplotlib: pip install 'taskspace[plots]' (or --no-png)") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import pyplot
+
+    plt = pyplot("the landscape plot", " (or --no-png)")
 
     axis, order = result["axis"], result["order"]
     panels = [(m, result["relative"][m]) for m in order] + [("mean", result["mean"])]

@@ -45,7 +45,9 @@ ENTRIES: tuple[Entry, ...] = (
           "either category", "recipes/cpu_scale.py (its per-category IPT stages)", "run", f"d = 100; {_CPU}",
           _REPORT),
     Entry("IPT", "Fig. 4", "E_rel per fine-grained task type, the type excluded from MSF vs included",
-          "missing: a per-type exclusion loop over fit-subspace and subspace-tune", "missing"),
+          "fit-subspace --exclude-type TYPE, subspace-tune on that type's tasks through it and through the subspace "
+          "of all training tasks, then `taskspace task-types --runs IST_RUN... --references PT_RUN...` "
+          "(task_types.csv, task_types.png)", "code"),
     Entry("IPT", "Fig. 5", "IPT (Prompt), IPT (Adapter), Random_prompt, Random_all-param (DID)",
           "fit-subspace --recipe ipt --method prompt|adapter; --recipe random-ae; --recipe fastfood", "run",
           f"prompt and the two random baselines, d = 10 / 100; {_CPU}", _REPORT),

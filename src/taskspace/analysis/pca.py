@@ -106,12 +106,9 @@ def write_pca(points: list[Point], out: str | Path, *, png: bool = True) -> dict
 
 
 def _plot(points: list[Point], coords: torch.Tensor, explained: torch.Tensor, path: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("the PCA plot needs matplotlib: pip install 'taskspace[plots]' (or pass --no-png)") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import pyplot
+
+    plt = pyplot("the PCA plot", " (or pass --no-png)")
 
     colours = {"cls": "tab:blue", "non-cls": "tab:orange", "unknown": "tab:grey"}
     markers = {"IST": "o", "training code": "^"}

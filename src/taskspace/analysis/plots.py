@@ -16,6 +16,18 @@ from ..store import read_json
 PLOT = "training.png"
 
 
+def pyplot(what: str = "the plot", hint: str = ""):
+    """matplotlib's pyplot on the Agg backend (no display), or one line saying how to install it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ConfigError(f"{what} needs matplotlib: pip install 'taskspace[plots]'{hint}") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def read_log(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
@@ -35,12 +47,7 @@ def read_log(run_dir: str | Path) -> list[dict]:
 
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw ``run_dir``'s training curves into ``out`` (default ``<run>/training.png``); returns the path."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("taskspace plot needs matplotlib: pip install 'taskspace[plots]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("taskspace plot")
 
     run_dir = Path(run_dir)
     records = read_log(run_dir)
@@ -72,12 +79,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
 def heatmap(title: str, rows: list[str], columns: list[str], values: list[list[float | None]], path: str | Path,
             *, unit: str = "%") -> Path:
     """A matrix as a heat map with its numbers written in the cells (empty cells for None)."""
-    try:
-        import matplotlib
-    except ImportError:
-        raise ConfigError("the heat map needs matplotlib: pip install 'taskspace[plots]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot("the heat map")
     import numpy as np
 
     data = np.array([[np.nan if v is None else float(v) for v in row] for row in values])

@@ -125,6 +125,9 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
     else:
         backbone = load_backbone_from(args)
     tasks = tasks_from(args, ["train"]) if finder.needs_tasks else []
+    if args.exclude_type:
+        tasks = exclude_types(tasks, args.exclude_type)
+        print(f"{len(tasks)} training tasks without type {', '.join(args.exclude_type)}: {', '.join(tasks)}")
     if args.task_fraction is not None:
         tasks = task_subset(tasks, args.task_fraction, args.subset_seed)
         print(f"{len(tasks)} training tasks ({100 * args.task_fraction:g} %, subset seed {args.subset_seed}): "
@@ -244,6 +247,22 @@ def _add_finder_args(p: argparse.ArgumentParser) -> None:
     add_train_args(p, next(iter(trained.values())), default_text=text)
 
 
+def exclude_types(tasks: list[str], types: list[str]) -> list[str]:
+    """``tasks`` without those whose catalog type is one of ``types`` (IPT's Fig. 4, *excluded*); tasks outside
+    the catalog have no type and stay."""
+    from ..tasks import CATALOG
+
+    known = sorted({info.type for info in CATALOG.values()})
+    for t in types:
+        if t not in known:
+            raise ConfigError(f"--exclude-type {t!r}: not a task type of the catalog; types: {', '.join(known)}")
+    kept = [t for t in tasks if t not in CATALOG or CATALOG[t].type not in types]
+    if not kept:
+        raise ConfigError(f"--exclude-type {', '.join(types)}: every training task has that type; nothing is left "
+                          "to fit")
+    return kept
+
+
 def task_subset(tasks: list[str], fraction: float, seed: int) -> list[str]:
     """A seeded random ``fraction`` of ``tasks`` (at least one), in their given order; nested for one seed: the
     subset at a smaller fraction is part of the subset at a larger one."""
@@ -265,6 +284,17 @@ def cmd_stability(args: argparse.Namespace) -> int:
 
     out = output_folder(args.out, "--out")
     write_tables(list(stability_table(args.runs)), out, "stability")
+    return 0
+
+
+def cmd_task_types(args: argparse.Namespace) -> int:
+    from ..analysis.task_types import plot_types, type_table
+
+    out = output_folder(args.out, "--out")
+    tables = list(type_table(args.runs, args.references))
+    write_tables(tables, out, "task_types")
+    if not args.no_png:
+        print(f"plot: {plot_types(tables[0], out / 'task_types.png')}")
     return 0
 
 
@@ -380,6 +410,9 @@ def add_commands(sub) -> None:
     f.add_argument("--task-fraction", type=float, metavar="F",
                    help="fit on a seeded random F of the training tasks, 0 < F <= 1 (IPT's Fig. 7)")
     f.add_argument("--subset-seed", type=int, default=0, help="seed of the --task-fraction subset (default: 0)")
+    f.add_argument("--exclude-type", action="append", metavar="TYPE",
+                   help="leave out the training tasks of this catalog type, e.g. 'topic' (repeatable; IPT's Fig. 4: "
+                        "IST on that type then measures what the other types' subspace holds of it)")
     f.add_argument("--opt", action="append", metavar="METHOD.KEY=VALUE", help="method option (shared, random-ae)")
     add_preset_arg(f)
     _add_finder_args(f)
@@ -413,6 +446,20 @@ def add_commands(sub) -> None:
     st.add_argument("--runs", nargs="+", required=True, help="run directories (several seeds per task)")
     st.add_argument("--out", required=True, help="output folder for the tables")
     st.set_defaults(func=cmd_stability)
+
+    ty = sub.add_parser("task-types", help="IST per fine-grained task type, included in / excluded from the "
+                                           "subspace's training tasks (IPT's Fig. 4)",
+                        description="Group finished subspace-tune runs by their task's catalog type and by whether "
+                                    "the subspace's training tasks held that type (fit-subspace --exclude-type "
+                                    "TYPE makes the excluded ones); report E_rel against the reference runs "
+                                    "(prompt tuning) per type and setting. Writes task_types.md/.csv and "
+                                    "task_types.png.")
+    ty.add_argument("--runs", nargs="+", required=True, help="subspace-tune run directories")
+    ty.add_argument("--references", nargs="+", required=True,
+                    help="reference run directories (tune runs, e.g. prompt tuning, of the same tasks)")
+    ty.add_argument("--out", required=True, help="output folder")
+    ty.add_argument("--no-png", action="store_true", help="the tables only (no matplotlib needed)")
+    ty.set_defaults(func=cmd_task_types)
 
     pc = sub.add_parser("pca", help="PCA of the intrinsic vectors of subspace-tune runs (IPT's Fig. 8)",
                         description="Project the z of subspace-tune runs (one subspace), and with --bank the codes "
