@@ -226,3 +226,14 @@ def test_task_types_command_included_and_excluded(tmp_path, data_dir, shared_dir
         expected = "" if not test["pt-trec"] > 0 else f"{100 * test[run] / test['pt-trec']:.4f}"
         assert row[f"{setting} E_rel %"] == expected
     assert (tmp_path / "types" / "task_types.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_mean_interval_on_known_numbers():
+    from taskspace.analysis import mean_interval
+
+    centre, half, n = mean_interval([0.70, 0.74, 0.78, None])
+    # mean 0.74, sample sd 0.04, t(0.975, 2) = 4.303: 4.303 * 0.04 / sqrt(3)
+    assert n == 3 and centre == pytest.approx(0.74) and half == pytest.approx(4.303 * 0.04 / 3 ** 0.5)
+    assert mean_interval([0.5]) == (0.5, None, 1) and mean_interval([]) == (None, None, 0)
+    assert mean_interval([1.0] * 40 + [0.0] * 40)[1] == pytest.approx(1.96 * statistics.stdev([1.0] * 40 + [0.0] * 40)
+                                                                      / 80 ** 0.5)

@@ -29,6 +29,27 @@ def mean(values: Sequence[float | None]) -> float | None:
     return sum(kept) / len(kept) if kept else None
 
 
+#: Two-sided 95 % quantiles of Student's t distribution, t_{0.975, df}, for df = 1 ... 30.
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values: Sequence[float | None]) -> tuple[float | None, float | None, int]:
+    """The mean of ``values`` (None and non-finite left out), the half-width of its 95 % confidence interval
+    (Student's t, sample standard deviation; None for fewer than two values), and how many values there were.
+    Beyond 30 degrees of freedom the normal quantile 1.96 is used."""
+    kept = [float(v) for v in values if v is not None and math.isfinite(v)]
+    n = len(kept)
+    if n == 0:
+        return None, None, 0
+    centre = sum(kept) / n
+    if n < 2:
+        return centre, None, n
+    sd = math.sqrt(sum((v - centre) ** 2 for v in kept) / (n - 1))
+    t = T975[n - 2] if n - 1 <= len(T975) else 1.96
+    return centre, t * sd / math.sqrt(n), n
+
+
 def relative_mean(scores: Sequence[float | None], references: Sequence[float | None]) -> float | None:
     """E_rel: the mean over tasks of score / reference (tasks without a positive reference left out)."""
     return mean([ratio(s, r) for s, r in zip(scores, references)])

@@ -1,0 +1,146 @@
+"""recipes/smol.py, the runner of the SmolLM2-scale reproduction, end to end on a tiny setting: every stage runs,
+every number in the report comes from the recorded runs, and a second invocation reuses everything."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from taskspace.analysis import mean, mean_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY = """
+backbone: {llama}
+decode: rank
+data_seed: 100
+other_data_seed: 13
+max_test_examples: 6
+seeds: [0, 1]
+train_tasks: [glue-sst2, ag_news]
+unseen_tasks: [superglue-cb, rotten_tomatoes]
+bank:
+  methods: {{prompt: {{n_tokens: 2}}, adapter: {{r: 2}}, lora: {{r: 2}}}}
+  train: {{steps: 2, batch_size: 2, eval_every: 2}}
+ipt:
+  method: prompt
+  dims: [2, 3]
+  msf: {{hidden: 4, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
+  challenge_tasks: 1
+ist:
+  train: {{steps: 2, batch_size: 2, lr: 0.1, eval_every: 2}}
+fastfood:
+  dims: [2]
+  seeds: [0]
+  tasks: [rotten_tomatoes]
+  train: {{steps: 2, batch_size: 2, lr: 0.1, eval_every: 2}}
+udt:
+  fit: {{methods: [adapter, lora], d: 3, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
+  subspace_train: {{steps: 2, batch_size: 2, lr: 0.05, eval_every: 2}}
+"""
+
+
+def _run(config: Path, out: Path, data_dir: Path, *extra: str) -> str:
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), str(config), "--out", str(out),
+                           "--report", str(out / "report.md"), "--data-dir", str(data_dir), *extra],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY.format(llama=f"{shared_dir}/models/stories260K"))
+    out = tmp_path / "out"
+    _run(config, out, data_dir)
+    results = json.loads((out / "results.json").read_text())
+    scores = results["scores"]
+    # every recorded score is the run's own
+    run = out / "ipt-d2" / "runs" / "rotten_tomatoes-d100-prompt-s1"
+    assert scores["ipt/d2"]["rotten_tomatoes"]["1"] == json.loads((run / "scores.json").read_text())["test"]
+    assert set(scores["fastfood/d2"]) == {"rotten_tomatoes"} and set(scores["fastfood/d2"]["rotten_tomatoes"]) == {"0"}
+    assert set(scores["ipt/d3/other"]) == {"glue-sst2"}
+    assert {k for k in scores if k.startswith("transfer/")} == {f"transfer/{a}/{b}" for a in ("adapter", "lora")
+                                                                 for b in ("adapter", "lora")}
+    report = (out / "report.md").read_text()
+    for heading in ("## Relative performance on the unseen tasks", "## Learnt vs random subspace",
+                    "## UDT transfer", "## Stage times", "IPT IST d=3, training tasks, other data"):
+        assert heading in report
+    # the report's E_rel of UDT's LoRA optimisation: per seed, the mean over tasks of score / mean reference
+    refs = {t: mean(list(scores["reference/lora"][t].values())) for t in ("superglue-cb", "rotten_tomatoes")}
+    per_seed = [mean([scores["udt/lora"][t][s] / refs[t] for t in refs if refs[t] > 0]) for s in ("0", "1")]
+    centre, half, _ = mean_interval(per_seed)
+    cell = f"{100 * centre:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+    assert f"| UDT subspace optimisation, lora | {cell} |" in report
+
+    # a second invocation trains nothing: every finished piece is verified and reused
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("scores.json")}
+    _run(config, out, data_dir)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("scores.json")} == stamps
+    assert json.loads((out / "results.json").read_text())["scores"] == scores
+    (out / "report.md").unlink()
+    _run(config, out, data_dir, "--report-only")
+    body = (out / "report.md").read_text().split("## Unseen tasks")[1].split("## Stage times")[0]
+    assert body == report.split("## Unseen tasks")[1].split("## Stage times")[0]  # stage times add up
+
+    # the same results as one part of a two-part recipe (the other not run yet): its sections one level down
+    import argparse
+
+    import yaml
+
+    parts = tmp_path / "parts.yaml"
+    part = yaml.safe_load(config.read_text())
+    parts.write_text(yaml.safe_dump({"parts": {"out": part, "later": part}}))
+    args = argparse.Namespace(config=str(parts), out=str(tmp_path), report=str(tmp_path / "parts.md"),
+                              data_dir=str(data_dir))
+    _runner().write_report(tmp_path / "parts.md", yaml.safe_load(parts.read_text()), args)
+    text = (tmp_path / "parts.md").read_text()
+    assert "## out: " in text and "### Relative performance on the unseen tasks" in text
+    assert "## later: no results yet" in text
+
+
+def _runner():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("smol_recipe", ROOT / "recipes" / "smol.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "full-scale.yaml"])
+def test_shipped_recipes_are_valid(name, tmp_path):
+    """Each shipped recipe (each part, its preset applied) names real, distinct tasks and only fields of the
+    library's configs (a misspelt key would otherwise be refused hours into a run)."""
+    import yaml
+
+    from taskspace.subspace import BankSpec, MSFConfig, SubspaceTuneConfig, UnifiedConfig
+    from taskspace.tasks import CATALOG
+    from taskspace.train import TrainConfig
+
+    runner = _runner()
+    parts = runner.parts_of(yaml.safe_load((ROOT / "recipes" / name).read_text()), tmp_path)
+    for _, cfg, _ in parts:
+        tasks = cfg["train_tasks"] + cfg["unseen_tasks"]
+        assert all(t in CATALOG for t in tasks) and len(set(tasks)) == len(tasks)
+        assert len(cfg["seeds"]) >= 3
+        b = cfg["bank"]
+        BankSpec.from_dict({**b, "train": TrainConfig.from_dict(b["train"])}, tasks=tasks, data_dir="x")
+        if "ipt" in cfg:
+            runner.stage_config(MSFConfig, cfg["ipt"]["msf"], method="prompt", d=10)
+            SubspaceTuneConfig(task="x", method="prompt", data_dir="x", train=TrainConfig.from_dict(cfg["ist"]["train"]),
+                               z_std=cfg["ist"].get("z_std", 0.02))
+        if "udt" in cfg:
+            runner.stage_config(UnifiedConfig, cfg["udt"]["fit"])
+            TrainConfig.from_dict(cfg["udt"]["subspace_train"])
+    if name == "full-scale.yaml":  # the papers' presets under the file's settings
+        ipt, udt = (cfg for _, cfg, _ in parts)
+        assert ipt["bank"]["methods"]["prompt"]["n_tokens"] == 100 and ipt["bank"]["lr"]["prompt"] == 1e-4
+        assert ipt["bank"]["train"]["patience"] == 10 and ipt["bank"]["train"]["steps"] == 100_000
+        assert ipt["ipt"]["msf"]["alpha"] == 200.0 and ipt["ist"]["train"]["lr"] == 1e-4
+        assert udt["bank"]["methods"]["lora"]["r"] == 10 and udt["udt"]["fit"]["dist_weight"] == 10.0
+        assert udt["udt"]["subspace_train"]["optimizer"] == "adafactor"
