@@ -6,7 +6,8 @@ or constant schedules, gradient clipping, evaluation every N steps with best-on-
 seeded and resumable data order, gradient accumulation over micro-batches, and a progress bar. With a ``run_dir``
 it checkpoints after every evaluation (safetensors + JSON: the trainable, the optimiser, and the CPU and CUDA random
 number generators) and an interrupted run resumes from the last checkpoint and reproduces the uninterrupted run
-exactly.
+exactly. In a torch.distributed process group each step's batch is split over the processes and the gradients
+summed (data parallelism, :mod:`taskspace.parallel`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 from .config import Config, at_least, non_negative, option, positive
 from .errors import ConfigError, DataError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
+from .parallel import all_reduce_sum_, broadcast_object, group
 from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors, write_text
 from .tasks.example import Example
 
@@ -262,9 +264,14 @@ def train(
     # (score, state) of the untrained state, kept while it can still be the best (until a trained state reaches
     # its score).
     initial: tuple[float, dict[str, torch.Tensor]] | None = None
+    rank, world = group()
     ckpt = _Checkpoint(Path(run_dir)) if run_dir is not None else None
-    if ckpt is not None and ckpt.exists():
-        meta, tensors = ckpt.load(key, shapes)
+    saved = ckpt.load(key, shapes) if ckpt is not None and ckpt.exists() and rank == 0 else None
+    saved = broadcast_object(saved)  # data-parallel: every process resumes from rank 0's checkpoint
+    if rank > 0:
+        ckpt = None  # rank 0 writes the checkpoints
+    if saved is not None:
+        meta, tensors = saved
         trainable.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("param.")})
         loaded_best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         best_state = loaded_best or None
@@ -283,7 +290,7 @@ def train(
             if backbone is not None:
                 backbone.eval()
             trainable.eval()
-            initial_score = float(evaluate())
+            initial_score = broadcast_object(float(evaluate()))
         initial = (float(initial_score), _state(trainable))
         history.append({"step": 0, "dev": initial[0]})
         if hasattr(log, "resume"):
@@ -307,27 +314,19 @@ def train(
             batch = [examples[i] for i in idx]
             targets = choose_targets(batch, config.seed, step)
             opt.zero_grad(set_to_none=True)
-            value = 0.0
-            size = config.micro_batch_size or len(batch)
-            for start in range(0, len(batch), size):
-                if size < len(batch):  # a micro-batch: its share of the step's (mean) loss
-                    part = slice(start, start + size)
-                    share = len(batch[part]) / len(batch)
-                    token = _SHARE.set(share)
-                    try:
-                        loss = loss_fn(batch[part], targets[part]) * share
-                    finally:
-                        _SHARE.reset(token)
-                else:
-                    loss = loss_fn(batch, targets)
-                part_value = float(loss.detach())
-                if not math.isfinite(part_value):
-                    raise TrainingError(
-                        f"the loss became {part_value} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
-                        "try a lower --lr"
-                    )
-                loss.backward()
-                value += part_value
+            value = _backward(loss_fn, batch, targets, config.micro_batch_size, rank, world)
+            if world > 1:  # data-parallel: the step's gradient and loss are the sums of the processes' shares
+                for p in params:
+                    if p.grad is None:
+                        p.grad = torch.zeros_like(p)
+                total = torch.tensor([value], dtype=torch.float64)
+                all_reduce_sum_([total, *(p.grad for p in params)])
+                value = float(total)
+            if not math.isfinite(value):
+                raise TrainingError(
+                    f"the loss became {value} at step {step + 1} (lr {scheduler.get_last_lr()[0]:.3g}); "
+                    "try a lower --lr"
+                )
             gnorm = grad_norm(params)
             if config.max_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -345,7 +344,7 @@ def train(
                     if backbone is not None:
                         backbone.eval()
                     trainable.eval()
-                    score = float(evaluate())
+                    score = broadcast_object(float(evaluate()))
                     record["dev"] = score
                     if best_score is None or score > best_score:
                         best_step, best_score, best_state, bad_evals = step, score, _state(trainable), 0
@@ -355,7 +354,7 @@ def train(
                         initial = None  # a trained state is at least as good: step 0 can no longer win
                     bar.set_postfix(loss=f"{record['loss']:.3f}", dev=f"{score:.3f}", best=f"{best_score:.3f}")
                 history.append(record)
-                if log is not None:
+                if log is not None and rank == 0:
                     log(record)
                 if ckpt is not None:
                     ckpt.save(trainable, opt, step, (best_step, best_score, best_state), initial, history, bad_evals,
@@ -379,6 +378,31 @@ def train(
         resumed_from=resumed,
         history=history,
     )
+
+
+def _backward(loss_fn, batch: list[Example], targets: list[str], micro_batch_size: int | None, rank: int,
+              world: int) -> float:
+    """Back-propagate this process's share of the step's loss: its examples (``rank::world`` of the batch), in
+    micro-batches of at most ``micro_batch_size``, each part weighted by its share of the whole batch. Returns the
+    loss of those parts (a NaN is back-propagated like any value: the caller refuses it after the sum)."""
+    n = len(batch)
+    mine = list(range(rank, n, world))
+    size = micro_batch_size or len(mine) or 1
+    value = 0.0
+    for start in range(0, len(mine), size):
+        part = mine[start:start + size]
+        if len(part) < n:  # a part of the batch: its share of the step's (mean) loss
+            share = len(part) / n
+            token = _SHARE.set(share)
+            try:
+                loss = loss_fn([batch[i] for i in part], [targets[i] for i in part]) * share
+            finally:
+                _SHARE.reset(token)
+        else:
+            loss = loss_fn(batch, targets)
+        value += float(loss.detach())
+        loss.backward()
+    return value
 
 
 class log_to:

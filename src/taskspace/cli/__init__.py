@@ -39,6 +39,11 @@ def _record_defaults(command: str) -> dict:
     return {}
 
 
+#: Commands that train one thing, data-parallel when launched on several processes (torchrun); ``bank`` shares
+#: its entries out instead.
+DATA_PARALLEL = ("tune", "multitask", "fit-subspace", "subspace-tune")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -50,6 +55,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = parser.parse_args(argv)
     try:
+        if args.command in DATA_PARALLEL:
+            from ..parallel import data_parallel
+
+            with data_parallel(args):
+                return args.func(args)
         return args.func(args)
     except TaskspaceError as e:
         print(f"taskspace {args.command}: error: {e}", file=sys.stderr)

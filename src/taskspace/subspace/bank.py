@@ -114,20 +114,10 @@ def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
 def shard() -> tuple[int, int]:
     """(rank, world size) of this process: torch.distributed's when it is initialised, else what a launcher
     (torchrun, accelerate) put in ``RANK`` / ``WORLD_SIZE``, else (0, 1)."""
-    import os
+    from ..parallel import group, launched_world
 
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    try:
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        rank = int(os.environ.get("RANK", "0"))
-    except ValueError:
-        raise ConfigError("RANK and WORLD_SIZE must be integers (as torchrun sets them)") from None
-    if world < 1 or not 0 <= rank < world:
-        raise ConfigError(f"RANK={rank}, WORLD_SIZE={world}: expected 0 <= RANK < WORLD_SIZE")
-    return rank, world
+    rank, world = group()
+    return (rank, world) if world > 1 else launched_world()
 
 
 def _barrier(world: int) -> None:
