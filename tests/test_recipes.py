@@ -112,7 +112,7 @@ def _runner():
     return module
 
 
-@pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "full-scale.yaml"])
+@pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "smol-udt-single.yaml", "full-scale.yaml"])
 def test_shipped_recipes_are_valid(name, tmp_path):
     """Each shipped recipe (each part, its preset applied) names real, distinct tasks and only fields of the
     library's configs (a misspelt key would otherwise be refused hours into a run)."""

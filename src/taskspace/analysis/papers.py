@@ -85,7 +85,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("UDT", "Fig. 2", "2-d performance landscape spanned by the three methods' intrinsic vectors",
           "`taskspace landscape --subspace DIR --runs ADAPTER PREFIX LORA --bank BANK` (landscape.png)", "code"),
     Entry("UDT", "single-task setting", "y = 4 per task; the preliminary y in {4, 8, 16}",
-          "fit-subspace --recipe unified --tasks T --d 4 (one task)", "code"),
+          "recipes/smol-udt-single.yaml (python recipes/smol.py: the paper's pairs at y = 4, and one pair at y = 8 "
+          "and 16); or fit-subspace --recipe unified --tasks T --d 4", "code"),
     # ---------------------------------------------------------------- Both
     Entry("both", "backbone", "a backbone on which tuning matters: frozen vs each method",
           "python recipes/backbones.py", "run", "SmolLM2 and MiniLM, up to 12 tasks, 16-shot",
