@@ -11,7 +11,6 @@ and how long each stage took in this invocation.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -28,51 +27,17 @@ from taskspace.backbones import load_backbone
 from taskspace.evaluation import evaluate
 from taskspace.store import read_json, write_json
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
-                                SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, subspace_tune, transfer)
+                                SubspaceTuneConfig, UnifiedConfig, build_bank, subspace_tune, transfer)
 from taskspace.subspace.reconstruction import reconstruction_scores
 from taskspace.tasks import CATALOG
-from taskspace.train import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
+from recipe_common import Stages, fit_saved, recipe_arguments, stage_config, train_config  # noqa: E402
 
 PAPER = {
     "ipt_seen_d250": 97.0, "ipt_unseen_d250": 83.0,
     "udt_optimisation": 88.7, "udt_transfer": 84.7,
 }
-
-
-class Stages:
-    """Wall-clock time of each stage in this invocation."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def run(self, name: str, fn, *args, **kwargs):
-        t = time.time()
-        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        out = fn(*args, **kwargs)
-        self.seconds[name] = time.time() - t
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: {self.seconds[name] / 60:.1f} min", flush=True)
-        return out
-
-
-def train_config(d: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_dict(d, progress=False)
-
-
-def stage_config(cls, settings: dict[str, Any], **fixed: Any):
-    """A stage's library config from its YAML settings (unknown keys are refused by name), progress bars off."""
-    settings = {**settings, **fixed}
-    if "train" in settings:
-        settings["train"] = train_config(settings["train"])
-    return cls.from_dict(settings)
-
-
-def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
-    """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there."""
-    if (folder / "subspace.json").is_file():
-        return Subspace.load(folder, data.backbone)
-    space = build_finder(name, config).fit(data, work_dir=folder)
-    space.save(folder)
-    return space
 
 
 def recon_mean(space: Subspace, bank, tasks: list[str], method: str) -> float | None:
@@ -108,14 +73,7 @@ def _pct(x):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
-    ap.add_argument("--report-only", action="store_true",
-                    help="write the report again from a finished run's results.json and stages.json")
-    args = ap.parse_args()
+    args = recipe_arguments(__doc__.split("\n\n")[0])
     cfg = yaml.safe_load(Path(args.config).read_text())
     out = Path(args.out)
     if args.report_only:

@@ -32,10 +32,10 @@ writes the report again from it.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -50,9 +50,11 @@ from taskspace.evaluation import evaluate
 from taskspace.presets import preset_values
 from taskspace.store import read_json, write_json, write_text
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
-                                SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, subspace_tune, transfer)
+                                SubspaceTuneConfig, UnifiedConfig, build_bank, subspace_tune, transfer)
 from taskspace.tasks import CATALOG
-from taskspace.train import TrainConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
+from recipe_common import Stages, fit_saved, recipe_arguments, stage_config, train_config  # noqa: E402
 
 #: The papers' headline numbers (%), printed beside ours.
 PAPER = {"ipt_seen_other_d250": 97.0, "ipt_unseen_d250": 83.0, "udt_optimisation": 88.7, "udt_transfer": 84.7}
@@ -61,43 +63,6 @@ PAPER = {"ipt_seen_other_d250": 97.0, "ipt_unseen_d250": 83.0, "udt_optimisation
 GAIN_MARGIN = 0.05
 
 RESULTS, STAGES = "results.json", "stages.json"
-
-
-class Stages:
-    """Wall-clock minutes of each stage, accumulated over the invocations that ran it (kept in stages.json)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self.seconds: dict[str, float] = read_json(path) if path.is_file() else {}
-
-    def run(self, name: str, fn, *args, **kwargs):
-        t = time.time()
-        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        out = fn(*args, **kwargs)
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
-        write_json(self.path, self.seconds)
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: {(time.time() - t) / 60:.1f} min", flush=True)
-        return out
-
-
-def train_config(d: dict[str, Any]) -> TrainConfig:
-    return TrainConfig.from_dict(d, progress=False)
-
-
-def stage_config(cls, settings: dict[str, Any], **fixed: Any):
-    settings = {**settings, **fixed}
-    if "train" in settings:
-        settings["train"] = train_config(settings["train"])
-    return cls.from_dict(settings)
-
-
-def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
-    """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there."""
-    if (folder / "subspace.json").is_file():
-        return Subspace.load(folder, data.backbone)
-    space = build_finder(name, config).fit(data, work_dir=folder)
-    space.save(folder)
-    return space
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -466,13 +431,7 @@ def write_report(path: Path, cfg: dict, args) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("config")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--report", required=True)
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
-    ap.add_argument("--report-only", action="store_true", help="write the report from results.json, no training")
-    args = ap.parse_args()
+    args = recipe_arguments(__doc__.split("\n\n")[0])
     cfg = yaml.safe_load(Path(args.config).read_text())
     out = Path(args.out)
     if not args.report_only:

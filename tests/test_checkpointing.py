@@ -10,16 +10,7 @@ from taskspace.backbones import load_backbone
 from taskspace.deltas import build_method
 from taskspace.errors import ConfigError
 from taskspace.tasks import load_task
-from tiny import tiny_backbone
-
-SMALL = {
-    "prompt": {"n_tokens": 3},
-    "prefix": {"n_tokens": 3, "hidden": 8},
-    "lora": {"r": 2},
-    "adapter": {"r": 4},
-    "bitfit": {},
-    "finetune": {},
-}
+from tiny import SMALL, tiny_backbone
 
 
 def _backbone(kind, shared_dir, **options):

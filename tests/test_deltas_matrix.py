@@ -15,16 +15,8 @@ from taskspace.errors import ConfigError, IncompatibleError
 from taskspace.store import load_delta, save_delta
 from taskspace.tasks import load_task
 from taskspace.train import TrainConfig, train
-from tiny import FAMILY_BACKBONES, tiny_backbone
+from tiny import FAMILY_BACKBONES, SMALL, tiny_backbone
 
-SMALL = {
-    "prompt": {"n_tokens": 3},
-    "prefix": {"n_tokens": 3, "hidden": 8},
-    "lora": {"r": 2},
-    "adapter": {"r": 4},
-    "bitfit": {},
-    "finetune": {},
-}
 MATRIX = [(b, m) for b in FAMILY_BACKBONES for m in METHODS]
 _cache: dict = {}
 

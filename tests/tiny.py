@@ -11,6 +11,16 @@ from taskspace.backbones import Backbone, load_backbone, wrap_model
 
 FAMILY_BACKBONES = ("t5", "bart", "gpt2", "llama", "minilm")
 
+#: Small options of every method, for tests on the tiny backbones.
+SMALL = {
+    "prompt": {"n_tokens": 3},
+    "prefix": {"n_tokens": 3, "hidden": 8},
+    "lora": {"r": 2},
+    "adapter": {"r": 4},
+    "bitfit": {},
+    "finetune": {},
+}
+
 
 @functools.lru_cache(maxsize=None)
 def _tokenizer(kind: str, root: str):

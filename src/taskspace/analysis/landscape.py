@@ -150,7 +150,7 @@ def landscape(space, runs: dict[str, torch.Tensor], order: Sequence[str], exampl
 
 def plot_landscape(result: dict, path: str | Path, title: str) -> Path:
     """One heat map per method and the mean, with the three methods' points marked."""
-    from .plots import pyplot
+    from .plots import pyplot, save_figure
 
     plt = pyplot("the landscape plot", " (or --no-png)")
 
@@ -167,8 +167,4 @@ def plot_landscape(result: dict, path: str | Path, title: str) -> Path:
         fig.colorbar(image, ax=ax, fraction=0.046, label="% of original")
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)

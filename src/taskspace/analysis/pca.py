@@ -106,7 +106,7 @@ def write_pca(points: list[Point], out: str | Path, *, png: bool = True) -> dict
 
 
 def _plot(points: list[Point], coords: torch.Tensor, explained: torch.Tensor, path: Path) -> None:
-    from .plots import pyplot
+    from .plots import pyplot, save_figure
 
     plt = pyplot("the PCA plot", " (or pass --no-png)")
 
@@ -122,7 +122,4 @@ def _plot(points: list[Point], coords: torch.Tensor, explained: torch.Tensor, pa
     ax.set(xlabel=f"PC1 ({100 * float(explained[0]):.1f} %)", ylabel=f"PC2 ({100 * float(explained[1]):.1f} %)",
            title="intrinsic vectors")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)

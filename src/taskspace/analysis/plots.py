@@ -28,6 +28,18 @@ def pyplot(what: str = "the plot", hint: str = ""):
     return plt
 
 
+def save_figure(fig, path: str | Path, dpi: int = 110) -> Path:
+    """Lay ``fig`` out, write it to ``path`` (its folder created) and close it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def read_log(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / "log.jsonl"
     if not path.is_file():
@@ -68,12 +80,7 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     right.set(xlabel="step", ylabel=f"dev {metric} (%)", title="dev")
     right.legend(loc="best", fontsize=8)
     fig.suptitle(run_dir.name, fontsize=9)
-    fig.tight_layout()
-    target = Path(out) if out is not None else run_dir / PLOT
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(target, dpi=110)
-    plt.close(fig)
-    return target
+    return save_figure(fig, Path(out) if out is not None else run_dir / PLOT)
 
 
 def heatmap(title: str, rows: list[str], columns: list[str], values: list[list[float | None]], path: str | Path,
@@ -93,9 +100,4 @@ def heatmap(title: str, rows: list[str], columns: list[str], values: list[list[f
                 ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", color="white", fontsize=9)
     fig.colorbar(image, ax=ax, label=unit)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

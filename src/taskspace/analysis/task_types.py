@@ -111,7 +111,7 @@ def type_table(runs: Iterable[str | Path], references: Iterable[str | Path]) -> 
 
 def plot_types(summary: Table, path: str | Path) -> Path:
     """Fig. 4 as grouped bars: per type, E_rel included and excluded."""
-    from .plots import pyplot
+    from .plots import pyplot, save_figure
 
     plt = pyplot("the task-type plot", " (or pass --no-png)")
     import numpy as np
@@ -127,12 +127,7 @@ def plot_types(summary: Table, path: str | Path) -> Path:
     ax.set_ylabel("E_rel vs reference (%)")
     ax.set_title("IST by task type (IPT Fig. 4)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _pct(x: float | None) -> float | None:

@@ -1,0 +1,64 @@
+"""What the recipe runners share: stage timing, stage configs from YAML settings, and fitted-or-loaded subspaces."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from taskspace.store import read_json, write_json
+from taskspace.subspace import FitData, Subspace, build_finder
+from taskspace.train import TrainConfig
+
+
+class Stages:
+    """Wall-clock seconds of each stage. With a ``path`` (a JSON file), they accumulate over the invocations that
+    ran the stage and are saved after each; without one, they cover this invocation."""
+
+    def __init__(self, path: Path | None = None):
+        self.path = path
+        self.seconds: dict[str, float] = read_json(path) if path is not None and path.is_file() else {}
+
+    def run(self, name: str, fn, *args, **kwargs):
+        t = time.time()
+        print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
+        out = fn(*args, **kwargs)
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
+        if self.path is not None:
+            write_json(self.path, self.seconds)
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {(time.time() - t) / 60:.1f} min", flush=True)
+        return out
+
+
+def train_config(d: dict[str, Any]) -> TrainConfig:
+    return TrainConfig.from_dict(d, progress=False)
+
+
+def stage_config(cls, settings: dict[str, Any], **fixed: Any):
+    """A stage's library config from its YAML settings (unknown keys are refused by name), progress bars off."""
+    settings = {**settings, **fixed}
+    if "train" in settings:
+        settings["train"] = train_config(settings["train"])
+    return cls.from_dict(settings)
+
+
+def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
+    """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there."""
+    if (folder / "subspace.json").is_file():
+        return Subspace.load(folder, data.backbone)
+    space = build_finder(name, config).fit(data, work_dir=folder)
+    space.save(folder)
+    return space
+
+
+def recipe_arguments(description: str) -> argparse.Namespace:
+    """The runners' command line: the recipe file, ``--out``, ``--report``, ``--data-dir``, ``--report-only``."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("config")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--report", required=True)
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
+    ap.add_argument("--report-only", action="store_true",
+                    help="write the report again from the run's results.json and stages.json, without training")
+    return ap.parse_args()
