@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from taskspace import __version__
 from taskspace.analysis import Table, gain_kept, mean, relative_mean, relative_table, transfer_matrix
@@ -32,7 +31,8 @@ from taskspace.subspace.reconstruction import reconstruction_scores
 from taskspace.tasks import CATALOG
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
-from recipe_common import Stages, fit_saved, recipe_arguments, stage_config, train_config  # noqa: E402
+from recipe_common import (Stages, fit_saved, read_recipe, recipe_arguments, run_main, stage_config,  # noqa: E402
+                           train_config)
 
 PAPER = {
     "ipt_seen_d250": 97.0, "ipt_unseen_d250": 83.0,
@@ -74,7 +74,7 @@ def _pct(x):
 
 def main() -> None:
     args = recipe_arguments(__doc__.split("\n\n")[0])
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_recipe(args.config)
     out = Path(args.out)
     if args.report_only:
         results = read_json(out / "results.json")
@@ -367,4 +367,4 @@ def write_report(path: Path, cfg: dict, args, results: dict, stages: Stages) -> 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

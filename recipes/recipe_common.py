@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from taskspace.errors import ConfigError, DataError, TaskspaceError
 from taskspace.store import read_json, write_json
 from taskspace.subspace import FitData, Subspace, build_finder
 from taskspace.train import TrainConfig
@@ -62,3 +64,36 @@ def recipe_arguments(description: str) -> argparse.Namespace:
     ap.add_argument("--report-only", action="store_true",
                     help="write the report again from the run's results.json and stages.json, without training")
     return ap.parse_args()
+
+
+def run_main(main) -> None:
+    """Run a runner's ``main``; bad input (a misspelt key, a missing file, an unknown task) ends it with one line on
+    stderr and exit status 2, as taskspace's commands do."""
+    try:
+        main()
+    except TaskspaceError as e:
+        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+def read_recipe(path: str | Path) -> dict:
+    """A recipe file (YAML) as a mapping; a missing or malformed file is refused with its name."""
+    import yaml
+
+    path = Path(path)
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise DataError(f"cannot read the recipe: {e.strerror}", path) from None
+    except yaml.YAMLError as e:
+        raise DataError(f"not valid YAML: {str(e).splitlines()[0]}", path) from None
+    if not isinstance(cfg, dict):
+        raise DataError("expected a mapping of settings", path)
+    return cfg
+
+
+def require(cfg: dict, keys, where: str) -> None:
+    """Refuse a recipe (part) that lacks one of ``keys``, naming it."""
+    for key in keys:
+        if key not in cfg:
+            raise ConfigError(f"{where}: the recipe has no {key!r} (see the runner's docstring for its keys)")

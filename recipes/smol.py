@@ -41,7 +41,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from taskspace import __version__
 from taskspace.analysis import gain_kept, mean, mean_interval, ratio
@@ -54,7 +53,8 @@ from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, Ra
 from taskspace.tasks import CATALOG
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
-from recipe_common import Stages, fit_saved, recipe_arguments, stage_config, train_config  # noqa: E402
+from recipe_common import (Stages, fit_saved, read_recipe, recipe_arguments, require, run_main,  # noqa: E402
+                           stage_config, train_config)
 
 #: The papers' headline numbers (%), printed beside ours.
 PAPER = {"ipt_seen_other_d250": 97.0, "ipt_unseen_d250": 83.0, "udt_optimisation": 88.7, "udt_transfer": 84.7}
@@ -97,11 +97,37 @@ def with_preset(cfg: dict) -> dict:
 
 class Runner:
     def __init__(self, cfg: dict, out: Path, data_dir: str):
+        require(cfg, ("data_seed", "max_test_examples", "seeds", "train_tasks", "unseen_tasks", "bank"), str(out))
+        require(cfg["bank"], ("methods", "train"), f"{out}: bank")
+        if "ipt" in cfg:
+            require(cfg, ("ist",), str(out))
+            require(cfg["ipt"], ("dims", "msf"), f"{out}: ipt")
+        if "udt" in cfg:
+            require(cfg["udt"], ("fit", "subspace_train"), f"{out}: udt")
         self.cfg, self.out, self.data_dir = cfg, out, data_dir
+        self._check_settings()
         self.seeds: list[int] = list(cfg["seeds"])
         self.train_tasks, self.unseen = list(cfg["train_tasks"]), list(cfg["unseen_tasks"])
         self.results: dict[str, Any] = read_json(out / RESULTS) if (out / RESULTS).is_file() else {}
         self.stages = Stages(out / STAGES)
+
+    def _check_settings(self) -> None:
+        """Every stage's settings read into their library configs now, so that a misspelt key is refused before
+        hours of training rather than after them."""
+        cfg = self.cfg
+        b = cfg["bank"]
+        BankSpec.from_dict({**b, "train": train_config(b["train"])}, tasks=list(cfg["train_tasks"]),
+                           data_dir=self.data_dir)
+        if "ipt" in cfg:
+            stage_config(MSFConfig, cfg["ipt"]["msf"], method=cfg["ipt"].get("method", "prompt"), d=1)
+            require(cfg["ist"], ("train",), "ist")
+            train_config(cfg["ist"]["train"])
+        if "fastfood" in cfg:
+            require(cfg["fastfood"], ("dims", "train"), "fastfood")
+            train_config(cfg["fastfood"]["train"])
+        if "udt" in cfg:
+            stage_config(UnifiedConfig, cfg["udt"]["fit"])
+            train_config(cfg["udt"]["subspace_train"])
 
     def save(self) -> None:
         write_json(self.out / RESULTS, self.results)
@@ -432,7 +458,7 @@ def write_report(path: Path, cfg: dict, args) -> None:
 
 def main() -> None:
     args = recipe_arguments(__doc__.split("\n\n")[0])
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_recipe(args.config)
     out = Path(args.out)
     if not args.report_only:
         for name, part, folder in parts_of(cfg, out):
@@ -445,4 +471,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -144,3 +144,23 @@ def test_shipped_recipes_are_valid(name, tmp_path):
         assert ipt["ipt"]["msf"]["alpha"] == 200.0 and ipt["ist"]["train"]["lr"] == 1e-4
         assert udt["bank"]["methods"]["lora"]["r"] == 10 and udt["udt"]["fit"]["dist_weight"] == 10.0
         assert udt["udt"]["subspace_train"]["optimizer"] == "adafactor"
+
+
+def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
+    """A misspelt or missing key, a missing file: one line, exit status 2, nothing written."""
+    bad = tmp_path / "bad.yaml"
+    good = TINY.format(llama="x")
+    for text, expected in (("seeds: [0]\n", "the recipe has no 'data_seed'"),
+                           (good.replace("hidden: 4", "hiden: 4"), "hiden"),
+                           ("[1, 2]\n", "expected a mapping of settings"),
+                           (None, "cannot read the recipe")):
+        if text is not None:
+            bad.write_text(text)
+        else:
+            bad.unlink()
+        done = subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), str(bad), "--out",
+                               str(tmp_path / "out"), "--report", str(tmp_path / "r.md"), "--data-dir", str(data_dir)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "out").exists()
