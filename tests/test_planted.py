@@ -9,10 +9,14 @@ on a held-out task (2 trainable numbers) reaches almost that task's planted scor
 auto-encoder at the same d does not. This separates "the code works" from "this backbone has a subspace": here
 there is one by construction.
 
-(The UDT counterpart, LoRA and fine-tuning solutions that compute the same functions and share z, is not here
-yet: with deltas large enough to change the answers, UDT's down-projection ``Linear(D -> d) -> tanh`` saturates
-under per-element optimisers (AdamW, and Adafactor without parameter scaling) within a few steps on
-D = 260K fine-tuning deltas, and the fit keeps one of the two planted directions.)
+(The UDT counterpart, two methods whose solutions share z, is not here yet. With LoRA and fine-tuning solutions
+that compute the same functions, UDT's down-projection ``Linear(D -> d) -> tanh`` saturated under per-element
+optimisers (AdamW, and Adafactor without parameter scaling) within a few steps on D = 260K fine-tuning deltas, and
+the fit kept one of the two planted directions. With prompt (D = 128) and LoRA r = 1 (D = 1,120) solutions
+``A_m z``, the reconstruction term alone (no task loss, d = 2, random mixing weights as UDT draws them) left
+held-out relative errors of 0.32 (prompt), 0.09 (LoRA) and 0.34 (LoRA decoded from the prompt's intrinsic vector)
+after 2,000 Adafactor steps at lr 1e-2, 0.34 / 0.08 / 0.34 with AdamW at 3e-3: the tanh layer of width d must sit
+in its linear range while the up-projection stays linear, which these optimisers approach slowly.)
 """
 
 from __future__ import annotations
@@ -141,4 +145,5 @@ def test_ipt_finds_a_planted_prompt_subspace(llama, texts, tmp_path):
     # IST with 2 numbers reaches the held-out tasks; the random auto-encoder's 2 numbers do not
     assert learnt_mean >= 0.9, (learnt, random, frozen)
     assert learnt_mean - random_mean >= 0.15, (learnt, random, frozen)
+
 
