@@ -74,3 +74,13 @@ def test_checkpointed_layers_give_the_same_gradients(kind, name, shared_dir, exa
 def test_checkpointing_needs_checkpointable_layers(shared_dir):
     with pytest.raises(ConfigError, match="gradient_checkpointing=1"):
         _backbone("t5", shared_dir, gradient_checkpointing=1)
+
+
+def test_a_reloaded_backbone_evaluates_without_checkpointing(shared_dir):
+    """Checkpointing saves memory in training only: a run's recorded backbone is reloaded (predict, export)
+    without it, so copies of its model (export --format merged) run their own layers."""
+    from taskspace.backbones import reload_backbone
+
+    described = _backbone("llama", shared_dir, gradient_checkpointing=True).describe()
+    assert described["gradient_checkpointing"] is True
+    assert reload_backbone(described).gradient_checkpointing is False

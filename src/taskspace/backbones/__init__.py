@@ -231,7 +231,8 @@ def reload_backbone(description: dict, **overrides) -> Backbone:
     family = description.get("family")
     if family not in FAMILIES or "name" not in description:
         raise ConfigError(f"not a backbone description (no name or family): {sorted(description)}")
-    valid = _valid_options(FAMILIES[family]) - {"device"}
+    # gradient checkpointing only saves memory in training; what reloads a backbone evaluates or exports with it
+    valid = _valid_options(FAMILIES[family]) - {"device", "gradient_checkpointing"}
     options = {k: v for k, v in description.items() if k in valid}
     return load_backbone(description["name"], **{**options, **overrides})
 

@@ -6,7 +6,8 @@ as changes from their common initialisation (``delta_m = theta_m - theta_init_m`
 anchor). For a batch mixing tasks, each method's solution of each example's task is projected down,
 ``I_m = down_m(delta_m)``; the intrinsic vectors are mixed with random weights drawn once per step in the paper's
 way (for methods in order: ``w_1 ~ U(0, 1)``, ``w_2 ~ U(0, 1 - w_1)``, ..., the last takes the rest; with
-adapter, prefix, LoRA that is alpha, beta, 1 - alpha - beta), ``I = sum_m w_m I_m``; every method is decoded
+adapter, prefix, LoRA that is alpha, beta, 1 - alpha - beta; with ``micro_batch_size`` each micro-batch draws its
+own), ``I = sum_m w_m I_m``; every method is decoded
 from ``I`` and
 
     L = sum_m [ dist_weight * ||up_m(I) - delta_m||^2 + task_loss(anchor_m + up_m(I)) ]
