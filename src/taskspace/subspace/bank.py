@@ -111,6 +111,10 @@ class BankEntry:
         return self.theta - self.theta_init
 
 
+#: The backbone settings every entry of a bank is scored with, recorded in bank.json (a bank cannot mix them).
+SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing")
+
+
 def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
     return root / task / method / f"s{seed}"
 
@@ -174,14 +178,19 @@ def build_bank(
     root = Path(root)
     if rank is None or world is None:
         rank, world = shard()
+    described = backbone.describe()
     record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.identity(),
-              "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint()}}
+              "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint(),
+                           "settings": {k: described[k] for k in SCORING_SETTINGS}}}
     if (root / BANK_FILE).is_file():
         saved = read_json(root / BANK_FILE)
-        if saved.get("spec") != record["spec"] or saved.get("backbone") != record["backbone"]:
+        mine = dict(record["backbone"])
+        if "settings" not in saved.get("backbone", {}):  # a bank written before the settings were recorded
+            mine.pop("settings")
+        if saved.get("spec") != record["spec"] or saved.get("backbone") != mine:
             raise ConfigError(
-                f"{root / BANK_FILE} describes another bank (different tasks, methods, settings or backbone); "
-                "use another folder"
+                f"{root / BANK_FILE} describes another bank (different tasks, methods, settings, backbone or "
+                "backbone options such as --decode); use another folder"
             )
     from contextlib import nullcontext
 
