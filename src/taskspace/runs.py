@@ -240,9 +240,9 @@ def fit_source(
 
     Used by plain tuning and by subspace tuning alike; ``record`` is merged into ``config.json``.
     """
-    fit = PreparedRun(task, test, method, source, train_config, run_dir, backbone=backbone, eval_batch_size=eval_batch_size,
-               record=record, theta_init=theta_init, evaluate_zero_shot=evaluate_zero_shot,
-               keep_checkpoint=keep_checkpoint)
+    fit = PreparedRun(task, test, method, source, train_config, run_dir, backbone=backbone,
+                      eval_batch_size=eval_batch_size, record=record, theta_init=theta_init,
+                      evaluate_zero_shot=evaluate_zero_shot, keep_checkpoint=keep_checkpoint)
 
     def loss_fn(examples: list[Example], targets: list[str]) -> torch.Tensor:
         with method.bind(source.bound()):
