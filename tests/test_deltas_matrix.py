@@ -242,3 +242,43 @@ def test_lora_groups_repeated_theta_rows_without_changing_a_result(shared_dir):
             assert backbone.predict(backbone.collate(examples[row:row + 1])) == ranked[row:row + 1]
     trainable = theta.clone().requires_grad_(True)  # a gradient must flow: never grouped by value
     assert distinct_rows(method.layout.unflatten(trainable)) is None
+
+
+def test_prompt_initialisations_from_the_vocabulary(shared_dir):
+    """init=text starts the prompt at the embeddings of a text's tokens, repeated then cut to n_tokens (peft's
+    TEXT initialisation); init=vocab at embeddings of drawn non-special tokens; misuse is refused by name."""
+    backbone = get_backbone("llama", shared_dir)
+    table = backbone.model.get_input_embeddings().weight.detach().float()
+    ids = backbone.tokenizer("great movie", add_special_tokens=False)["input_ids"]
+    method = build_method("prompt", backbone, {"n_tokens": 5, "init": "text", "init_text": "great movie"})
+    rows = method.init(torch.Generator().manual_seed(0)).view(5, -1)
+    expected = [(ids * 5)[i] for i in range(5)]
+    assert torch.equal(rows, table[expected])
+    vocab = build_method("prompt", backbone, {"n_tokens": 4, "init": "vocab"}).init(torch.Generator().manual_seed(1))
+    special = set(backbone.tokenizer.all_special_ids)
+    for row in vocab.view(4, -1):
+        match = (table == row).all(-1).nonzero().flatten().tolist()
+        assert match and not set(match) & special
+    for options, message in (({"init_text": "hi"}, "give it with init=text"),
+                             ({"init": "text"}, "give it with init=text")):
+        with pytest.raises(ConfigError, match=message):
+            build_method("prompt", backbone, {"n_tokens": 2, **options})
+
+
+def test_a_delta_saved_before_an_option_existed_still_loads(tmp_path, shared_dir):
+    """Method options added in a later version (prompt's init_text) are left out of a saved delta's record at
+    their defaults, so a delta saved before them loads, and one saved with them set records them."""
+    import json
+
+    backbone = get_backbone("llama", shared_dir)
+    method = build_method("prompt", backbone, {"n_tokens": 2})
+    theta = method.init(torch.Generator().manual_seed(0))
+    save_delta(tmp_path / "theta", method, theta)
+    record = json.loads((tmp_path / "theta.json").read_text())
+    assert "init_text" not in record["config"]  # as a delta saved by taskspace 0.1 looks
+    assert torch.equal(load_delta(tmp_path / "theta", method)[0], theta)
+    texted = build_method("prompt", backbone, {"n_tokens": 2, "init": "text", "init_text": "hello"})
+    save_delta(tmp_path / "texted", texted, texted.init(torch.Generator()))
+    assert json.loads((tmp_path / "texted.json").read_text())["config"]["init_text"] == "hello"
+    with pytest.raises(IncompatibleError, match="method config"):
+        load_delta(tmp_path / "texted", method)

@@ -362,3 +362,22 @@ def test_msf_task_loss_forms(llama, data_dir):
             plain = mixed_loss(llama, method, examples, targets, index, theta_of)
         torch.testing.assert_close(code, by_hand)
         assert float(code) > 2 * float(plain)  # summed over tokens and examples, not averaged
+
+
+def test_a_bank_refuses_entries_scored_another_way(bank, shared_dir):
+    """bank.json records how its entries are scored (decode protocol, lengths): resuming the bank with another
+    --decode is refused, not mixed in; a bank written before those settings were recorded still resumes."""
+    from taskspace.backbones import load_backbone
+
+    other = load_backbone(f"{shared_dir}/models/stories260K",
+                          decode="generate" if bank.backbone.decode == "rank" else "rank")
+    with pytest.raises(ConfigError, match="backbone options such as --decode"):
+        build_bank(bank.root, bank.spec, other)
+    record = json.loads((bank.root / "bank.json").read_text())
+    assert record["backbone"]["settings"]["decode"] == bank.backbone.decode
+    old = dict(record, backbone={k: v for k, v in record["backbone"].items() if k != "settings"})
+    (bank.root / "bank.json").write_text(json.dumps(old))
+    try:
+        build_bank(bank.root, bank.spec, bank.backbone)
+    finally:
+        (bank.root / "bank.json").write_text(json.dumps(record))

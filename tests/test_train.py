@@ -279,3 +279,44 @@ def test_float16_weights_are_refused_for_training():
     model = Linear()
     with pytest.raises(ConfigError, match="dtype=float16: .*loss scaling"):
         train(model, model.loss, EXAMPLES, TrainConfig(steps=1, progress=False), backbone=backbone)
+
+
+def test_train_many_equals_each_job_trained_alone(tmp_path):
+    """Three trainables in one pass (one joint backward per step) end exactly where each ends trained alone:
+    their own data orders, optimisers, schedules, selections, checkpoints, and early stopping (the second job
+    stops after two evaluations without progress and leaves the pass; the others go on)."""
+    from taskspace.train import TrainJob, train_many
+
+    def scores(values):
+        it = iter(values)
+        return lambda: next(it)
+
+    dev = [[0.0, 0.2, 0.1, 0.3, 0.3, 0.2], [0.0, 0.5, 0.4, 0.4, 0.9, 0.9], [0.1, 0.1, 0.2, 0.2, 0.2, 0.2]]
+    configs = [TrainConfig(steps=10, batch_size=3, lr=0.1, eval_every=2, progress=False, seed=s,
+                           patience=2 if s == 1 else None, schedule="linear" if s else "constant") for s in range(3)]
+    alone = []
+    for k, config in enumerate(configs):
+        model = Linear()
+        alone.append(train(model, model.loss, EXAMPLES, config, evaluate=scores(dev[k]), run_dir=tmp_path / f"a{k}"))
+    models = [Linear() for _ in configs]
+    jobs = [TrainJob(m, EXAMPLES, c, evaluate=scores(dev[k]), run_dir=tmp_path / f"b{k}")
+            for k, (m, c) in enumerate(zip(models, configs))]
+    seen = []
+
+    def joint_loss(items):
+        seen.append([k for k, _, _ in items])
+        return [models[k].loss(batch, targets) for k, batch, targets in items]
+
+    together = train_many(jobs, joint_loss)
+    for a, b in zip(alone, together):
+        assert (a.best_step, a.steps, a.stopped_early) == (b.best_step, b.steps, b.stopped_early)
+        assert torch.equal(a.best_state["theta"], b.best_state["theta"])
+        assert torch.equal(a.last_state["theta"], b.last_state["theta"])
+        def clockless(history):
+            return [{k: v for k, v in r.items() if k != "seconds"} for r in history]
+
+        assert clockless(a.history) == clockless(b.history)
+    assert together[1].stopped_early and together[1].steps == 6
+    assert seen[0] == [0, 1, 2] and seen[-1] == [0, 2] and len(seen) == 10
+    with pytest.raises(ConfigError, match="micro-batch-size"):
+        train_many([TrainJob(Linear(), EXAMPLES, TrainConfig(micro_batch_size=1, progress=False))], joint_loss)

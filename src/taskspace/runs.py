@@ -36,7 +36,7 @@ from .evaluation import evaluate, evaluate_splits, write_predictions
 from .reporting import Reported
 from .store import read_json, read_tensors, save_delta, write_json, write_tensors
 from .tasks import Example, Task
-from .train import TrainConfig, log_to, train
+from .train import TrainConfig, TrainJob, log_to, train, train_many
 
 SCORES = "scores.json"
 TRAJECTORY = "trajectory.safetensors"
@@ -174,6 +174,53 @@ def finish_run(run_dir: Path, task: Task, test: list[Example], method: DeltaMeth
     return scores
 
 
+class PreparedRun:
+    """One run being fitted: what :func:`fit_source` sets up before training (the run's config, the zero-shot
+    scores, its log) and completes after it (scores, predictions, theta)."""
+
+    def __init__(self, task: Task, test: Sequence[Example], method: DeltaMethod, source: ThetaSource,
+                 train_config: TrainConfig, run_dir: Path, *, backbone: Backbone, eval_batch_size: int,
+                 record: dict[str, Any], theta_init: torch.Tensor | None, evaluate_zero_shot: bool,
+                 keep_checkpoint: bool):
+        self.task, self.test, self.method, self.source = task, list(test), method, source
+        self.train_config, self.run_dir, self.backbone = train_config, run_dir, backbone
+        self.eval_batch_size, self.record, self.theta_init = eval_batch_size, record, theta_init
+        self.keep_checkpoint = keep_checkpoint
+        write_run_config(run_dir, record, backbone, method, task, self.test)
+        self.zero_shot = (_zero_shot(run_dir / "zero_shot.json", backbone, method, source, task, self.test,
+                                     eval_batch_size, train_config.progress)
+                          if evaluate_zero_shot else {})
+        self.log = _Trajectory(run_dir, source) if source.separate_trainable else log_to(run_dir / "log.jsonl")
+        self.started = time.time()
+
+    @property
+    def initial_dev(self) -> float | None:
+        return self.zero_shot.get("init", {}).get("dev")
+
+    def dev_score(self) -> float:
+        return evaluate(self.backbone, self.task.dev, self.task.metric, method=self.method,
+                        theta=self.source.current(), batch_size=self.eval_batch_size,
+                        progress=self.train_config.progress, desc="dev")[0]
+
+    def reported(self) -> Reported:
+        return Reported(self.log, self.train_config.report_to, self.run_dir, self.record)
+
+    def complete(self, result) -> dict[str, Any]:
+        self.source.trainable.load_state_dict(result.best_state)
+        theta = self.source.current()
+        if self.source.separate_trainable:
+            write_tensors(self.run_dir / "trainable.safetensors", result.best_state)
+        scores = finish_run(self.run_dir, self.task, self.test, self.method, theta, self.theta_init,
+                            self.eval_batch_size, {
+                                "best_step": result.best_step, "steps": result.steps,
+                                "stopped_early": result.stopped_early, "zero_shot": self.zero_shot,
+                                "train_seconds": round(time.time() - self.started, 1)},
+                            progress=self.train_config.progress)
+        if not self.keep_checkpoint:  # resume state (optimiser included): not needed now
+            shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
+        return scores
+
+
 def fit_source(
     task: Task,
     test: Sequence[Example],
@@ -193,33 +240,52 @@ def fit_source(
 
     Used by plain tuning and by subspace tuning alike; ``record`` is merged into ``config.json``.
     """
-    write_run_config(run_dir, record, backbone, method, task, test)
-    bs = eval_batch_size
-    zero_shot = (_zero_shot(run_dir / "zero_shot.json", backbone, method, source, task, test, bs,
-                            train_config.progress)
-                 if evaluate_zero_shot else {})
+    fit = PreparedRun(task, test, method, source, train_config, run_dir, backbone=backbone,
+                      eval_batch_size=eval_batch_size, record=record, theta_init=theta_init,
+                      evaluate_zero_shot=evaluate_zero_shot, keep_checkpoint=keep_checkpoint)
 
     def loss_fn(examples: list[Example], targets: list[str]) -> torch.Tensor:
         with method.bind(source.bound()):
             return backbone.loss(backbone.collate(examples, targets)).mean()
 
-    def dev_score() -> float:
-        return evaluate(backbone, task.dev, task.metric, method=method, theta=source.current(), batch_size=bs,
-                        progress=train_config.progress, desc="dev")[0]
+    with fit.reported() as reported:
+        result = train(source.trainable, loss_fn, task.train, train_config, evaluate=fit.dev_score, run_dir=run_dir,
+                       backbone=backbone, log=reported, initial_score=fit.initial_dev)
+    return fit.complete(result)
 
-    log = _Trajectory(run_dir, source) if source.separate_trainable else log_to(run_dir / "log.jsonl")
-    started = time.time()
-    with Reported(log, train_config.report_to, run_dir, record) as reported:
-        result = train(source.trainable, loss_fn, task.train, train_config, evaluate=dev_score, run_dir=run_dir,
-                       backbone=backbone, log=reported, initial_score=zero_shot.get("init", {}).get("dev"))
-    source.trainable.load_state_dict(result.best_state)
-    theta = source.current()
-    if source.separate_trainable:
-        write_tensors(run_dir / "trainable.safetensors", result.best_state)
 
-    scores = finish_run(run_dir, task, test, method, theta, theta_init, bs, {
-        "best_step": result.best_step, "steps": result.steps, "stopped_early": result.stopped_early,
-        "zero_shot": zero_shot, "train_seconds": round(time.time() - started, 1)}, progress=train_config.progress)
-    if not keep_checkpoint:
-        shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # resume state (optimiser included): not needed now
-    return scores
+def joint_theta_loss(method: DeltaMethod, backbone: Backbone, thetas: Sequence[FlatParameters]):
+    """The ``joint_loss`` of :func:`taskspace.train.train_many` for several thetas of one method: every job's batch
+    in one forward pass, each example bound to its own job's theta (per-example binding), and each job's mean
+    loss."""
+    if not method.supports_per_example:
+        raise ConfigError(f"{method.name} takes no per-example theta: its runs cannot share a pass (--batched 1)")
+
+    def joint_loss(items):
+        examples, targets, rows, spans = [], [], [], []
+        for k, batch, batch_targets in items:
+            spans.append((len(examples), len(examples) + len(batch)))
+            examples += batch
+            targets += batch_targets
+            flat = torch.cat([p.reshape(-1) for p in thetas[k].slices])  # theta, differentiable in its slices
+            rows.append(flat.expand(len(batch), -1))
+        with method.bind(torch.cat(rows)):
+            per_example = backbone.loss(backbone.collate(examples, targets))
+        return [per_example[a:b].mean() for a, b in spans]
+
+    return joint_loss
+
+
+def fit_thetas_together(fits: Sequence[PreparedRun], backbone: Backbone) -> list[dict[str, Any]]:
+    """Train the thetas of several runs of one method in one pass (:func:`taskspace.train.train_many`): each step
+    runs every run's batch in one forward pass, each example with its own run's theta (per-example binding); each
+    run ends as it would trained alone (up to float rounding) and is completed like one."""
+    from contextlib import ExitStack
+
+    joint_loss = joint_theta_loss(fits[0].method, backbone, [fit.source.trainable for fit in fits])
+    with ExitStack() as stack:
+        logs = [stack.enter_context(fit.reported()) for fit in fits]
+        jobs = [TrainJob(fit.source.trainable, fit.task.train, fit.train_config, evaluate=fit.dev_score,
+                         run_dir=fit.run_dir, log=log, initial_score=fit.initial_dev) for fit, log in zip(fits, logs)]
+        results = train_many(jobs, joint_loss, backbone=backbone)
+    return [fit.complete(result) for fit, result in zip(fits, results)]

@@ -168,7 +168,8 @@ def delta_record(method, backbone) -> dict[str, Any]:
         "format": "taskspace.delta/1",
         "taskspace_version": __version__,
         "method": method.name,
-        "config": method.config.to_dict(),
+        # identity(): options added in later versions stay out at their defaults, so older deltas keep loading
+        "config": method.config.identity(),
         "size": method.size,
         "layout": method.layout.to_json(),
         "backbone": {

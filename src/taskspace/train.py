@@ -242,6 +242,83 @@ def train(
     gives learning-rate multipliers per parameter group, ``[(parameters, multiplier), ...]`` (default: one group
     of every trainable parameter at 1).
     """
+    rank, world = group()
+    steps = _steps(trainable, examples, config, evaluate=evaluate, run_dir=run_dir, backbone=backbone, log=log,
+                   initial_score=initial_score, groups=groups, rank=rank, world=world)
+    try:
+        request = next(steps)
+        while True:
+            batch, targets = request
+            request = steps.send(_backward(loss_fn, batch, targets, config.micro_batch_size, rank, world))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        steps.close()  # an interruption: the generator's clean-up (progress bar, evaluation mode) runs now
+
+
+@dataclass
+class TrainJob:
+    """One of the trainables :func:`train_many` trains together: the arguments :func:`train` takes for it."""
+
+    trainable: nn.Module
+    examples: Sequence[Example]
+    config: TrainConfig
+    evaluate: Callable[[], float] | None = None
+    run_dir: str | Path | None = None
+    log: Callable[[dict], None] | None = None
+    initial_score: float | None = None
+
+
+def train_many(jobs: Sequence[TrainJob], joint_loss, *, backbone: nn.Module | None = None) -> list[TrainResult]:
+    """Train several trainables in lockstep, each exactly as :func:`train` trains it alone (its own data order,
+    optimiser, schedule, clipping, evaluations, best-state selection, early stopping and checkpoint), with one
+    forward and one backward pass per step for all of them.
+
+    ``joint_loss(items)`` gets ``[(job index, batch, targets), ...]`` for the jobs still training and returns each
+    job's loss (the mean over its batch, as ``loss_fn`` returns it to :func:`train`); their sum is
+    back-propagated, which gives every trainable its own loss's gradient. A job that stops early (or has finished
+    its steps) leaves the pass; the others go on. One process only, without micro-batches.
+    """
+    if group()[1] > 1:
+        raise ConfigError("several trainables in one pass run in one process (data parallelism splits the "
+                          "batches of one trainable)")
+    if any(job.config.micro_batch_size for job in jobs):
+        raise ConfigError("--micro-batch-size: not with several trainables in one pass (each step holds all of "
+                          "their batches)")
+    runs = [_steps(job.trainable, job.examples, job.config, evaluate=job.evaluate, run_dir=job.run_dir,
+                   backbone=backbone, log=job.log, initial_score=job.initial_score, groups=None, rank=0, world=1)
+            for job in jobs]
+    results: list[TrainResult | None] = [None] * len(jobs)
+    pending: dict[int, tuple[list[Example], list[str]]] = {}
+
+    def advance(k: int, value: float | None) -> None:
+        try:
+            pending[k] = next(runs[k]) if value is None else runs[k].send(value)
+        except StopIteration as stop:
+            results[k] = stop.value
+            pending.pop(k, None)
+
+    try:
+        for k in range(len(jobs)):
+            advance(k, None)
+        while pending:
+            items = [(k, *pending[k]) for k in sorted(pending)]
+            losses = joint_loss(items)
+            torch.stack(list(losses)).sum().backward()
+            for (k, _, _), loss in zip(items, losses):
+                advance(k, float(loss.detach()))
+    finally:
+        for steps in runs:
+            steps.close()
+    return results  # type: ignore[return-value]
+
+
+def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfig, *, evaluate, run_dir, backbone,
+           log, initial_score, groups, rank: int, world: int):
+    """The training of one trainable as a generator: at each step it zeroes the gradients and yields the step's
+    ``(batch, targets)``; the driver back-propagates their loss into the trainable's gradients and sends back the
+    loss's value; the generator then takes the optimiser step, evaluates, checkpoints, and finally returns the
+    :class:`TrainResult`. :func:`train` drives one, :func:`train_many` several in one pass."""
     config.validate()  # a config edited in place since its construction
     if config.lr is None:
         raise ConfigError("--lr: no learning rate (none means the method's default, which only `tune` and `bank` "
@@ -264,7 +341,6 @@ def train(
     # (score, state) of the untrained state, kept while it can still be the best (until a trained state reaches
     # its score).
     initial: tuple[float, dict[str, torch.Tensor]] | None = None
-    rank, world = group()
     ckpt = _Checkpoint(Path(run_dir)) if run_dir is not None else None
     saved = ckpt.load(key, shapes) if ckpt is not None and ckpt.exists() and rank == 0 else None
     saved = broadcast_object(saved)  # data-parallel: every process resumes from rank 0's checkpoint
@@ -314,7 +390,7 @@ def train(
             batch = [examples[i] for i in idx]
             targets = choose_targets(batch, config.seed, step)
             opt.zero_grad(set_to_none=True)
-            value = _backward(loss_fn, batch, targets, config.micro_batch_size, rank, world)
+            value = yield batch, targets  # the driver back-propagates the step's loss and sends its value
             if world > 1:  # data-parallel: the step's gradient and loss are the sums of the processes' shares
                 for p in params:
                     if p.grad is None:

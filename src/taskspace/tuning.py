@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -20,7 +21,7 @@ from .config import Config, option, positive_count
 from .deltas import METHODS, DeltaMethod, FlatParameters, build_method, default_lr
 from .errors import ConfigError, DataError
 from .evaluation import capped_test_split, evaluate_splits
-from .runs import DirectTheta, check_run_dir, fit_source, is_finished
+from .runs import DirectTheta, PreparedRun, check_run_dir, fit_source, fit_thetas_together, is_finished
 from .store import exclusive, load_delta, read_json
 from .tasks import Task, load_task_as
 from .tasks.sources import Columns
@@ -86,6 +87,29 @@ def default_run_name(config: TuneConfig) -> str:
     return f"{config.task}-{config.method}-{backbone}-{data}-s{config.seed}-{digest}"
 
 
+def _setup(config: TuneConfig, run_dir: Path, backbone: Backbone | None, overwrite: bool, method=None):
+    """Everything that can be checked before a run directory is touched, so that bad input leaves nothing behind:
+    the task, the backbone (loaded if not given), the method (``method``: one already built, shared by runs of
+    the same settings) and the initial theta."""
+    config.validate()  # the config may have been edited since its construction
+    task = load_task_as(config)
+    if backbone is None:
+        backbone = load_backbone(config.backbone, **config.backbone_options)
+    backbone.check_task(task.info.has_options, task.name)
+    method = method if method is not None else build_method(config.method, backbone, config.method_options)
+    check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite)
+    if config.init_from is not None:
+        theta_init = load_delta(config.init_from, method)[0]
+    else:
+        theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
+    return task, backbone, method, theta_init
+
+
+def _finished(run_dir: Path, method: DeltaMethod, task: Task) -> RunResult:
+    theta = load_delta(run_dir / "theta", method)[0]  # read and checked, never assumed
+    return RunResult(run_dir, read_json(run_dir / "scores.json"), theta, method, task)
+
+
 def tune(
     config: TuneConfig,
     run_dir: str | Path,
@@ -95,23 +119,10 @@ def tune(
 ) -> RunResult:
     """Tune ``config.method`` on ``config.task`` into ``run_dir`` (see :mod:`taskspace.runs`)."""
     run_dir = Path(run_dir)
-    config.validate()  # the config may have been edited since its construction
-    # Everything that can be checked is checked before the run directory is touched, so that bad input leaves
-    # nothing behind.
-    task = load_task_as(config)
-    if backbone is None:
-        backbone = load_backbone(config.backbone, **config.backbone_options)
-    backbone.check_task(task.info.has_options, task.name)
-    method = build_method(config.method, backbone, config.method_options)
-    check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite)
-    if config.init_from is not None:
-        theta_init = load_delta(config.init_from, method)[0]
-    else:
-        theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
+    task, backbone, method, theta_init = _setup(config, run_dir, backbone, overwrite)
     with exclusive(run_dir):  # creates it; a second process on the same run is refused
-        if is_finished(run_dir):  # its theta is read and checked, never assumed
-            theta = load_delta(run_dir / "theta", method)[0]
-            return RunResult(run_dir, read_json(run_dir / "scores.json"), theta, method, task)
+        if is_finished(run_dir):
+            return _finished(run_dir, method, task)
         test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
         source = DirectTheta(FlatParameters(theta_init, method.layout))
         scores = fit_source(task, test, method, source, config.train, run_dir, backbone=backbone,
@@ -119,6 +130,43 @@ def tune(
                             theta_init=theta_init, evaluate_zero_shot=config.zero_shot,
                             keep_checkpoint=config.keep_checkpoint)
     return RunResult(run_dir, scores, source.current(), method, task)  # the trainable holds the best state
+
+
+def tune_together(configs: Sequence[TuneConfig], run_dirs: Sequence[str | Path], *, backbone: Backbone
+                  ) -> list[RunResult]:
+    """Tune several runs of one method with the same settings (tasks and seeds may differ) in one pass: every
+    step runs all their batches through one forward and backward pass, each example with its own run's theta
+    (:func:`taskspace.runs.fit_thetas_together`). Each run ends as :func:`tune` would leave it (up to float
+    rounding), finished runs are verified and returned."""
+    def shared(c: TuneConfig) -> dict:
+        same = c.identity()
+        for key in ("task", "seed", "data_dir", "metric", "columns"):
+            same.pop(key, None)
+        same["train"].pop("seed", None)
+        return same
+
+    if len({json.dumps(shared(c), sort_keys=True) for c in configs}) > 1:
+        raise ConfigError("runs tuned together must share the method, its options and the training settings")
+    results: list[RunResult | None] = [None] * len(configs)
+    fits, method = [], None
+    with ExitStack() as stack:
+        for k, (config, run_dir) in enumerate(zip(configs, map(Path, run_dirs))):
+            task, backbone, method, theta_init = _setup(config, run_dir, backbone, False, method)
+            stack.enter_context(exclusive(run_dir))
+            if is_finished(run_dir):
+                results[k] = _finished(run_dir, method, task)
+                continue
+            test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
+            source = DirectTheta(FlatParameters(theta_init, method.layout))
+            fits.append((k, PreparedRun(task, test, method, source, config.train, run_dir, backbone=backbone,
+                                 eval_batch_size=config.eval_batch_size, record={"run": config.identity()},
+                                 theta_init=theta_init, evaluate_zero_shot=config.zero_shot,
+                                 keep_checkpoint=config.keep_checkpoint)))
+        if fits:
+            scores = fit_thetas_together([fit for _, fit in fits], backbone)
+            for (k, fit), score in zip(fits, scores):
+                results[k] = RunResult(fit.run_dir, score, fit.source.current(), fit.method, fit.task)
+    return results  # type: ignore[return-value]
 
 
 def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,

@@ -395,7 +395,7 @@ def add_commands(sub) -> None:
     add_backbone_args(b)
     add_data_args(b, BankSpec, defaults)
     add_train_args(b, defaults.train, exclude=("lr",))
-    add_arguments(b, BankSpec, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
+    add_arguments(b, BankSpec, defaults=defaults, only=("eval_batch_size", "max_test_examples", "batched"))
     b.set_defaults(func=cmd_bank)
 
     f = sub.add_parser("fit-subspace", help=f"fit a subspace: {', '.join(FINDERS)}",

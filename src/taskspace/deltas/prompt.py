@@ -4,7 +4,9 @@ For encoder-decoder backbones the prompt goes before the encoder input; for deco
 input text; for encoders before the ``[CLS]`` token (and it is excluded from pooling).
 
 theta layout: ``prompt [n_tokens, d]`` (row i is the i-th virtual token). Initialisation: N(0, init_std²)
-(IPT: 100 tokens, std 0.02), or ``init=vocab``: the embeddings of randomly drawn vocabulary tokens.
+(IPT: 100 tokens, std 0.02); ``init=vocab``: the embeddings of randomly drawn vocabulary tokens; ``init=text``:
+the embeddings of the tokens of ``init_text`` (repeated, then cut, to n_tokens; peft's TEXT initialisation,
+Lester et al.'s initialisation from words that describe the task).
 There is no neutral theta: any prompt changes the computation.
 """
 
@@ -22,8 +24,11 @@ from .base import DeltaMethod, MethodConfig, register
 @dataclass
 class PromptConfig(MethodConfig):
     n_tokens: int = option(20, "number of soft prompt tokens n")
-    init: str = option("normal", "initialisation: normal (N(0, init_std^2)) or vocab (random token embeddings)")
+    init: str = option("normal", "initialisation: normal (N(0, init_std^2)), vocab (random token embeddings) or "
+                                 "text (the embeddings of init_text's tokens)")
     init_std: float = option(0.02, "standard deviation of the normal initialisation")
+    init_text: str = option("", "with init=text: the text whose token embeddings start the prompt (repeated, then "
+                                "cut, to n_tokens)", since="0.2")
 
 
 @register
@@ -38,8 +43,13 @@ class PromptTuning(DeltaMethod):
         c = self.config
         if c.n_tokens < 1:
             raise ConfigError(f"prompt n_tokens={c.n_tokens}: expected at least one token")
-        if c.init not in ("normal", "vocab"):
-            raise ConfigError(f"prompt init={c.init!r}: expected 'normal' or 'vocab'")
+        if c.init not in ("normal", "vocab", "text"):
+            raise ConfigError(f"prompt init={c.init!r}: expected 'normal', 'vocab' or 'text'")
+        if (c.init == "text") != bool(c.init_text):
+            raise ConfigError("prompt init_text: give it with init=text, and only then (it is the text whose token "
+                              "embeddings start the prompt)")
+        if c.init == "text" and not self._text_ids():
+            raise ConfigError(f"prompt init_text={c.init_text!r}: the tokenizer makes no tokens of it")
         if c.init_std <= 0:
             raise ConfigError(f"prompt init_std={c.init_std}: expected a positive number")
 
@@ -52,10 +62,17 @@ class PromptTuning(DeltaMethod):
             theta.normal_(0.0, c.init_std, generator=generator)
             return
         table = self.backbone.model.get_input_embeddings().weight
-        special = set(self.backbone.tokenizer.all_special_ids)
-        candidates = torch.tensor([i for i in range(table.shape[0]) if i not in special])
-        pick = candidates[torch.randint(len(candidates), (c.n_tokens,), generator=generator)]
+        if c.init == "text":
+            ids = self._text_ids()
+            pick = torch.tensor((ids * -(-c.n_tokens // len(ids)))[: c.n_tokens])
+        else:
+            special = set(self.backbone.tokenizer.all_special_ids)
+            candidates = torch.tensor([i for i in range(table.shape[0]) if i not in special])
+            pick = candidates[torch.randint(len(candidates), (c.n_tokens,), generator=generator)]
         theta.copy_(table.detach()[pick.to(table.device)].float().reshape(-1).cpu())
+
+    def _text_ids(self) -> list[int]:
+        return list(self.backbone.tokenizer(self.config.init_text, add_special_tokens=False)["input_ids"])
 
     def _install(self, views, per_example):
         prompt = views["prompt"]

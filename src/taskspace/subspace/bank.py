@@ -23,14 +23,14 @@ import torch
 
 from .. import __version__
 from ..backbones import Backbone
-from ..config import Config, option, positive_count
+from ..config import Config, at_least, option, positive_count
 from ..deltas import METHODS, DeltaMethod, build_method, default_lr
 from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split
 from ..store import exclusive, load_delta, read_json, write_json
 from ..tasks import Example, Task, load_task_as
 from ..train import TrainConfig
-from ..tuning import TuneConfig, tune
+from ..tuning import TuneConfig, tune, tune_together
 
 BANK_FILE = "bank.json"
 
@@ -59,6 +59,10 @@ class BankSpec(Config):
     eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
     zero_shot: bool = option(False, "also score the frozen backbone and the initial theta per entry (off: the "
                                     "same for every method)", cli=False)
+    batched: int = option(1, "train up to N tasks of one method and seed in one pass, one forward pass for all "
+                             "their batches (each task its own theta, optimiser, selection and early stopping: the "
+                             "same entries as one at a time); fine-tuning runs one at a time", check=at_least(1),
+                          runtime=True)
 
     def check(self) -> None:
         unknown = sorted(set(self.methods) - set(METHODS))
@@ -107,6 +111,10 @@ class BankEntry:
         return self.theta - self.theta_init
 
 
+#: The backbone settings every entry of a bank is scored with, recorded in bank.json (a bank cannot mix them).
+SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing")
+
+
 def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
     return root / task / method / f"s{seed}"
 
@@ -118,6 +126,19 @@ def shard() -> tuple[int, int]:
 
     rank, world = group()
     return (rank, world) if world > 1 else launched_world()
+
+
+def passes(entries: Sequence[tuple[str, str, int]], k: int) -> list[list[tuple[str, str, int]]]:
+    """The entries in groups trained in one pass: up to ``k`` tasks of one method and seed (in the entries'
+    order); methods without per-example theta (fine-tuning) one entry at a time."""
+    groups: dict[tuple[str, int], list[tuple[str, str, int]]] = {}
+    for entry in entries:
+        groups.setdefault((entry[1], entry[2]), []).append(entry)
+    out = []
+    for (method, _), members in groups.items():
+        size = k if METHODS[method].supports_per_example else 1
+        out += [members[i:i + size] for i in range(0, len(members), size)]
+    return out
 
 
 def _barrier(world: int) -> None:
@@ -157,14 +178,19 @@ def build_bank(
     root = Path(root)
     if rank is None or world is None:
         rank, world = shard()
+    described = backbone.describe()
     record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.identity(),
-              "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint()}}
+              "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint(),
+                           "settings": {k: described[k] for k in SCORING_SETTINGS}}}
     if (root / BANK_FILE).is_file():
         saved = read_json(root / BANK_FILE)
-        if saved.get("spec") != record["spec"] or saved.get("backbone") != record["backbone"]:
+        mine = dict(record["backbone"])
+        if "settings" not in saved.get("backbone", {}):  # a bank written before the settings were recorded
+            mine.pop("settings")
+        if saved.get("spec") != record["spec"] or saved.get("backbone") != mine:
             raise ConfigError(
-                f"{root / BANK_FILE} describes another bank (different tasks, methods, settings or backbone); "
-                "use another folder"
+                f"{root / BANK_FILE} describes another bank (different tasks, methods, settings, backbone or "
+                "backbone options such as --decode); use another folder"
             )
     from contextlib import nullcontext
 
@@ -181,13 +207,16 @@ def build_bank(
         # entries done / left and the time per entry (finished entries are only verified, and count as done)
         desc = "bank" if world == 1 else f"bank (rank {rank}/{world})"
         with tqdm(total=len(mine), desc=desc, unit="entry", disable=not spec.train.progress) as bar:
-            for task, method, seed in mine:
-                bar.set_postfix_str(f"{task} {method} s{seed}")
-                result = tune(spec.tune_config(task, method, seed, backbone), entry_dir(root, task, method, seed),
-                              backbone=backbone)
-                bar.update()
-                if report is not None:
-                    report(task, method, seed, result.scores)
+            for group in passes(mine, spec.batched):
+                bar.set_postfix_str(", ".join(f"{t} {m} s{s}" for t, m, s in group))
+                configs = [spec.tune_config(t, m, s, backbone) for t, m, s in group]
+                dirs = [entry_dir(root, t, m, s) for t, m, s in group]
+                results = (tune_together(configs, dirs, backbone=backbone) if len(group) > 1 else
+                           [tune(configs[0], dirs[0], backbone=backbone)])
+                for (task, method, seed), result in zip(group, results):
+                    bar.update()
+                    if report is not None:
+                        report(task, method, seed, result.scores)
     _barrier(world)
     bank = Bank(root, backbone)
     if rank == 0 and world > 1:  # every entry, whichever rank wrote it, read and checked against the spec
