@@ -8,8 +8,8 @@ clipping and the optimiser step, so every process takes the same step that one p
 batch (up to the order of floating-point sums). Evaluation runs whole on every process and rank 0's score is
 used by all; a resumed run starts every process from rank 0's checkpoint.
 
-Only rank 0 writes the command's results (its ``--out``); the other ranks write theirs to a private scratch folder
-that is deleted when the command ends, and print nothing. ``bank`` is different: it shares its entries out over the
+Only rank 0 writes the command's results (its ``--out``) and reports to tensorboard or wandb; the other ranks
+write theirs to a private scratch folder that is deleted when the command ends, and print nothing. ``bank`` is different: it shares its entries out over the
 processes (each entry trained by one process), see :func:`taskspace.subspace.bank.build_bank`.
 """
 
@@ -68,8 +68,9 @@ def data_parallel(args) -> Iterator[tuple[int, int]]:
         if rank > 0:
             scratch = tempfile.mkdtemp(prefix=f"taskspace-rank{rank}-")
             args.out = os.path.join(scratch, "out")
-            if hasattr(args, "progress"):
-                args.progress = False
+            for name, quiet in (("progress", False), ("report_to", "none")):  # no bars, no second wandb run
+                if hasattr(args, name):
+                    setattr(args, name, quiet)
             with contextlib.redirect_stdout(io.StringIO()):
                 yield rank, world
         else:
