@@ -54,8 +54,9 @@ def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
     return space
 
 
-def recipe_arguments(description: str) -> argparse.Namespace:
-    """The runners' command line: the recipe file, ``--out``, ``--report``, ``--data-dir``, ``--report-only``."""
+def recipe_arguments(description: str, *, figures: bool = False) -> argparse.Namespace:
+    """The runners' command line: the recipe file, ``--out``, ``--report``, ``--data-dir``, ``--report-only``, and
+    with ``figures`` ``--no-png``."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("config")
     ap.add_argument("--out", required=True)
@@ -63,6 +64,9 @@ def recipe_arguments(description: str) -> argparse.Namespace:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
     ap.add_argument("--report-only", action="store_true",
                     help="write the report again from the run's results.json and stages.json, without training")
+    if figures:
+        ap.add_argument("--no-png", action="store_true",
+                        help="the report and its CSV without figures (no matplotlib needed)")
     return ap.parse_args()
 
 

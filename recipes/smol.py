@@ -33,6 +33,8 @@ writes the report again from it.
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import os
 import platform
 import sys
@@ -44,13 +46,22 @@ import torch
 
 from taskspace import __version__
 from taskspace.analysis import gain_kept, mean, mean_interval, ratio
+from taskspace.analysis.pca import points_of_runs, training_codes, write_pca
+from taskspace.analysis.plots import heatmap, interval_lines
+from taskspace.analysis.stability import stability_table
+from taskspace.analysis.task_types import plot_types, type_table
 from taskspace.backbones import load_backbone
+from taskspace.cli.subspace import exclude_types, task_subset
+from taskspace.deltas import default_lr
+from taskspace.errors import ConfigError
 from taskspace.evaluation import evaluate
 from taskspace.presets import preset_values
 from taskspace.store import read_json, write_json, write_text
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
                                 SubspaceTuneConfig, UnifiedConfig, build_bank, subspace_tune, transfer)
+from taskspace.subspace.bank import entry_dir
 from taskspace.tasks import CATALOG
+from taskspace.tuning import MultiTuneConfig, multitask_tune, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
 from recipe_common import (Stages, fit_saved, read_recipe, recipe_arguments, require, run_main,  # noqa: E402
@@ -63,6 +74,9 @@ PAPER = {"ipt_seen_other_d250": 97.0, "ipt_unseen_d250": 83.0, "udt_optimisation
 GAIN_MARGIN = 0.05
 
 RESULTS, STAGES = "results.json", "stages.json"
+
+#: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
+ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/")
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -96,7 +110,7 @@ def with_preset(cfg: dict) -> dict:
 
 
 class Runner:
-    def __init__(self, cfg: dict, out: Path, data_dir: str):
+    def __init__(self, cfg: dict, out: Path, data_dir: str, *, png: bool = True):
         require(cfg, ("data_seed", "max_test_examples", "seeds", "train_tasks", "unseen_tasks", "bank"), str(out))
         require(cfg["bank"], ("methods", "train"), f"{out}: bank")
         if "ipt" in cfg:
@@ -104,7 +118,7 @@ class Runner:
             require(cfg["ipt"], ("dims", "msf"), f"{out}: ipt")
         if "udt" in cfg:
             require(cfg["udt"], ("fit", "subspace_train"), f"{out}: udt")
-        self.cfg, self.out, self.data_dir = cfg, out, data_dir
+        self.cfg, self.out, self.data_dir, self.png = cfg, out, data_dir, png
         self._check_settings()
         self.seeds: list[int] = list(cfg["seeds"])
         self.train_tasks, self.unseen = list(cfg["train_tasks"]), list(cfg["unseen_tasks"])
@@ -128,6 +142,8 @@ class Runner:
         if "udt" in cfg:
             stage_config(UnifiedConfig, cfg["udt"]["fit"])
             train_config(cfg["udt"]["subspace_train"])
+        if "analyses" in cfg:
+            analyses_settings(cfg)
 
     def save(self) -> None:
         write_json(self.out / RESULTS, self.results)
@@ -171,6 +187,8 @@ class Runner:
             self.fastfood()
         if "udt" in cfg:
             self.udt()
+        if "analyses" in cfg:
+            self.analyses()
 
     def _report_entry(self, task, method, seed, scores) -> None:
         print(f"    {task:34s} {method:8s} s{seed} test {_fmt(scores['test'])}", flush=True)
@@ -260,6 +278,157 @@ class Runner:
         self.stages.run("UDT transfer", run_transfer)
 
 
+    # -- IPT's analyses (issue 12) -------------------------------------------------------------------------------
+
+    def ist_runs(self, folder: Path, tasks: list[str], method: str, seeds: list[int] | None = None) -> list[Path]:
+        """The run folders ``tune_in`` wrote for ``tasks`` and ``seeds`` through the subspace in ``folder``."""
+        return [folder / "runs" / f"{t}-d{self.cfg['data_seed']}-{method}-s{s}" for t in tasks
+                for s in (seeds or self.seeds)]
+
+    def analyses(self) -> None:
+        a = analyses_settings(self.cfg)
+        i, ist = self.cfg["ipt"], self.cfg["ist"]
+        method, d = i.get("method", "prompt"), a["d"]
+        main = self.out / f"ipt-d{d}"
+        space = Subspace.load(main, self.backbone)
+        folder = self.out / "analyses"
+        done = self.results.setdefault("analyses", {})
+        if a.get("pca", True):
+            self.stages.run("analysis: PCA of the intrinsic vectors (IPT Fig. 8)", self.pca, space, method,
+                            self.ist_runs(main, self.unseen, method), folder / "pca")
+        if "stability" in a:
+            self.stages.run("analysis: stability over seeds (IPT Table III)", self.stability, a["stability"], method,
+                            main, folder)
+        if "multitask" in a:
+            self.stages.run("analysis: multi-task prompt tuning (IPT Table IV)", self.multitask, a["multitask"],
+                            method, folder / "multitask")
+        msf = stage_config(MSFConfig, i["msf"], method=method, d=d)
+        z_std = ist.get("z_std", 0.02)
+        for f in a.get("task_fractions", []):
+            tasks = task_subset(self.train_tasks, f, a.get("subset_seed", 0))
+            done.setdefault("task_fractions", {})[str(f)] = tasks
+            sub = folder / f"tasks-{f:g}"
+            space_f = self.stages.run(f"analysis: MSF d={d} on {len(tasks)} training tasks ({100 * f:g} %)",
+                                      fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
+            self.stages.run(f"analysis: IST d={d} through it, unseen tasks (IPT Fig. 7)", self.tune_in,
+                            f"fraction/{f:g}/d{d}", space_f, sub, self.unseen, method, ist["train"],
+                            seeds=self.seeds[:1], z_std=z_std)
+        for kind in a.get("exclude_types", []):
+            tasks = exclude_types(self.train_tasks, [kind])
+            targets = [t for t in self.unseen if CATALOG[t].type == kind]
+            sub = folder / f"without-{kind.replace(' ', '_')}"
+            space_t = self.stages.run(f"analysis: MSF d={d} without type {kind!r} ({len(tasks)} training tasks)",
+                                      fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
+            self.stages.run(f"analysis: IST d={d} on {kind!r} unseen tasks through it (IPT Fig. 4)", self.tune_in,
+                            f"excluded/{kind}/d{d}", space_t, sub, targets, method, ist["train"], z_std=z_std)
+        if a.get("exclude_types"):
+            self.stages.run("analysis: task types, included vs excluded (IPT Fig. 4)", self.task_types, a, method,
+                            main, folder / "task-types")
+        self.save()
+
+    def pca(self, space: Subspace, method: str, runs: list[Path], out: Path) -> None:
+        points = training_codes(space, self.bank, method) + points_of_runs(runs)[0]
+        self.results["analyses"]["pca"] = write_pca(points, out, png=self.png)
+
+    def stability(self, s: dict, method: str, main: Path, folder: Path) -> None:
+        """Std over the seeds of the reference (prompt tuning), of IST at d and of fine-tuning on ``s['tasks']``;
+        and prompt tuning initialised from each IST solution (IPT §V-E)."""
+        tasks = list(s.get("tasks", self.unseen))
+        reference = [entry_dir(self.out / "reference", t, method, seed) for t in tasks for seed in self.seeds]
+        ist = self.ist_runs(main, tasks, method)
+        runs = reference + ist
+        if "finetune" in s:
+            spec = BankSpec.from_dict({**self.reference_spec.to_dict(), "methods": {"finetune": {}},
+                                       "lr": {"finetune": s["finetune"].get("lr", default_lr("finetune"))},
+                                       "train": train_config({**self.cfg["bank"]["train"], **s["finetune"],
+                                                              "lr": None})}, tasks=tasks)
+            build_bank(folder / "finetune", spec, self.backbone, report=self._report_entry)
+            runs += [entry_dir(folder / "finetune", t, "finetune", seed) for t in tasks for seed in self.seeds]
+        if s.get("from_ist", True):
+            for t in tasks:
+                for seed in self.seeds:
+                    source = self.ist_runs(main, [t], method, [seed])[0] / "theta"
+                    config = self.reference_spec.tune_config(t, method, seed, self.backbone)
+                    run = folder / "from-ist" / f"{t}-s{seed}"
+                    scores = tune(config.replace(init_from=str(source)), run, backbone=self.backbone).scores
+                    self.record(f"from-ist/{method}", t, seed, scores)
+                    print(f"    {t:34s} {method:8s} s{seed} from IST, test {_fmt(scores['test'])}", flush=True)
+                    runs.append(run)
+        summary, detail = stability_table(runs)
+        self.results["analyses"]["stability"] = {"summary": summary.rows, "header": summary.header,
+                                                 "tasks": tasks}
+        summary.write(folder / "stability")
+        detail.write(folder / "stability_tasks")
+
+    def multitask(self, m: dict, method: str, out: Path) -> None:
+        """One ``method`` theta tuned on the pooled training tasks, against each task's own (the bank's)."""
+        b = self.cfg["bank"]
+        lr = b.get("lr", {}).get(method, default_lr(method))
+        config = MultiTuneConfig(tasks=self.train_tasks, method=method, data_dir=self.data_dir,
+                                 method_options=dict(b["methods"][method]), backbone=self.backbone.name,
+                                 backbone_options=dict(self.cfg.get("backbone_options", {})),
+                                 data_seed=self.cfg["data_seed"], train=train_config({"lr": lr, **m["train"]}),
+                                 max_test_examples=self.cfg["max_test_examples"])
+        scores = multitask_tune(config, out, backbone=self.backbone)
+        for t, v in scores["tasks"].items():
+            self.record(f"multitask/{method}", t, self.seeds[0], v)
+
+    def task_types(self, a: dict, method: str, main: Path, out: Path) -> None:
+        d = a["d"]
+        runs, refs = [], []
+        for kind in a["exclude_types"]:
+            targets = [t for t in self.unseen if CATALOG[t].type == kind]
+            runs += self.ist_runs(self.out / "analyses" / f"without-{kind.replace(' ', '_')}", targets, method)
+            runs += self.ist_runs(main, targets, method)
+            refs += [entry_dir(self.out / "reference", t, method, seed) for t in targets for seed in self.seeds]
+        summary, detail = type_table(runs, refs)
+        summary.write(out / "task_types")
+        detail.write(out / "task_types_tasks")
+        self.results["analyses"]["task_types"] = {"summary": summary.rows, "header": summary.header, "d": d}
+        if self.png:
+            plot_types(summary, out / "task_types.png")
+
+
+def analyses_settings(cfg: dict) -> dict:
+    """The ``analyses`` section with its intrinsic dimension filled in, checked against the recipe: it needs
+    ``ipt``, its d among the IPT dims, its tasks among the unseen tasks, and each excluded type among the unseen
+    tasks' types."""
+    a = dict(cfg["analyses"] or {})
+    if "ipt" not in cfg:
+        raise ConfigError("analyses: the analyses are IPT's and need the recipe's 'ipt' section")
+    unknown = sorted(set(a) - {"d", "pca", "stability", "multitask", "task_fractions", "subset_seed",
+                               "exclude_types"})
+    if unknown:
+        raise ConfigError(f"analyses: unknown key {unknown[0]!r}")
+    dims = list(cfg["ipt"]["dims"])
+    a.setdefault("d", min(dims))
+    if a["d"] not in dims:
+        raise ConfigError(f"analyses: d = {a['d']} is not among the IPT dims {dims}: the analyses read those runs")
+    s = a.get("stability")
+    if s is not None:
+        unknown = sorted(set(s) - {"tasks", "finetune", "from_ist"})
+        if unknown:
+            raise ConfigError(f"analyses.stability: unknown key {unknown[0]!r}")
+        outside = sorted(set(s.get("tasks", [])) - set(cfg["unseen_tasks"]))
+        if outside:
+            raise ConfigError(f"analyses.stability.tasks: {outside[0]} is not an unseen task of the recipe")
+        if "finetune" in s:
+            train_config({**cfg["bank"]["train"], **s["finetune"]})
+    if "multitask" in a:
+        require(a["multitask"], ("train",), "analyses.multitask")
+        train_config(a["multitask"]["train"])
+    for f in a.get("task_fractions", []):
+        if not (isinstance(f, (int, float)) and 0 < f < 1):
+            raise ConfigError(f"analyses.task_fractions: {f!r} is not a fraction between 0 and 1 (the whole set of "
+                              "training tasks is the headline's subspace)")
+    for kind in a.get("exclude_types", []):
+        if not any(t in CATALOG and CATALOG[t].type == kind for t in cfg["unseen_tasks"]):
+            raise ConfigError(f"analyses.exclude_types: no unseen task has type {kind!r}")
+        if all(t in CATALOG and CATALOG[t].type == kind for t in cfg["train_tasks"]):
+            raise ConfigError(f"analyses.exclude_types: every training task has type {kind!r}")
+    return a
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The report
 
@@ -310,6 +479,59 @@ class Numbers:
         return mean_interval(list(self.scores.get(key, {}).get(task, {}).values()))
 
 
+#: The columns of the relative-performance CSV (one row per kind of run; fractions, not percentages).
+RELATIVE_COLUMNS = ("what", "key", "method", "d", "e_rel", "e_rel_half", "gain_kept", "gain_kept_half", "low_e_rel",
+                    "low_e_rel_half", "low_tasks", "seeds", "paper")
+
+
+def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
+    """One record per kind of unseen-task run: E_rel and gain kept with their 95 % intervals over the seeds, E_rel
+    over the tasks where the frozen model scores under half the reference, and the paper's number where it gives
+    one; then the frozen backbone against each original-space method (where every subspace starts from)."""
+    unseen, seeds = list(cfg["unseen_tasks"]), list(cfg["seeds"])
+    num = Numbers(results, seeds)
+    ipt_method = cfg.get("ipt", {}).get("method", "prompt")
+    records: list[dict[str, Any]] = []
+
+    def add(label, key, method, tasks, d=None, paper=None):
+        refs = num.reference(method, tasks)
+        low = [t for t in tasks if refs[t] is not None and num.frozen.get(t, 1.0) < 0.5 * refs[t]]
+        rel, kept = num.relative(key, tasks, refs), num.relative(key, tasks, refs, gain=True)
+        low_rel = num.relative(key, low, refs) if low else (None, None, 0)
+        records.append({"what": label, "key": key, "method": method, "d": d, "e_rel": rel[0], "e_rel_half": rel[1],
+                        "gain_kept": kept[0], "gain_kept_half": kept[1], "low_e_rel": low_rel[0],
+                        "low_e_rel_half": low_rel[1], "low_tasks": len(low) if low else None, "seeds": rel[2],
+                        "paper": paper})
+
+    for d in cfg.get("ipt", {}).get("dims", []):
+        add(f"IPT, IST, unseen tasks, d = {d}", f"ipt/d{d}", ipt_method, unseen, d,
+            PAPER["ipt_unseen_d250"] if d == max(cfg["ipt"]["dims"]) else None)
+        if cfg["ipt"].get("random_ae", True):
+            add(f"random auto-encoder, unseen tasks, d = {d}", f"random-ae/d{d}", ipt_method, unseen, d)
+    for d in cfg.get("fastfood", {}).get("dims", []):
+        add(f"Fastfood (DID, all weights), d = {d}", f"fastfood/d{d}", ipt_method,
+            list(cfg["fastfood"].get("tasks", unseen)), d)
+    if "udt" in cfg:
+        for m in cfg["udt"]["fit"]["methods"]:
+            add(f"UDT subspace optimisation, {m}", f"udt/{m}", m, unseen, cfg["udt"]["fit"].get("d"),
+                PAPER["udt_optimisation"])
+    for m in cfg["bank"]["methods"]:
+        refs = num.reference(m, unseen)
+        records.append({**dict.fromkeys(RELATIVE_COLUMNS), "what": f"frozen backbone (vs {m})", "key": "frozen",
+                        "method": m, "e_rel": mean([ratio(num.frozen.get(t), refs[t]) for t in unseen]),
+                        "gain_kept": 0.0})
+    return records
+
+
+def transfer_cells(cfg: dict, results: dict) -> tuple[list[str], dict[str, dict[str, tuple]]]:
+    """UDT's transfer matrix: the methods, and per source and target method the E_rel of the transferred vectors
+    on the unseen tasks against the target in its original space (centre and 95 % half-width over the seeds)."""
+    ms, unseen = list(cfg["udt"]["fit"]["methods"]), list(cfg["unseen_tasks"])
+    num = Numbers(results, list(cfg["seeds"]))
+    return ms, {src: {tgt: num.relative(f"transfer/{src}/{tgt}", unseen, num.reference(tgt, unseen))[:2]
+                      for tgt in ms} for src in ms}
+
+
 def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title: str) -> list[str]:
     unseen, train_tasks = list(cfg["unseen_tasks"]), list(cfg["train_tasks"])
     seeds = list(cfg["seeds"])
@@ -338,7 +560,7 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
               + f", {cfg['bank']['train']}.", ""]
 
     # absolute scores of the unseen tasks -----------------------------------------------------------------------
-    keys = [k for k in num.scores if not k.startswith(("bank/", "transfer/")) and "/same" not in k
+    keys = [k for k in num.scores if not k.startswith(("bank/", "transfer/") + ANALYSIS_KEYS) and "/same" not in k
             and "/other" not in k]
     header = ["task", "category", "frozen"] + keys
     lines += ["## Unseen tasks: test scores (%)", "", "| " + " | ".join(header) + " |",
@@ -349,33 +571,13 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
 
-    # relative performance --------------------------------------------------------------------------------------
-    rows = []
     ipt_method = cfg.get("ipt", {}).get("method", "prompt")
 
-    def add(label, key, method, tasks, paper=None):
-        refs = num.reference(method, tasks)
-        low = [t for t in tasks if refs[t] is not None and num.frozen.get(t, 1.0) < 0.5 * refs[t]]
-        rel = num.relative(key, tasks, refs)
-        rows.append([label, _ci(*rel[:2]), _ci(*num.relative(key, tasks, refs, gain=True)[:2]),
-                     _ci(*num.relative(key, low, refs)[:2]) + f" ({len(low)})" if low else "–",
-                     str(rel[2]), "–" if paper is None else f"{paper:.1f}"])
-
-    for d in cfg.get("ipt", {}).get("dims", []):
-        add(f"IPT, IST, unseen tasks, d = {d}", f"ipt/d{d}", ipt_method, unseen,
-            PAPER["ipt_unseen_d250"] if d == max(cfg["ipt"]["dims"]) else None)
-        if cfg["ipt"].get("random_ae", True):
-            add(f"random auto-encoder, unseen tasks, d = {d}", f"random-ae/d{d}", ipt_method, unseen)
-    for d in cfg.get("fastfood", {}).get("dims", []):
-        add(f"Fastfood (DID, all weights), d = {d}", f"fastfood/d{d}", ipt_method,
-            list(cfg["fastfood"].get("tasks", unseen)))
-    if "udt" in cfg:
-        for m in cfg["udt"]["fit"]["methods"]:
-            add(f"UDT subspace optimisation, {m}", f"udt/{m}", m, unseen)
-    for m in methods:  # the frozen model as a "run" of every seed: where the subspaces start from
-        refs = num.reference(m, unseen)
-        rows.append([f"frozen backbone (vs {m})", _fmt(mean([ratio(num.frozen.get(t), refs[t]) for t in unseen])),
-                     "0.0", "–", "–", "–"])
+    # relative performance --------------------------------------------------------------------------------------
+    rows = [[r["what"], _ci(r["e_rel"], r["e_rel_half"]), _ci(r["gain_kept"], r["gain_kept_half"]),
+             "–" if r["low_tasks"] is None else _ci(r["low_e_rel"], r["low_e_rel_half"]) + f" ({r['low_tasks']})",
+             "–" if r["seeds"] is None else str(r["seeds"]), "–" if r["paper"] is None else f"{r['paper']:.1f}"]
+            for r in relative_records(cfg, results)]
     lines += ["## Relative performance on the unseen tasks", "",
               "| what | E_rel % | gain kept % | E_rel % where frozen < half the reference (tasks) | seeds | paper |",
               "| --- | ---: | ---: | ---: | ---: | ---: |"]
@@ -412,19 +614,11 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
 
     # transfer ----------------------------------------------------------------------------------------------------
     if "udt" in cfg:
-        ms = list(cfg["udt"]["fit"]["methods"])
+        ms, cells = transfer_cells(cfg, results)
         lines += ["## UDT transfer (E_rel % against the target method in its original space, unseen tasks)", "",
                   "| source \\ target | " + " | ".join(ms) + " |", "| --- |" + " ---: |" * len(ms)]
-        off = []
-        for src in ms:
-            cells = []
-            for tgt in ms:
-                refs = num.reference(tgt, unseen)
-                rel = num.relative(f"transfer/{src}/{tgt}", unseen, refs)
-                cells.append(_ci(*rel[:2]))
-                if src != tgt and rel[0] is not None:
-                    off.append(rel[0])
-            lines.append(f"| {src} | " + " | ".join(cells) + " |")
+        lines += [f"| {src} | " + " | ".join(_ci(*cells[src][tgt]) for tgt in ms) + " |" for src in ms]
+        off = [cells[a][b][0] for a in ms for b in ms if a != b and cells[a][b][0] is not None]
         lines += ["", f"Mean of the off-diagonal cells: {_fmt(mean(off))} % (paper: {PAPER['udt_transfer']} %). "
                   "Each z is decoded by the target's up-projection at the evaluation step whose transferred result "
                   "is best on dev (the paper's selection).", ""]
@@ -441,30 +635,161 @@ def parts_of(cfg: dict, out: Path) -> list[tuple[str, dict, Path]]:
     return [("", with_preset(cfg), out)]
 
 
+def _table_lines(header: list[str], rows: list[list], digits: int = 1) -> list[str]:
+    def cell(v) -> str:
+        return "–" if v is None else (f"{v:.{digits}f}" if isinstance(v, float) else str(v))
+
+    return ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)] + [
+        "| " + " | ".join(cell(v) for v in row) + " |" for row in rows] + [""]
+
+
+def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool = True) -> tuple[list[str],
+                                                                                                list[Path]]:
+    """The report's section on IPT's analyses, and the files it copies next to the report (their CSVs and
+    figures, ``<stem>-<analysis>.<ext>``)."""
+    import shutil
+
+    a, done = analyses_settings(cfg), results.get("analyses", {})
+    d, seeds, unseen = a["d"], list(cfg["seeds"]), list(cfg["unseen_tasks"])
+    method = cfg["ipt"].get("method", "prompt")
+    num = Numbers(results, seeds)
+    lines = [f"## IPT's analyses at d = {d} (issue 12)", ""]
+    files: list[Path] = []
+
+    def copy(source: Path, name: str) -> None:
+        if source.is_file() and (png or source.suffix != ".png"):
+            target = stem.parent / f"{stem.name}-{name}"
+            shutil.copyfile(source, target)
+            files.append(target)
+
+    if "pca" in done:
+        ev = done["pca"]["explained_variance"]
+        lines += [f"**PCA of the intrinsic vectors (Fig. 8)**: {done['pca']['points']} vectors (the training tasks' "
+                  f"MSF codes and the unseen tasks' IST solutions, every seed); explained variance PC1 "
+                  f"{100 * ev[0]:.1f} %, PC2 {100 * ev[1]:.1f} %.", ""]
+        copy(out / "analyses" / "pca" / "pca.csv", "pca.csv")
+        copy(out / "analyses" / "pca" / "pca.png", "pca.png")
+    if "stability" in done:
+        st = done["stability"]
+        lines += [f"**Stability over seeds (Table III)** on {', '.join(st['tasks'])} ({len(seeds)} seeds; mean over "
+                  "tasks of the std of the test scores, in points; paper, unseen tasks: fine-tuning 2.40, prompt "
+                  "tuning 4.19, IPT 0.73, prompt tuning from IST 1.65):", ""]
+        lines += _table_lines(st["header"], st["summary"], digits=2)
+        refs = num.reference(method, st["tasks"])
+        rel = num.relative(f"from-ist/{method}", st["tasks"], refs)
+        if rel[0] is not None:
+            lines += [f"Prompt tuning initialised from the IST solutions: E_rel {_ci(*rel[:2])} % of prompt tuning "
+                      f"from its own initialisation (paper: 103.4 %).", ""]
+        copy(out / "analyses" / "stability.csv", "stability.csv")
+    multi = num.scores.get(f"multitask/{method}", {})
+    if multi:
+        first = str(seeds[0])
+        rows = [[t, 100 * v[first] if v.get(first) is not None else None,
+                 100 * num.scores[f"bank/{method}"][t][first]] for t, v in multi.items()]
+        rows.append(["mean", mean([r[1] for r in rows]), mean([r[2] for r in rows])])
+        lines += [f"**Multi-task {method} tuning (Table IV)**: one {method} on the pooled training tasks against "
+                  f"each task's own (the bank), test % (paper, training tasks: 33.4 all vs 32.6 individual):", ""]
+        lines += _table_lines(["training task", "all tasks", "individual"], rows)
+    fractions = done.get("task_fractions", {})
+    if fractions:
+        refs = num.reference(method, unseen)
+        full = num.per_seed(f"ipt/d{d}", unseen, refs)[:1]  # the subspace of every training task, first seed
+        rows = [[100 * float(f), len(tasks), num.relative(f"fraction/{float(f):g}/d{d}", unseen, refs)[0]]
+                for f, tasks in fractions.items()] + [[100.0, len(cfg["train_tasks"]), full[0] if full else None]]
+        lines += [f"**Number of training tasks (Fig. 7)**: MSF at d = {d} on seeded subsets of the training tasks, IST "
+                  f"on the unseen tasks (first seed), E_rel % to {method} tuning:", ""]
+        lines += _table_lines(["training tasks %", "tasks", "E_rel %"],
+                              [[f"{p:g}", n, None if v is None else 100 * v] for p, n, v in rows])
+        if png and all(v is not None for *_, v in rows):
+            files.append(interval_lines(f"IST at d = {d} on {len(unseen)} unseen tasks (first seed)",
+                                        {"IPT": [(p, 100 * v, None) for p, _, v in rows]},
+                                        stem.parent / f"{stem.name}-task-fraction.png",
+                                        xlabel="training tasks of the subspace (%)", ylabel=f"E_rel to {method} (%)",
+                                        log_x=False))
+    if "task_types" in done:
+        tt = done["task_types"]
+        lines += [f"**Task types, included in / excluded from MSF (Fig. 4)**: IST at d = {d} on the unseen tasks of "
+                  "each type, through the subspace of all training tasks and through one fitted without that type:",
+                  ""]
+        lines += _table_lines(tt["header"], tt["summary"])
+        copy(out / "analyses" / "task-types" / "task_types.csv", "task-types.csv")
+        copy(out / "analyses" / "task-types" / "task_types.png", "task-types.png")
+    return lines, files
+
+
+def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> list[Path]:
+    """Next to the report: ``<stem>.csv`` (the relative-performance records), and with ``png`` the intrinsic
+    dimension plot (``<stem>-d.png``: E_rel against d, learnt vs random, with the intervals; IPT's Fig. 3 and 5)
+    and the transfer heat map (``<stem>-transfer.png``: UDT's Table 4). Returns the files written."""
+    records = relative_records(cfg, results)
+    written = [stem.with_suffix(".csv")]
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(RELATIVE_COLUMNS)
+    writer.writerows([["" if r[c] is None else r[c] for c in RELATIVE_COLUMNS] for r in records])
+    write_text(written[0], table.getvalue())
+    if not png:
+        return written
+    series: dict[str, list[tuple]] = {}
+    for r in records:
+        if r["d"] is not None and r["e_rel"] is not None and not r["key"].startswith("udt/"):
+            label = {"ipt": "IPT (learnt auto-encoder)", "random-ae": "random auto-encoder",
+                     "fastfood": "Fastfood (DID, all weights)"}[r["key"].split("/")[0]]
+            series.setdefault(label, []).append((r["d"], 100 * r["e_rel"], None if r["e_rel_half"] is None
+                                                 else 100 * r["e_rel_half"]))
+    if series:
+        method = cfg.get("ipt", {}).get("method", "prompt")
+        frozen = next((r["e_rel"] for r in records if r["key"] == "frozen" and r["method"] == method), None)
+        lines = {f"{method} tuning (the reference)": 100.0}
+        if frozen is not None:
+            lines["frozen backbone"] = 100 * frozen
+        written.append(interval_lines(
+            f"unseen tasks ({len(cfg['unseen_tasks'])}), {len(cfg['seeds'])} seeds, 95 % intervals", series,
+            stem.parent / f"{stem.name}-d.png", xlabel="intrinsic dimension d", ylabel=f"E_rel to {method} (%)",
+            lines=lines))
+    if "udt" in cfg and any(k.startswith("transfer/") for k in results.get("scores", {})):
+        ms, cells = transfer_cells(cfg, results)
+        values = [[None if cells[a][b][0] is None else 100 * cells[a][b][0] for b in ms] for a in ms]
+        written.append(heatmap("UDT transfer: E_rel (%) of the source's vectors decoded by the target",
+                               [f"from {m}" for m in ms], [f"to {m}" for m in ms], values,
+                               stem.parent / f"{stem.name}-transfer.png"))
+    return written
+
+
 def write_report(path: Path, cfg: dict, args) -> None:
     lines = [f"# {Path(args.config).stem}", "", f"Command (from the repository root, {time.strftime('%Y-%m-%d')}):",
              "", "```bash", f"python recipes/smol.py {args.config} --out {args.out} --report {args.report}", "```", ""]
+    png = not getattr(args, "no_png", False)
     for name, part, out in parts_of(cfg, Path(args.out)):
         if not (out / RESULTS).is_file():
             lines += [f"## {name}: no results yet", ""]
             continue
         stages = read_json(out / STAGES) if (out / STAGES).is_file() else {}
-        body = report_lines(part, args, read_json(out / RESULTS), stages, f"## {name}" if name else "## Setting")
+        results = read_json(out / RESULTS)
+        body = report_lines(part, args, results, stages, f"## {name}" if name else "## Setting")
         # a part's sections go one level down
         lines += [("#" + line) if name and line.startswith("## ") and line != body[0] else line for line in body]
+        stem = path.parent / (f"{path.stem}-{name}" if name else path.stem)
+        files = write_figures(stem, part, results, png=png)
+        if "analyses" in part and "analyses" in results:
+            more, copied = analyses_lines(part, results, out, stem, png=png)
+            lines += more
+            files += copied
+        lines += ["Files: " + ", ".join(f"[{f.name}]({f.name})" for f in files) + ".", ""]
+        lines += [f"![{f.name}]({f.name})" for f in files if f.suffix == ".png"] + [""]
     write_text(path, "\n".join(lines) + "\n")
     print(f"report: {path}")
 
 
 def main() -> None:
-    args = recipe_arguments(__doc__.split("\n\n")[0])
+    args = recipe_arguments(__doc__.split("\n\n")[0], figures=True)
     cfg = read_recipe(args.config)
     out = Path(args.out)
     if not args.report_only:
         for name, part, folder in parts_of(cfg, out):
             if name:
                 print(f"== {name}", flush=True)
-            Runner(part, folder, args.data_dir).run()
+            Runner(part, folder, args.data_dir, png=not args.no_png).run()
     if not any((folder / RESULTS).is_file() for _, _, folder in parts_of(cfg, out)):
         raise SystemExit(f"{out}: no results yet (run without --report-only first)")
     write_report(Path(args.report), cfg, args)

@@ -45,9 +45,18 @@ def test_stability_command_on_runs_of_two_seeds(tmp_path, data_dir, shared_dir, 
                          "--data-dir", str(data_dir), "--seed", str(seed), "--lr", "0.5", "--out", str(tmp_path),
                          "--run-name", name, *COMMON]) == 0
             runs.append(tmp_path / name)
+    # prompt tuning started from another run's theta is a kind of its own (IPT §V-E)
+    assert main(["tune", "--task", "glue-sst2", "--method", "prompt", "--backbone", llama, "--decode", "rank",
+                 "--data-dir", str(data_dir), "--init-from", str(tmp_path / "bitfit-s0" / "theta"), "--out",
+                 str(tmp_path), "--run-name", "from-bitfit", *COMMON]) != 0  # another method's theta is refused
+    assert main(["tune", "--task", "glue-sst2", "--method", "prompt", "--backbone", llama, "--decode", "rank",
+                 "--data-dir", str(data_dir), "--init-from", str(tmp_path / "prompt-s1" / "theta"), "--out",
+                 str(tmp_path), "--run-name", "from-prompt", *COMMON]) == 0
     capsys.readouterr()
-    assert main(["stability", "--runs", *map(str, runs), "--out", str(tmp_path / "stab")]) == 0
+    assert main(["stability", "--runs", *map(str, runs), str(tmp_path / "from-prompt"),
+                 "--out", str(tmp_path / "stab")]) == 0
     rows = {r["kind"]: r for r in csv.DictReader((tmp_path / "stab" / "stability.csv").open())}
+    assert rows["prompt (initialised from prompt)"]["runs"] == "1" and rows["prompt"]["runs"] == "2"
     for method in ("bitfit", "prompt"):
         tests = [json.loads((tmp_path / f"{method}-s{s}" / "scores.json").read_text())["test"] for s in (0, 1)]
         assert float(rows[method]["mean std"]) == pytest.approx(100 * statistics.stdev(tests), abs=1e-3)

@@ -3,6 +3,7 @@ every number in the report comes from the recorded runs, and a second invocation
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -41,6 +42,12 @@ fastfood:
 udt:
   fit: {{methods: [adapter, lora], d: 3, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   subspace_train: {{steps: 2, batch_size: 2, lr: 0.05, eval_every: 2}}
+analyses:
+  d: 2
+  stability: {{tasks: [rotten_tomatoes], finetune: {{steps: 2}}}}
+  multitask: {{train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
+  task_fractions: [0.5]
+  exclude_types: [sentiment]
 """
 
 
@@ -76,14 +83,42 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     centre, half, _ = mean_interval(per_seed)
     cell = f"{100 * centre:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
     assert f"| UDT subspace optimisation, lora | {cell} |" in report
+    # the same numbers as a CSV, and the figures beside the report
+    table = {row["key"]: row for row in csv.DictReader((out / "report.csv").open())}
+    assert float(table["udt/lora"]["e_rel"]) == pytest.approx(centre, abs=1e-12)
+    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "frozen"}
+    for figure in ("report-d.png", "report-transfer.png"):
+        assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
+
+    # IPT's analyses over the same runs
+    analyses = results["analyses"]
+    assert analyses["pca"]["points"] == 2 + 2 * 2  # two training codes, two unseen tasks x two seeds
+    kinds = {row[0] for row in analyses["stability"]["summary"]}
+    assert kinds == {"prompt", "finetune", "ipt d=2 (prompt)", "prompt (initialised from ipt d=2 (prompt))"}
+    for seed in ("0", "1"):
+        run = out / "analyses" / "from-ist" / f"rotten_tomatoes-s{seed}"
+        assert json.loads((run / "config.json").read_text())["run"]["init_from"] == str(
+            out / "ipt-d2" / "runs" / f"rotten_tomatoes-d100-prompt-s{seed}" / "theta")
+        test = json.loads((run / "scores.json").read_text())["test"]
+        assert scores["from-ist/prompt"]["rotten_tomatoes"][seed] == test
+    assert set(scores["multitask/prompt"]) == {"glue-sst2", "ag_news"}
+    assert analyses["task_fractions"] == {"0.5": ["ag_news"]} or analyses["task_fractions"] == {"0.5": ["glue-sst2"]}
+    assert set(scores["excluded/sentiment/d2"]) == {"rotten_tomatoes"}  # the only sentiment task left unseen
+    without = json.loads((out / "analyses" / "without-sentiment" / "subspace.json").read_text())
+    assert without["info"]["tasks"] == ["ag_news"]
+    assert "## IPT's analyses at d = 2" in report
+    for figure in ("report-pca.png", "report-task-types.png", "report-task-fraction.png"):
+        assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
 
     # a second invocation trains nothing: every finished piece is verified and reused
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("scores.json")}
     _run(config, out, data_dir)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("scores.json")} == stamps
     assert json.loads((out / "results.json").read_text())["scores"] == scores
-    (out / "report.md").unlink()
-    _run(config, out, data_dir, "--report-only")
+    for written in ("report.md", "report-d.png", "report-transfer.png"):
+        (out / written).unlink()
+    _run(config, out, data_dir, "--report-only", "--no-png")
+    assert not (out / "report-d.png").exists() and ".png" not in (out / "report.md").read_text()
     body = (out / "report.md").read_text().split("## Unseen tasks")[1].split("## Stage times")[0]
     assert body == report.split("## Unseen tasks")[1].split("## Stage times")[0]  # stage times add up
 
@@ -101,6 +136,7 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     text = (tmp_path / "parts.md").read_text()
     assert "## out: " in text and "### Relative performance on the unseen tasks" in text
     assert "## later: no results yet" in text
+    assert (tmp_path / "parts-out.csv").is_file() and not (tmp_path / "parts-later.csv").exists()
 
 
 def _runner():
@@ -137,6 +173,8 @@ def test_shipped_recipes_are_valid(name, tmp_path):
         if "udt" in cfg:
             runner.stage_config(UnifiedConfig, cfg["udt"]["fit"])
             TrainConfig.from_dict(cfg["udt"]["subspace_train"])
+        if "analyses" in cfg:
+            runner.analyses_settings(cfg)
     if name == "full-scale.yaml":  # the papers' presets under the file's settings
         ipt, udt = (cfg for _, cfg, _ in parts)
         assert ipt["bank"]["methods"]["prompt"]["n_tokens"] == 100 and ipt["bank"]["lr"]["prompt"] == 1e-4
@@ -152,6 +190,10 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
     good = TINY.format(llama="x")
     for text, expected in (("seeds: [0]\n", "the recipe has no 'data_seed'"),
                            (good.replace("hidden: 4", "hiden: 4"), "hiden"),
+                           (good.replace("exclude_types: [sentiment]", "exclude_types: [topic]"),
+                            "no unseen task has type 'topic'"),
+                           (good.replace("task_fractions: [0.5]", "task_fractions: [50]"),
+                            "analyses.task_fractions: 50"),
                            ("[1, 2]\n", "expected a mapping of settings"),
                            (None, "cannot read the recipe")):
         if text is not None:

@@ -101,3 +101,25 @@ def heatmap(title: str, rows: list[str], columns: list[str], values: list[list[f
     fig.colorbar(image, ax=ax, label=unit)
     ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
+
+
+def interval_lines(title: str, series: dict[str, list[tuple[float, float, float | None]]], path: str | Path, *,
+                   xlabel: str, ylabel: str, lines: dict[str, float] | None = None, log_x: bool = True) -> Path:
+    """Lines through ``(x, centre, half-width)`` points, each with its interval as an error bar (none where the
+    half-width is None), and horizontal reference ``lines`` (label -> value)."""
+    plt = pyplot("the plot")
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    for label, points in series.items():
+        points = sorted(points)
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] or 0.0 for p in points],
+                    marker="o", capsize=4, label=label)
+    for (label, value), style in zip((lines or {}).items(), ("--", ":", "-.")):
+        ax.axhline(value, color="grey", linestyle=style, label=label)
+    if log_x:
+        ax.set_xscale("log")
+    xs = sorted({p[0] for points in series.values() for p in points})
+    ax.set_xticks(xs, [f"{x:g}" for x in xs])
+    ax.set(xlabel=xlabel, ylabel=ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="best", fontsize=8)
+    return save_figure(fig, path)

@@ -2,9 +2,10 @@
 averaged over tasks, per kind of run (fine-tuning, prompt tuning, IST at some d, ...).
 
 Runs are read from their directories (``tune`` and ``subspace-tune`` runs alike); a run's kind is its method for
-tune runs, and ``<recipe> d=<d> (<method>)`` for subspace-tune runs, so one call can compare them, as the paper
-does. The standard deviation is the sample one (n - 1), in points; a (kind, task) with one run has none and is
-left out of the kind's mean (and counted).
+tune runs, ``<method> (initialised from <kind>)`` for tune runs started from another run's theta (IPT §V-E:
+prompt tuning from IST solutions), and ``<recipe> d=<d> (<method>)`` for subspace-tune runs, so one call can
+compare them, as the paper does. The standard deviation is the sample one (n - 1), in points; a (kind, task) with
+one run has none and is left out of the kind's mean (and counted).
 """
 
 from __future__ import annotations
@@ -31,9 +32,22 @@ def run_kind(run_dir: Path) -> tuple[str, str, float | None]:
     method = run.get("method") or config.get("method", {}).get("method", "?")
     if "subspace" in config:
         kind = f"{config['subspace'].get('recipe', 'subspace')} d={config.get('d')} ({method})"
+    elif config.get("imported"):
+        kind = f"{method} (imported)"
+    elif run.get("init_from"):  # IPT §V-E: prompt tuning started from an IST solution is its own kind of run
+        kind = f"{method} (initialised from {_init_kind(run['init_from'])})"
     else:
-        kind = method if not config.get("imported") else f"{method} (imported)"
+        kind = method
     return kind, run["task"], scores.get("test")
+
+
+def _init_kind(init_from: str) -> str:
+    """What a run started from, as its kind names it: the kind of the run whose theta it loaded (``<run>/theta``),
+    or "a saved delta" when that run's config is not there."""
+    source = Path(init_from).parent
+    if (source / "config.json").is_file() and (source / "scores.json").is_file():
+        return run_kind(source)[0]
+    return "a saved delta"
 
 
 def seed_std(scores_by_task: dict[str, Sequence[float]]) -> tuple[float | None, int, int]:
