@@ -46,6 +46,7 @@ import torch
 
 from taskspace import __version__
 from taskspace.analysis import gain_kept, mean, mean_interval, ratio
+from taskspace.analysis.landscape import landscape, plot_landscape
 from taskspace.analysis.pca import points_of_runs, training_codes, write_pca
 from taskspace.analysis.plots import heatmap, interval_lines
 from taskspace.analysis.stability import stability_table
@@ -58,7 +59,7 @@ from taskspace.evaluation import evaluate
 from taskspace.presets import preset_values
 from taskspace.store import read_json, write_json, write_text
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
-                                SubspaceTuneConfig, UnifiedConfig, build_bank, subspace_tune, transfer)
+                                SubspaceTuneConfig, UnifiedConfig, build_bank, load_z, subspace_tune, transfer)
 from taskspace.subspace.bank import entry_dir
 from taskspace.tasks import CATALOG
 from taskspace.tuning import MultiTuneConfig, multitask_tune, tune
@@ -144,6 +145,18 @@ class Runner:
             train_config(cfg["udt"]["subspace_train"])
         if "analyses" in cfg:
             analyses_settings(cfg)
+        if "landscape" in cfg.get("udt", {}):
+            land = cfg["udt"]["landscape"]
+            require(land, ("task",), "udt.landscape")
+            unknown = sorted(set(land) - {"task", "seed", "split", "span", "step"})
+            if unknown:
+                raise ConfigError(f"udt.landscape: unknown key {unknown[0]!r}")
+            if land["task"] not in cfg["unseen_tasks"]:
+                raise ConfigError(f"udt.landscape.task: {land['task']} is not an unseen task of the recipe")
+            if land.get("split", "dev") not in ("dev", "test"):
+                raise ConfigError(f"udt.landscape.split: {land['split']!r}; expected dev or test")
+            if len(cfg["udt"]["fit"].get("methods", ())) < 3:
+                raise ConfigError("udt.landscape: the plane needs three methods in udt.fit.methods")
 
     def save(self) -> None:
         write_json(self.out / RESULTS, self.results)
@@ -276,6 +289,30 @@ class Runner:
             self.save()
 
         self.stages.run("UDT transfer", run_transfer)
+        if "landscape" in u:
+            self.stages.run("UDT landscape (UDT Fig. 2)", self.landscape, space, fit, u["landscape"], folder)
+
+    def landscape(self, space: Subspace, fit: UnifiedConfig, settings: dict, folder: Path) -> None:
+        """The plane through the first three methods' subspace solutions of one unseen task and seed (origin: the
+        first, u toward the second, v toward the third), each grid point scored by every method's up-projection
+        relative to that method's original-space score on the same split."""
+        task, seed = settings["task"], settings.get("seed", self.seeds[0])
+        split, order = settings.get("split", "dev"), list(fit.methods)[:3]
+        runs = {m: load_z(folder / "runs" / f"{task}-d{self.cfg['data_seed']}-{m}-s{seed}")[0] for m in order}
+        loaded, test = self.reference_spec.test_split(task)
+        examples = loaded.dev if split == "dev" else test
+        references = {m: self.reference.score(task, m, split, seed=seed) for m in order}
+        out = self.out / "landscape"
+        result = landscape(space, runs, order, examples, loaded.metric, references, out,
+                           span=settings.get("span", 4.0), step=settings.get("step", 0.4))
+        write_json(out / "landscape.json", {"task": task, "split": split, "seed": seed, **result,
+                                            "marks": {m: list(v) for m, v in result["marks"].items()}})
+        self.results["landscape"] = {"task": task, "split": split, "seed": seed, "axis": result["axis"],
+                                     "order": order, "origin_score": result["origin_score"],
+                                     "mean_at_marks": landscape_at_marks(result)}
+        if self.png:
+            plot_landscape(result, out / "landscape.png", f"{task}, {split}: unified d={space.d}")
+        self.save()
 
 
     # -- IPT's analyses (issue 12) -------------------------------------------------------------------------------
@@ -387,6 +424,16 @@ class Runner:
         self.results["analyses"]["task_types"] = {"summary": summary.rows, "header": summary.header, "d": d}
         if self.png:
             plot_types(summary, out / "task_types.png")
+
+
+def landscape_at_marks(result: dict) -> dict[str, float]:
+    """The mean (over methods) relative performance at the grid point nearest each method's own solution."""
+    axis = result["axis"]
+
+    def nearest(x: float) -> int:
+        return min(range(len(axis)), key=lambda i: abs(axis[i] - x))
+
+    return {m: result["mean"][nearest(b)][nearest(a)] for m, (a, b) in result["marks"].items()}
 
 
 def analyses_settings(cfg: dict) -> dict:
@@ -756,6 +803,22 @@ def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> 
     return written
 
 
+def landscape_lines(land: dict, out: Path, stem: Path, *, png: bool = True) -> tuple[list[str], list[Path]]:
+    """The report's section on UDT's landscape, and its figure copied next to the report."""
+    lines = [f"## UDT landscape (Fig. 2) on {land['task']} ({land['split']}, seed {land['seed']})", "",
+             f"The plane through the subspace solutions of {', '.join(land['order'])} (origin, u, v), a grid from "
+             f"{land['axis'][0]:g} to {land['axis'][-1]:g}; each point scored by every method's up-projection, "
+             "relative to its original-space score. At the origin: "
+             + ", ".join(f"{m} {_fmt(v)}" for m, v in land["origin_score"].items())
+             + " (absolute %). Mean relative performance (%) at the grid point nearest each method's solution: "
+             + ", ".join(f"{m} {v:.1f}" for m, v in land["mean_at_marks"].items()) + ".", ""]
+    files = []
+    if png and (out / "landscape" / "landscape.png").is_file():
+        files.append(stem.parent / f"{stem.name}-landscape.png")
+        files[0].write_bytes((out / "landscape" / "landscape.png").read_bytes())
+    return lines, files
+
+
 def write_report(path: Path, cfg: dict, args) -> None:
     lines = [f"# {Path(args.config).stem}", "", f"Command (from the repository root, {time.strftime('%Y-%m-%d')}):",
              "", "```bash", f"python recipes/smol.py {args.config} --out {args.out} --report {args.report}", "```", ""]
@@ -771,10 +834,16 @@ def write_report(path: Path, cfg: dict, args) -> None:
         lines += [("#" + line) if name and line.startswith("## ") and line != body[0] else line for line in body]
         stem = path.parent / (f"{path.stem}-{name}" if name else path.stem)
         files = write_figures(stem, part, results, png=png)
+        more: list[str] = []
         if "analyses" in part and "analyses" in results:
-            more, copied = analyses_lines(part, results, out, stem, png=png)
-            lines += more
+            text, copied = analyses_lines(part, results, out, stem, png=png)
+            more += text
             files += copied
+        if "landscape" in results:
+            text, copied = landscape_lines(results["landscape"], out, stem, png=png)
+            more += text
+            files += copied
+        lines += [("#" + line) if name and line.startswith("## ") else line for line in more]
         lines += ["Files: " + ", ".join(f"[{f.name}]({f.name})" for f in files) + ".", ""]
         lines += [f"![{f.name}]({f.name})" for f in files if f.suffix == ".png"] + [""]
     write_text(path, "\n".join(lines) + "\n")

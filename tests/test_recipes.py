@@ -40,8 +40,9 @@ fastfood:
   tasks: [rotten_tomatoes]
   train: {{steps: 2, batch_size: 2, lr: 0.1, eval_every: 2}}
 udt:
-  fit: {{methods: [adapter, lora], d: 3, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
+  fit: {{methods: [adapter, lora, prompt], d: 3, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   subspace_train: {{steps: 2, batch_size: 2, lr: 0.05, eval_every: 2}}
+  landscape: {{task: rotten_tomatoes, seed: 1, span: 1, step: 1}}
 analyses:
   d: 2
   stability: {{tasks: [rotten_tomatoes], finetune: {{steps: 2}}}}
@@ -71,8 +72,13 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     assert scores["ipt/d2"]["rotten_tomatoes"]["1"] == json.loads((run / "scores.json").read_text())["test"]
     assert set(scores["fastfood/d2"]) == {"rotten_tomatoes"} and set(scores["fastfood/d2"]["rotten_tomatoes"]) == {"0"}
     assert set(scores["ipt/d3/other"]) == {"glue-sst2"}
-    assert {k for k in scores if k.startswith("transfer/")} == {f"transfer/{a}/{b}" for a in ("adapter", "lora")
-                                                                 for b in ("adapter", "lora")}
+    udt = ("adapter", "lora", "prompt")
+    assert {k for k in scores if k.startswith("transfer/")} == {f"transfer/{a}/{b}" for a in udt for b in udt}
+    # the landscape's origin is the adapter's own solution: its score there is that run's dev score
+    land = results["landscape"]
+    assert land["axis"] == [-1.0, 0.0, 1.0] and land["order"] == list(udt)
+    run = out / "udt" / "runs" / "rotten_tomatoes-d100-adapter-s1"
+    assert land["origin_score"]["adapter"] == pytest.approx(json.loads((run / "scores.json").read_text())["dev"])
     report = (out / "report.md").read_text()
     for heading in ("## Relative performance on the unseen tasks", "## Learnt vs random subspace",
                     "## UDT transfer", "## Stage times", "IPT IST d=3, training tasks, other data"):
@@ -87,7 +93,7 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     table = {row["key"]: row for row in csv.DictReader((out / "report.csv").open())}
     assert float(table["udt/lora"]["e_rel"]) == pytest.approx(centre, abs=1e-12)
     assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "frozen"}
-    for figure in ("report-d.png", "report-transfer.png"):
+    for figure in ("report-d.png", "report-transfer.png", "report-landscape.png"):
         assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
 
     # IPT's analyses over the same runs
@@ -173,8 +179,7 @@ def test_shipped_recipes_are_valid(name, tmp_path):
         if "udt" in cfg:
             runner.stage_config(UnifiedConfig, cfg["udt"]["fit"])
             TrainConfig.from_dict(cfg["udt"]["subspace_train"])
-        if "analyses" in cfg:
-            runner.analyses_settings(cfg)
+        runner.Runner(cfg, tmp_path / "out", "x")  # every stage's settings, the analyses' and landscape's too
     if name == "full-scale.yaml":  # the papers' presets under the file's settings
         ipt, udt = (cfg for _, cfg, _ in parts)
         assert ipt["bank"]["methods"]["prompt"]["n_tokens"] == 100 and ipt["bank"]["lr"]["prompt"] == 1e-4
