@@ -47,7 +47,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("IPT", "Fig. 4", "E_rel per fine-grained task type, the type excluded from MSF vs included",
           "fit-subspace --exclude-type TYPE, subspace-tune on that type's tasks through it and through the subspace "
           "of all training tasks, then `taskspace task-types --runs IST_RUN... --references PT_RUN...` "
-          "(task_types.csv, task_types.png)", "code"),
+          "(task_types.csv, task_types.png); recipe stage: `analyses.exclude_types` of recipes/smol-ipt.yaml",
+          "code"),
     Entry("IPT", "Fig. 5", "IPT (Prompt), IPT (Adapter), Random_prompt, Random_all-param (DID)",
           "fit-subspace --recipe ipt --method prompt|adapter; --recipe random-ae; --recipe fastfood", "run",
           f"prompt and the two random baselines, d = 10 / 100; {_CPU}", _REPORT),
@@ -55,14 +56,17 @@ ENTRIES: tuple[Entry, ...] = (
           "bank, fit-subspace and subspace-tune with --resample --resample-k K (K per label from the pooled files "
           "of the five seeds; a task whose pool is too small is refused, naming the K that fits)", "code"),
     Entry("IPT", "Fig. 7", "number of training tasks, 20 ... 100 %",
-          "fit-subspace --task-fraction F --subset-seed S (nested seeded subsets), then subspace-tune", "code"),
+          "fit-subspace --task-fraction F --subset-seed S (nested seeded subsets), then subspace-tune; recipe "
+          "stage: `analyses.task_fractions` of recipes/smol-ipt.yaml", "code"),
     Entry("IPT", "Fig. 8", "PCA of the intrinsic vectors (IST solutions and training tasks' codes)",
-          "`taskspace pca --runs IST_RUN... [--bank BANK]` (pca.csv, pca.png)", "code"),
+          "`taskspace pca --runs IST_RUN... [--bank BANK]` (pca.csv, pca.png); recipe stage: `analyses.pca` of "
+          "recipes/smol-ipt.yaml", "code"),
     Entry("IPT", "Table III", "std of test scores over seeds: FT, PT, IST (d = 10); PT initialised from IST",
-          "`taskspace stability --runs RUN...` over runs of several seeds; `tune --init-from IST_RUN/theta`",
-          "code"),
+          "`taskspace stability --runs RUN...` over runs of several seeds; `tune --init-from IST_RUN/theta`; "
+          "recipe stage: `analyses.stability` of recipes/smol-ipt.yaml", "code"),
     Entry("IPT", "Table IV", "multi-task PT / FT over all training tasks as a baseline",
-          "`taskspace multitask --split FILE --method prompt|finetune` (one theta, per-task scores)", "code"),
+          "`taskspace multitask --split FILE --method prompt|finetune` (one theta, per-task scores); recipe "
+          "stage: `analyses.multitask` of recipes/smol-ipt.yaml", "code"),
     Entry("IPT", "Tables V-VIII", "absolute scores behind the relative ones",
           "the bank and subspace-tune tables of recipes/cpu_scale.py", "run", _CPU, _REPORT),
     Entry("IPT", "MSF reconstruction", "the auto-encoder's reconstructed prompts on the training tasks",
@@ -83,7 +87,8 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("UDT", "Tables 10, 11", "absolute scores of every method, single- and multi-task",
           "bank (bank tables); subspace-tune", "run", _CPU, _REPORT),
     Entry("UDT", "Fig. 2", "2-d performance landscape spanned by the three methods' intrinsic vectors",
-          "`taskspace landscape --subspace DIR --runs ADAPTER PREFIX LORA --bank BANK` (landscape.png)", "code"),
+          "`taskspace landscape --subspace DIR --runs ADAPTER PREFIX LORA --bank BANK` (landscape.png); recipe "
+          "stage: `udt.landscape` of recipes/smol-udt.yaml", "code"),
     Entry("UDT", "single-task setting", "y = 4 per task; the preliminary y in {4, 8, 16}",
           "recipes/smol-udt-single.yaml (python recipes/smol.py: the paper's pairs at y = 4, and one pair at y = 8 "
           "and 16); or fit-subspace --recipe unified --tasks T --d 4", "code"),
