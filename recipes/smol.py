@@ -314,7 +314,6 @@ class Runner:
             plot_landscape(result, out / "landscape.png", f"{task}, {split}: unified d={space.d}")
         self.save()
 
-
     # -- IPT's analyses (issue 12) -------------------------------------------------------------------------------
 
     def ist_runs(self, folder: Path, tasks: list[str], method: str, seeds: list[int] | None = None) -> list[Path]:
@@ -352,7 +351,7 @@ class Runner:
                             seeds=self.seeds[:1], z_std=z_std)
         for kind in a.get("exclude_types", []):
             tasks = exclude_types(self.train_tasks, [kind])
-            targets = [t for t in self.unseen if CATALOG[t].type == kind]
+            targets = [t for t in self.unseen if t in CATALOG and CATALOG[t].type == kind]
             sub = folder / f"without-{kind.replace(' ', '_')}"
             space_t = self.stages.run(f"analysis: MSF d={d} without type {kind!r} ({len(tasks)} training tasks)",
                                       fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
@@ -414,7 +413,7 @@ class Runner:
         d = a["d"]
         runs, refs = [], []
         for kind in a["exclude_types"]:
-            targets = [t for t in self.unseen if CATALOG[t].type == kind]
+            targets = [t for t in self.unseen if t in CATALOG and CATALOG[t].type == kind]
             runs += self.ist_runs(self.out / "analyses" / f"without-{kind.replace(' ', '_')}", targets, method)
             runs += self.ist_runs(main, targets, method)
             refs += [entry_dir(self.out / "reference", t, method, seed) for t in targets for seed in self.seeds]
