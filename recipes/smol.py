@@ -693,8 +693,6 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
                                                                                                 list[Path]]:
     """The report's section on IPT's analyses, and the files it copies next to the report (their CSVs and
     figures, ``<stem>-<analysis>.<ext>``)."""
-    import shutil
-
     a, done = analyses_settings(cfg), results.get("analyses", {})
     d, seeds, unseen = a["d"], list(cfg["seeds"]), list(cfg["unseen_tasks"])
     method = cfg["ipt"].get("method", "prompt")
@@ -703,10 +701,7 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
     files: list[Path] = []
 
     def copy(source: Path, name: str) -> None:
-        if source.is_file() and (png or source.suffix != ".png"):
-            target = stem.parent / f"{stem.name}-{name}"
-            shutil.copyfile(source, target)
-            files.append(target)
+        files.extend(copy_beside(source, stem, name, png=png))
 
     if "pca" in done:
         ev = done["pca"]["explained_variance"]
@@ -802,6 +797,17 @@ def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> 
     return written
 
 
+def copy_beside(source: Path, stem: Path, name: str, *, png: bool = True) -> list[Path]:
+    """``source`` copied next to the report as ``<stem>-<name>`` (a figure only with ``png``); the copies made."""
+    import shutil
+
+    if not source.is_file() or (source.suffix == ".png" and not png):
+        return []
+    target = stem.parent / f"{stem.name}-{name}"
+    shutil.copyfile(source, target)
+    return [target]
+
+
 def landscape_lines(land: dict, out: Path, stem: Path, *, png: bool = True) -> tuple[list[str], list[Path]]:
     """The report's section on UDT's landscape, and its figure copied next to the report."""
     lines = [f"## UDT landscape (Fig. 2) on {land['task']} ({land['split']}, seed {land['seed']})", "",
@@ -811,11 +817,7 @@ def landscape_lines(land: dict, out: Path, stem: Path, *, png: bool = True) -> t
              + ", ".join(f"{m} {_fmt(v)}" for m, v in land["origin_score"].items())
              + " (absolute %). Mean relative performance (%) at the grid point nearest each method's solution: "
              + ", ".join(f"{m} {v:.1f}" for m, v in land["mean_at_marks"].items()) + ".", ""]
-    files = []
-    if png and (out / "landscape" / "landscape.png").is_file():
-        files.append(stem.parent / f"{stem.name}-landscape.png")
-        files[0].write_bytes((out / "landscape" / "landscape.png").read_bytes())
-    return lines, files
+    return lines, copy_beside(out / "landscape" / "landscape.png", stem, "landscape.png", png=png)
 
 
 def write_report(path: Path, cfg: dict, args) -> None:
