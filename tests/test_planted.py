@@ -9,14 +9,13 @@ on a held-out task (2 trainable numbers) reaches almost that task's planted scor
 auto-encoder at the same d does not. This separates "the code works" from "this backbone has a subspace": here
 there is one by construction.
 
-(The UDT counterpart, two methods whose solutions share z, is not here yet. With LoRA and fine-tuning solutions
-that compute the same functions, UDT's down-projection ``Linear(D -> d) -> tanh`` saturated under per-element
-optimisers (AdamW, and Adafactor without parameter scaling) within a few steps on D = 260K fine-tuning deltas, and
-the fit kept one of the two planted directions. With prompt (D = 128) and LoRA r = 1 (D = 1,120) solutions
-``A_m z``, the reconstruction term alone (no task loss, d = 2, random mixing weights as UDT draws them) left
-held-out relative errors of 0.32 (prompt), 0.09 (LoRA) and 0.34 (LoRA decoded from the prompt's intrinsic vector)
-after 2,000 Adafactor steps at lr 1e-2, 0.34 / 0.08 / 0.34 with AdamW at 3e-3: the tanh layer of width d must sit
-in its linear range while the up-projection stays linear, which these optimisers approach slowly.)
+The UDT counterpart plants prompt (D = 128) and LoRA r = 1 (D = 1,120) solutions that share z,
+``theta_m = anchor_m + A_m z``, on tasks where both answer alike. UDT's fitted up-projections span the planted
+directions, hold unseen points of the manifold, and in the same coordinates for both methods (what transfer
+needs); the untrained projections hold none of it. UDT's down-projection ``Linear(D -> d) -> tanh -> Linear``
+saturates on LoRA's larger vectors under per-element optimisers (held-out reconstruction through it stayed at
+relative errors of 0.3-0.6 in a reconstruction-only measurement, while the up-projections converged), which is
+why the test asks about the subspace and not about the encoder's reconstruction.
 """
 
 from __future__ import annotations
@@ -29,7 +28,9 @@ import torch
 from taskspace.backbones import load_backbone
 from taskspace.deltas import build_method
 from taskspace.evaluation import evaluate, predict
-from taskspace.subspace import FitData, MSFConfig, RandomAEConfig, SubspaceTuneConfig, build_finder, subspace_tune
+from taskspace.projections import UDTUp
+from taskspace.subspace import (FitData, MSFConfig, RandomAEConfig, SubspaceTuneConfig, UnifiedConfig, build_finder,
+                                 subspace_tune)
 from taskspace.tasks import Example, load_task
 from taskspace.train import TrainConfig
 
@@ -147,3 +148,78 @@ def test_ipt_finds_a_planted_prompt_subspace(llama, texts, tmp_path):
     assert learnt_mean - random_mean >= 0.15, (learnt, random, frozen)
 
 
+
+
+UDT_METHODS = {"prompt": {"n_tokens": 2}, "lora": {"r": 1}}
+UDT_SCALE = {"prompt": 0.5, "lora": 0.5}
+
+
+def _plant_shared(root, backbone, methods, anchors, basis, names, pool, g):
+    """One task per name, on the first 48 pooled inputs where both methods' planted solutions
+    ``anchor_m + basis_m z`` give the same answer, answered with it, so each method's planted solution scores
+    100 %. A z whose methods agree on fewer inputs is drawn again. Returns the z of each task."""
+    z = {}
+    for name in names:
+        while True:
+            zi = torch.randn(D_PLANTED, generator=g)
+            probe = [Example(t, (OPTIONS[0],), OPTIONS, task=name) for t in pool]
+            first, second = (predict(backbone, probe, method=methods[m], theta=anchors[m] + basis[m] @ zi,
+                                     batch_size=100) for m in methods)
+            rows = [i for i in range(len(pool)) if first[i] == second[i]][:48]
+            if len(rows) == 48:
+                break
+        _write_task(root, name, [pool[i] for i in rows], [first[i] for i in rows])
+        z[name] = zi
+    return z
+
+
+def _outside(up, delta):
+    """The relative distance of ``delta`` from the column space of ``up`` ``[D, d]``, and the z that gets closest."""
+    best = torch.linalg.lstsq(up, delta[:, None]).solution[:, 0]
+    return float((up @ best - delta).norm() / delta.norm()), best
+
+
+def test_udt_finds_a_planted_subspace_shared_by_two_methods(llama, data_dir, tmp_path):
+    """UDT's approximation of prompt and LoRA solutions that share a planted z (``theta_m = anchor_m + A_m z``):
+    the fitted up-projections span the planted directions, so held-out points of the manifold are in the subspace
+    (the same projections untrained hold almost none of them), and in shared coordinates: the z that gives a
+    held-out task's prompt solution decodes through LoRA's up-projection into that task's LoRA solution.
+
+    What is not asserted: that subspace tuning reaches held-out tasks and the untrained projections do not, as
+    the IPT test above does. On these binary tasks of the 260K model, tuning in a random 2-d direction of prompt
+    or LoRA often finds the answers too (measured: 1.0 through the untrained projections against 0.56 through
+    the fitted ones on one held-out task), so that comparison does not tell the two apart here."""
+    pool = [e.input for e in load_task("glue-sst2", str(data_dir)).test[:200]]
+    methods = {m: build_method(m, llama, o) for m, o in UDT_METHODS.items()}
+    anchors = {m: methods[m].init(torch.Generator().manual_seed(1)) for m in methods}
+    g = torch.Generator().manual_seed(0)
+    basis = {m: torch.randn(methods[m].size, D_PLANTED, generator=g) * UDT_SCALE[m] for m in methods}
+    z = _plant_shared(tmp_path / "data", llama, methods, anchors, basis, TRAIN_TASKS, pool, g)
+    for m in methods:
+        task = load_task(TRAIN_TASKS[0], tmp_path / "data")
+        assert _score(llama, methods[m], anchors[m] + basis[m] @ z[TRAIN_TASKS[0]], task) == 1.0
+    solutions = {m: {t: anchors[m] + basis[m] @ z[t] for t in TRAIN_TASKS} for m in methods}
+    data = PlantedData(llama, TRAIN_TASKS, tmp_path / "data", UDT_METHODS, solutions, anchors)
+    # Reconstruction-led, as for MSF above (the planted answers are argmax answers, which the task loss does not
+    # make optimal), and AdamW with linear decay instead of UDT's constant Adafactor: measured on this bank, 300
+    # steps left the up-projections' columns 0.7 % (prompt) and 1.7 % (LoRA) outside the planted span; at
+    # dist_weight 10 and a constant 3e-3, 600 steps left 9 % and 28 %.
+    udt = build_finder("unified", UnifiedConfig(
+        methods=tuple(methods), d=D_PLANTED, dist_weight=1000.0,
+        train=TrainConfig(lr=3e-2, steps=300, batch_size=8, eval_every=300, progress=False)))
+    space = udt.fit(data, work_dir=tmp_path / "udt")
+    untrained = {m: UDTUp(D_PLANTED, methods[m].size, seed=1 + 2 * i) for i, m in enumerate(methods)}  # its init
+    held = torch.randn(20, D_PLANTED, generator=g)  # points of the manifold no task was planted at
+    with torch.no_grad():
+        up = {m: space[m].up.layers[0].weight for m in methods}
+        for m in methods:
+            q, _ = torch.linalg.qr(basis[m])
+            assert (up[m] - q @ (q.T @ up[m])).norm() < 0.05 * up[m].norm(), m
+        for point in held:
+            delta = {m: basis[m] @ point for m in methods}
+            for m in methods:
+                assert _outside(up[m], delta[m])[0] < 0.05, (m, point)
+                assert _outside(untrained[m].layers[0].weight, delta[m])[0] > 0.5, (m, point)
+            # shared coordinates: prompt's z for this point is LoRA's z for it
+            z_prompt = _outside(up["prompt"], delta["prompt"])[1]
+            assert (up["lora"] @ z_prompt - delta["lora"]).norm() < 0.05 * delta["lora"].norm(), point

@@ -89,6 +89,9 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("UDT", "Fig. 2", "2-d performance landscape spanned by the three methods' intrinsic vectors",
           "`taskspace landscape --subspace DIR --runs ADAPTER PREFIX LORA --bank BANK` (landscape.png); recipe "
           "stage: `udt.landscape` of recipes/smol-udt.yaml", "code"),
+    Entry("UDT", "planted subspace", "(not in the paper) the unified fit recovers a known 2-d manifold shared by "
+          "prompt and LoRA solutions, in shared coordinates; the untrained projections do not hold it",
+          "tests/test_planted.py", "run", "260K-parameter Llama, 12 tasks, 20 unseen points", "tests/test_planted.py"),
     Entry("UDT", "single-task setting", "y = 4 per task; the preliminary y in {4, 8, 16}",
           "recipes/smol-udt-single.yaml (python recipes/smol.py: the paper's pairs at y = 4, and one pair at y = 8 "
           "and 16); or fit-subspace --recipe unified --tasks T --d 4", "code"),
