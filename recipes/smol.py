@@ -52,7 +52,6 @@ from taskspace.analysis.plots import heatmap, interval_lines
 from taskspace.analysis.stability import stability_table
 from taskspace.analysis.task_types import plot_types, type_table
 from taskspace.backbones import load_backbone
-from taskspace.cli.subspace import exclude_types, task_subset
 from taskspace.deltas import default_lr
 from taskspace.errors import ConfigError
 from taskspace.evaluation import evaluate
@@ -61,7 +60,7 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
                                 SubspaceTuneConfig, UnifiedConfig, build_bank, load_z, subspace_tune, transfer)
 from taskspace.subspace.bank import entry_dir
-from taskspace.tasks import CATALOG
+from taskspace.tasks import CATALOG, exclude_types, task_subset
 from taskspace.tuning import MultiTuneConfig, multitask_tune, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
@@ -341,7 +340,7 @@ class Runner:
         msf = stage_config(MSFConfig, i["msf"], method=method, d=d)
         z_std = ist.get("z_std", 0.02)
         for f in a.get("task_fractions", []):
-            tasks = task_subset(self.train_tasks, f, a.get("subset_seed", 0))
+            tasks = task_subset(self.train_tasks, f, a.get("subset_seed", 0), "analyses.task_fractions")
             done.setdefault("task_fractions", {})[str(f)] = tasks
             sub = folder / f"tasks-{f:g}"
             space_f = self.stages.run(f"analysis: MSF d={d} on {len(tasks)} training tasks ({100 * f:g} %)",
@@ -350,7 +349,7 @@ class Runner:
                             f"fraction/{f:g}/d{d}", space_f, sub, self.unseen, method, ist["train"],
                             seeds=self.seeds[:1], z_std=z_std)
         for kind in a.get("exclude_types", []):
-            tasks = exclude_types(self.train_tasks, [kind])
+            tasks = exclude_types(self.train_tasks, [kind], "analyses.exclude_types")
             targets = [t for t in self.unseen if t in CATALOG and CATALOG[t].type == kind]
             sub = folder / f"without-{kind.replace(' ', '_')}"
             space_t = self.stages.run(f"analysis: MSF d={d} without type {kind!r} ({len(tasks)} training tasks)",

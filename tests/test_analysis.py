@@ -155,7 +155,7 @@ def test_heatmap_of_a_matrix_with_an_empty_cell(tmp_path):
 
 
 def test_task_subsets_are_seeded_and_nested():
-    from taskspace.cli.subspace import task_subset
+    from taskspace.tasks import task_subset
     from taskspace.errors import ConfigError
 
     tasks = [f"t{i}" for i in range(10)]

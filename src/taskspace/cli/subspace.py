@@ -13,6 +13,7 @@ from ..presets import preset_values
 from ..subspace.bank import BankSpec
 from ..subspace.finders import FINDERS, finder_class
 from ..subspace.tune import SubspaceTuneConfig
+from ..tasks.selection import exclude_types, task_subset
 from ..train import TrainConfig
 from .common import (add_backbone_args, add_data_args, add_preset_arg, add_train_args, data_dir_from, known_tasks, load_backbone_from,
                      method_names, method_options_from, output_folder, tasks_from, write_tables)
@@ -245,38 +246,6 @@ def _add_finder_args(p: argparse.ArgumentParser) -> None:
         if len({str(v) for v in values.values()}) > 1:
             text[f.name] = "; ".join(f"{n}: {v}" for n, v in values.items())
     add_train_args(p, next(iter(trained.values())), default_text=text)
-
-
-def exclude_types(tasks: list[str], types: list[str]) -> list[str]:
-    """``tasks`` without those whose catalog type is one of ``types`` (IPT's Fig. 4, *excluded*); tasks outside
-    the catalog have no type and stay."""
-    from ..tasks import CATALOG
-
-    known = sorted({info.type for info in CATALOG.values()})
-    for t in types:
-        if t not in known:
-            raise ConfigError(f"--exclude-type {t!r}: not a task type of the catalog; types: {', '.join(known)}")
-    kept = [t for t in tasks if t not in CATALOG or CATALOG[t].type not in types]
-    if not kept:
-        raise ConfigError(f"--exclude-type {', '.join(types)}: every training task has that type; nothing is left "
-                          "to fit")
-    return kept
-
-
-def task_subset(tasks: list[str], fraction: float, seed: int) -> list[str]:
-    """A seeded random ``fraction`` of ``tasks`` (at least one), in their given order; nested for one seed: the
-    subset at a smaller fraction is part of the subset at a larger one."""
-    import math
-    import random
-
-    if not 0 < fraction <= 1:
-        raise ConfigError(f"--task-fraction {fraction}: expected a number in (0, 1]")
-    if not tasks:
-        raise ConfigError("--task-fraction: there are no training tasks to choose from")
-    order = list(tasks)
-    random.Random(seed).shuffle(order)
-    keep = set(order[:max(1, math.ceil(fraction * len(tasks)))])
-    return [t for t in tasks if t in keep]
 
 
 def cmd_stability(args: argparse.Namespace) -> int:

@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "tasks_where": "catalog",
     "catalog_markdown": "catalog",
     "CATALOG": "catalog",
+    "exclude_types": "selection",
+    "task_subset": "selection",
     "compute_metric": "metrics",
     "METRICS": "metrics",
     "read_jsonl": "formats",
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from taskspace.tasks.formats import read_examples, read_jsonl, read_split_file, read_tsv, task_files, write_tsv
     from taskspace.tasks.metrics import METRICS, compute_metric
     from taskspace.tasks.sampling import pool_examples, resample
+    from taskspace.tasks.selection import exclude_types, task_subset
     from taskspace.tasks.task import Task, available_tasks, default_data_dir, load_task
 
 
