@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
@@ -16,7 +17,8 @@ from taskspace.train import TrainConfig
 
 class Stages:
     """Wall-clock seconds of each stage. With a ``path`` (a JSON file), they accumulate over the invocations that
-    ran the stage and are saved after each; without one, they cover this invocation."""
+    ran the stage and are saved after each, an interrupted one included (Ctrl-C, or SIGTERM under
+    :func:`run_main`), so that the total is the time the stage cost; without one, they cover this invocation."""
 
     def __init__(self, path: Path | None = None):
         self.path = path
@@ -25,11 +27,16 @@ class Stages:
     def run(self, name: str, fn, *args, **kwargs):
         t = time.time()
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
-        out = fn(*args, **kwargs)
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
-        if self.path is not None:
-            write_json(self.path, self.seconds)
-        print(f"[{time.strftime('%H:%M:%S')}] {name}: {(time.time() - t) / 60:.1f} min", flush=True)
+        finished = False
+        try:
+            out = fn(*args, **kwargs)
+            finished = True
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
+            if self.path is not None:
+                write_json(self.path, self.seconds)
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: {(time.time() - t) / 60:.1f} min"
+                  f"{'' if finished else ' (interrupted)'}", flush=True)
         return out
 
 
@@ -72,7 +79,9 @@ def recipe_arguments(description: str, *, figures: bool = False) -> argparse.Nam
 
 def run_main(main) -> None:
     """Run a runner's ``main``; bad input (a misspelt key, a missing file, an unknown task) ends it with one line on
-    stderr and exit status 2, as taskspace's commands do."""
+    stderr and exit status 2, as taskspace's commands do. SIGTERM ends it as Ctrl-C does, through ``finally``
+    blocks (a stage's time so far is kept)."""
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         main()
     except TaskspaceError as e:

@@ -211,3 +211,32 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
         assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "out").exists()
+
+
+def test_a_stage_stopped_by_sigterm_keeps_its_time(tmp_path):
+    """The recipes' stage times are what a stage cost: a stage killed with SIGTERM (a scheduler's stop, ``kill``)
+    records its time so far, and the runner exits with 128 + 15."""
+    import signal
+    import time
+
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(ROOT / 'recipes')!r})\n"
+        "from pathlib import Path\n"
+        "from recipe_common import Stages, run_main\n"
+        "def main():\n"
+        f"    stages = Stages(Path({str(tmp_path / 'stages.json')!r}))\n"
+        "    stages.run('quick', lambda: None)\n"
+        "    stages.run('long', lambda: (print('started', flush=True), time.sleep(60)))\n"
+        "run_main(main)\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    while "started" not in proc.stdout.readline():
+        pass
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 128 + signal.SIGTERM
+    seconds = json.loads((tmp_path / "stages.json").read_text())
+    assert set(seconds) == {"quick", "long"} and 0.5 <= seconds["long"] < 30
+    assert "long: 0.0 min (interrupted)" in out
