@@ -110,3 +110,10 @@ def require(cfg: dict, keys, where: str) -> None:
     for key in keys:
         if key not in cfg:
             raise ConfigError(f"{where}: the recipe has no {key!r} (see the runner's docstring for its keys)")
+
+
+def refuse_unknown(cfg: dict, known, where: str) -> None:
+    """Refuse a recipe section with a key outside ``known``, naming the first one (alphabetically)."""
+    unknown = sorted(set(cfg) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")

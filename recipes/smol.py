@@ -64,8 +64,8 @@ from taskspace.tasks import CATALOG, exclude_types, task_subset
 from taskspace.tuning import MultiTuneConfig, multitask_tune, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
-from recipe_common import (Stages, fit_saved, read_recipe, recipe_arguments, require, run_main,  # noqa: E402
-                           stage_config, train_config)
+from recipe_common import (Stages, fit_saved, read_recipe, recipe_arguments, refuse_unknown, require,  # noqa: E402
+                           run_main, stage_config, train_config)
 
 #: The papers' headline numbers (%), printed beside ours.
 PAPER = {"ipt_seen_other_d250": 97.0, "ipt_unseen_d250": 83.0, "udt_optimisation": 88.7, "udt_transfer": 84.7}
@@ -145,17 +145,7 @@ class Runner:
         if "analyses" in cfg:
             analyses_settings(cfg)
         if "landscape" in cfg.get("udt", {}):
-            land = cfg["udt"]["landscape"]
-            require(land, ("task",), "udt.landscape")
-            unknown = sorted(set(land) - {"task", "seed", "split", "span", "step"})
-            if unknown:
-                raise ConfigError(f"udt.landscape: unknown key {unknown[0]!r}")
-            if land["task"] not in cfg["unseen_tasks"]:
-                raise ConfigError(f"udt.landscape.task: {land['task']} is not an unseen task of the recipe")
-            if land.get("split", "dev") not in ("dev", "test"):
-                raise ConfigError(f"udt.landscape.split: {land['split']!r}; expected dev or test")
-            if len(cfg["udt"]["fit"].get("methods", ())) < 3:
-                raise ConfigError("udt.landscape: the plane needs three methods in udt.fit.methods")
+            landscape_settings(cfg)
 
     def save(self) -> None:
         write_json(self.out / RESULTS, self.results)
@@ -289,21 +279,21 @@ class Runner:
 
         self.stages.run("UDT transfer", run_transfer)
         if "landscape" in u:
-            self.stages.run("UDT landscape (UDT Fig. 2)", self.landscape, space, fit, u["landscape"], folder)
+            self.stages.run("UDT landscape (UDT Fig. 2)", self.landscape, space, fit, landscape_settings(self.cfg),
+                            folder)
 
     def landscape(self, space: Subspace, fit: UnifiedConfig, settings: dict, folder: Path) -> None:
         """The plane through the first three methods' subspace solutions of one unseen task and seed (origin: the
         first, u toward the second, v toward the third), each grid point scored by every method's up-projection
         relative to that method's original-space score on the same split."""
-        task, seed = settings["task"], settings.get("seed", self.seeds[0])
-        split, order = settings.get("split", "dev"), list(fit.methods)[:3]
+        task, seed, split, order = settings["task"], settings["seed"], settings["split"], list(fit.methods)[:3]
         runs = {m: load_z(folder / "runs" / f"{task}-d{self.cfg['data_seed']}-{m}-s{seed}")[0] for m in order}
         loaded, test = self.reference_spec.test_split(task)
         examples = loaded.dev if split == "dev" else test
         references = {m: self.reference.score(task, m, split, seed=seed) for m in order}
         out = self.out / "landscape"
         result = landscape(space, runs, order, examples, loaded.metric, references, out,
-                           span=settings.get("span", 4.0), step=settings.get("step", 0.4))
+                           span=settings["span"], step=settings["step"])
         write_json(out / "landscape.json", {"task": task, "split": split, "seed": seed, **result,
                                             "marks": {m: list(v) for m, v in result["marks"].items()}})
         self.results["landscape"] = {"task": task, "split": split, "seed": seed, "axis": result["axis"],
@@ -441,19 +431,15 @@ def analyses_settings(cfg: dict) -> dict:
     a = dict(cfg["analyses"] or {})
     if "ipt" not in cfg:
         raise ConfigError("analyses: the analyses are IPT's and need the recipe's 'ipt' section")
-    unknown = sorted(set(a) - {"d", "pca", "stability", "multitask", "task_fractions", "subset_seed",
-                               "exclude_types"})
-    if unknown:
-        raise ConfigError(f"analyses: unknown key {unknown[0]!r}")
+    refuse_unknown(a, ("d", "pca", "stability", "multitask", "task_fractions", "subset_seed", "exclude_types"),
+                   "analyses")
     dims = list(cfg["ipt"]["dims"])
     a.setdefault("d", min(dims))
     if a["d"] not in dims:
         raise ConfigError(f"analyses: d = {a['d']} is not among the IPT dims {dims}: the analyses read those runs")
     s = a.get("stability")
     if s is not None:
-        unknown = sorted(set(s) - {"tasks", "finetune", "from_ist"})
-        if unknown:
-            raise ConfigError(f"analyses.stability: unknown key {unknown[0]!r}")
+        refuse_unknown(s, ("tasks", "finetune", "from_ist"), "analyses.stability")
         outside = sorted(set(s.get("tasks", [])) - set(cfg["unseen_tasks"]))
         if outside:
             raise ConfigError(f"analyses.stability.tasks: {outside[0]} is not an unseen task of the recipe")
@@ -472,6 +458,24 @@ def analyses_settings(cfg: dict) -> dict:
         if all(t in CATALOG and CATALOG[t].type == kind for t in cfg["train_tasks"]):
             raise ConfigError(f"analyses.exclude_types: every training task has type {kind!r}")
     return a
+
+
+def landscape_settings(cfg: dict) -> dict:
+    """``udt.landscape`` with its defaults filled in (the first seed, dev, span 4, step 0.4), checked against the
+    recipe: its task among the unseen tasks, its seed among the seeds, three methods to span the plane."""
+    land = dict(cfg["udt"]["landscape"] or {})
+    require(land, ("task",), "udt.landscape")
+    refuse_unknown(land, ("task", "seed", "split", "span", "step"), "udt.landscape")
+    land = {"seed": cfg["seeds"][0], "split": "dev", "span": 4.0, "step": 0.4, **land}
+    if land["task"] not in cfg["unseen_tasks"]:
+        raise ConfigError(f"udt.landscape.task: {land['task']} is not an unseen task of the recipe")
+    if land["seed"] not in cfg["seeds"]:
+        raise ConfigError(f"udt.landscape.seed: {land['seed']} is not among the recipe's seeds {cfg['seeds']}")
+    if land["split"] not in ("dev", "test"):
+        raise ConfigError(f"udt.landscape.split: {land['split']!r}; expected dev or test")
+    if len(cfg["udt"]["fit"].get("methods", ())) < 3:
+        raise ConfigError("udt.landscape: the plane needs three methods in udt.fit.methods")
+    return land
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -199,6 +199,9 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
                             "no unseen task has type 'topic'"),
                            (good.replace("task_fractions: [0.5]", "task_fractions: [50]"),
                             "analyses.task_fractions: 50"),
+                           (good.replace("seed: 1, span: 1", "seed: 7, span: 1"),
+                            "udt.landscape.seed: 7 is not among the recipe's seeds"),
+                           (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'"),
                            ("[1, 2]\n", "expected a mapping of settings"),
                            (None, "cannot read the recipe")):
         if text is not None:
