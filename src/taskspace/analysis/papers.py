@@ -30,6 +30,8 @@ class Entry:
 
 _CPU = "MiniLM, 40 training + 12 unseen tasks, 16-shot, CPU"
 _REPORT = "reports/cpu-scale.md"
+_SMOL = "SmolLM2, 16 training + 4 unseen tasks, 3 seeds, generate protocol, CPU"
+_SMOL_REPORT = "reports/smol-scale.md"
 
 ENTRIES: tuple[Entry, ...] = (
     # ---------------------------------------------------------------- IPT
@@ -37,8 +39,9 @@ ENTRIES: tuple[Entry, ...] = (
           "`taskspace tasks --category cls|non-cls`; split files in recipes/splits", "run",
           "101 CrossFit tasks of the shared data", "docs/tasks.md, recipes/splits"),
     Entry("IPT", "Fig. 3", "IST at d in {5, 10, 50, 100, 250} for the three challenges, E_rel to PT and FT",
-          "recipes/cpu_scale.py (bank, fit-subspace --recipe ipt, subspace-tune per d)", "run",
-          f"d = 10 and 100, against PT only; {_CPU}", _REPORT),
+          "recipes/cpu_scale.py (bank, fit-subspace --recipe ipt, subspace-tune per d); recipes/smol.py "
+          "recipes/smol-ipt.yaml", "run",
+          f"d = 10 and 100, against PT only; {_CPU}; {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("IPT", "Fig. 9, 10", "Fig. 3 on the non-cls and cls splits against FT; with BART-large",
           "the Fig. 3 stages with the cls / non-cls split files; --backbone for BART-large", "code"),
     Entry("IPT", "Fig. 3 (in / out of category)", "MSF on cls (non-cls) training tasks, IST on unseen tasks of "
@@ -51,7 +54,8 @@ ENTRIES: tuple[Entry, ...] = (
           "code"),
     Entry("IPT", "Fig. 5", "IPT (Prompt), IPT (Adapter), Random_prompt, Random_all-param (DID)",
           "fit-subspace --recipe ipt --method prompt|adapter; --recipe random-ae; --recipe fastfood", "run",
-          f"prompt and the two random baselines, d = 10 / 100; {_CPU}", _REPORT),
+          f"prompt and the two random baselines, d = 10 / 100; {_CPU}; prompt and the random auto-encoder, "
+          f"d = 10 / 100: {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("IPT", "Fig. 6", "data scale K = 16 / 32 / 64",
           "bank, fit-subspace and subspace-tune with --resample --resample-k K (K per label from the pooled files "
           "of the five seeds; a task whose pool is too small is refused, naming the K that fits)", "code"),
