@@ -54,8 +54,8 @@ ENTRIES: tuple[Entry, ...] = (
           "code"),
     Entry("IPT", "Fig. 5", "IPT (Prompt), IPT (Adapter), Random_prompt, Random_all-param (DID)",
           "fit-subspace --recipe ipt --method prompt|adapter; --recipe random-ae; --recipe fastfood", "run",
-          f"prompt and the two random baselines, d = 10 / 100; {_CPU}; prompt and the random auto-encoder, "
-          f"d = 10 / 100: {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
+          f"prompt and the two random baselines, d = 10 / 100; {_CPU}; prompt and the random auto-encoder at "
+          f"d = 10 / 100, DID at d = 10: {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("IPT", "Fig. 6", "data scale K = 16 / 32 / 64",
           "bank, fit-subspace and subspace-tune with --resample --resample-k K (K per label from the pooled files "
           "of the five seeds; a task whose pool is too small is refused, naming the K that fits)", "code"),
