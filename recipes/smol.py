@@ -76,7 +76,7 @@ GAIN_MARGIN = 0.05
 RESULTS, STAGES = "results.json", "stages.json"
 
 #: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
-ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/")
+ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/")
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -318,6 +318,18 @@ class Runner:
         space = Subspace.load(main, self.backbone)
         folder = self.out / "analyses"
         done = self.results.setdefault("analyses", {})
+        sweep = a.get("d_sweep")
+        if sweep:
+            msf_of = self.cfg["ipt"]["msf"]
+            for x in sweep["dims"]:
+                # the same folder and settings as the headline's d, so that a d added to ipt.dims later reuses both
+                sub = self.out / f"ipt-d{x}"
+                space_x = self.stages.run(f"IPT MSF d={x}", fit_saved, "ipt",
+                                          stage_config(MSFConfig, msf_of, method=method, d=x),
+                                          FitData.from_bank(self.bank, self.train_tasks), sub)
+                self.stages.run(f"analysis: IST d={x} on {len(sweep['tasks'])} unseen tasks (IPT Fig. 3)",
+                                self.tune_in, f"sweep/d{x}", space_x, sub, list(sweep["tasks"]), method,
+                                ist["train"], seeds=self.seeds[:1], z_std=ist.get("z_std", 0.02))
         if a.get("pca", True):
             self.stages.run("analysis: PCA of the intrinsic vectors (IPT Fig. 8)", self.pca, space, method,
                             self.ist_runs(main, self.unseen, method), folder / "pca")
@@ -367,7 +379,10 @@ class Runner:
                                        "lr": {"finetune": s["finetune"].get("lr", default_lr("finetune"))},
                                        "train": train_config({**self.cfg["bank"]["train"], **s["finetune"],
                                                               "lr": None})}, tasks=tasks)
-            build_bank(folder / "finetune", spec, self.backbone, report=self._report_entry)
+            finetuned = build_bank(folder / "finetune", spec, self.backbone, report=self._report_entry)
+            for t in tasks:
+                for seed in self.seeds:  # the reference of IPT's Fig. 3b / 9 (E_rel against fine-tuning)
+                    self.record("stability/finetune", t, seed, {"test": finetuned.score(t, "finetune", seed=seed)})
             runs += [entry_dir(folder / "finetune", t, "finetune", seed) for t in tasks for seed in self.seeds]
         if s.get("from_ist", True):
             for t in tasks:
@@ -431,12 +446,28 @@ def analyses_settings(cfg: dict) -> dict:
     a = dict(cfg["analyses"] or {})
     if "ipt" not in cfg:
         raise ConfigError("analyses: the analyses are IPT's and need the recipe's 'ipt' section")
-    refuse_unknown(a, ("d", "pca", "stability", "multitask", "task_fractions", "subset_seed", "exclude_types"),
-                   "analyses")
+    refuse_unknown(a, ("d", "d_sweep", "pca", "stability", "multitask", "task_fractions", "subset_seed",
+                       "exclude_types"), "analyses")
     dims = list(cfg["ipt"]["dims"])
     a.setdefault("d", min(dims))
     if a["d"] not in dims:
         raise ConfigError(f"analyses: d = {a['d']} is not among the IPT dims {dims}: the analyses read those runs")
+    sweep = a.get("d_sweep")
+    if sweep is not None:
+        if not isinstance(sweep, dict):
+            raise ConfigError(f"analyses.d_sweep: expected a mapping with 'dims' and 'tasks', got {sweep!r}")
+        require(sweep, ("dims", "tasks"), "analyses.d_sweep")
+        refuse_unknown(sweep, ("dims", "tasks"), "analyses.d_sweep")
+        for key in ("dims", "tasks"):
+            if not (isinstance(sweep[key], list) and sweep[key]):
+                raise ConfigError(f"analyses.d_sweep.{key}: expected a list, got {sweep[key]!r}")
+        for x in sweep["dims"]:
+            if not (isinstance(x, int) and x >= 1) or x in dims or sweep["dims"].count(x) > 1:
+                raise ConfigError(f"analyses.d_sweep.dims: {x!r} is not a positive whole number outside the IPT "
+                                  f"dims {dims} (those are the headline's runs already), listed once")
+        outside = sorted(set(sweep["tasks"]) - set(cfg["unseen_tasks"]))
+        if outside:
+            raise ConfigError(f"analyses.d_sweep.tasks: {outside[0]} is not an unseen task of the recipe")
     s = a.get("stability")
     if s is not None:
         refuse_unknown(s, ("tasks", "finetune", "from_ist"), "analyses.stability")
@@ -706,6 +737,20 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
     def copy(source: Path, name: str) -> None:
         files.extend(copy_beside(source, stem, name, png=png))
 
+    sweep = a.get("d_sweep")
+    if sweep and any(f"sweep/d{x}" in num.scores for x in sweep["dims"]):
+        tasks, first = list(sweep["tasks"]), Numbers(results, seeds[:1])
+        refs = num.reference(method, tasks)
+        rows = sorted([(x, f"sweep/d{x}") for x in sweep["dims"]] + [(x, f"ipt/d{x}") for x in cfg["ipt"]["dims"]])
+        points = [(x, first.relative(key, tasks, refs)[0]) for x, key in rows]
+        lines += [f"**Intrinsic dimension (Fig. 3)**: IST on {', '.join(tasks)} through MSF subspaces of every d "
+                  f"(first seed), E_rel % to {method} tuning (mean of its {len(seeds)} seeds):", ""]
+        lines += _table_lines(["d", "E_rel %"], [[x, None if v is None else 100 * v] for x, v in points])
+        if png and all(v is not None for _, v in points):
+            files.append(interval_lines(f"IST on {len(tasks)} unseen tasks (first seed)",
+                                        {"IPT": [(x, 100 * v, None) for x, v in points]},
+                                        stem.parent / f"{stem.name}-d-sweep.png", xlabel="intrinsic dimension d",
+                                        ylabel=f"E_rel to {method} (%)", lines={f"{method} tuning": 100.0}))
     if "pca" in done:
         ev = done["pca"]["explained_variance"]
         lines += [f"**PCA of the intrinsic vectors (Fig. 8)**: {done['pca']['points']} vectors (the training tasks' "
@@ -725,6 +770,19 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
             lines += [f"Prompt tuning initialised from the IST solutions: E_rel {_ci(*rel[:2])} % of prompt tuning "
                       f"from its own initialisation (paper: 103.4 %).", ""]
         copy(out / "analyses" / "stability.csv", "stability.csv")
+    finetuned = num.scores.get("stability/finetune", {})
+    if finetuned:
+        tasks = sorted(finetuned)
+        refs = {t: mean(list(finetuned[t].values())) for t in tasks}
+        rows = [[f"{method} tuning", *num.relative(f"reference/{method}", tasks, refs)[:2]]]
+        for x in cfg["ipt"]["dims"]:
+            rows.append([f"IPT, d = {x}", *num.relative(f"ipt/d{x}", tasks, refs)[:2]])
+            if cfg["ipt"].get("random_ae", True):
+                rows.append([f"random auto-encoder, d = {x}", *num.relative(f"random-ae/d{x}", tasks, refs)[:2]])
+        lines += [f"**Against fine-tuning (Fig. 3b, 9)**: E_rel % to fine-tuning (the stability runs: "
+                  f"{', '.join(tasks)}, {len(seeds)} seeds; mean over seeds of the mean over tasks, 95 % interval):",
+                  ""]
+        lines += _table_lines(["run", "E_rel % to fine-tuning"], [[r[0], _ci(r[1], r[2])] for r in rows])
     multi = num.scores.get(f"multitask/{method}", {})
     if multi:
         first = str(seeds[0])

@@ -45,6 +45,7 @@ udt:
   landscape: {{task: rotten_tomatoes, seed: 1, span: 1, step: 1}}
 analyses:
   d: 2
+  d_sweep: {{dims: [4], tasks: [rotten_tomatoes]}}
   stability: {{tasks: [rotten_tomatoes], finetune: {{steps: 2}}}}
   multitask: {{train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   task_fractions: [0.5]
@@ -98,6 +99,13 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
 
     # IPT's analyses over the same runs
     analyses = results["analyses"]
+    # Fig. 3's d sweep: MSF at d = 4 in the headline's folder layout, IST on the chosen task, first seed only
+    run = out / "ipt-d4" / "runs" / "rotten_tomatoes-d100-prompt-s0"
+    assert scores["sweep/d4"] == {"rotten_tomatoes": {"0": json.loads((run / "scores.json").read_text())["test"]}}
+    assert json.loads((out / "ipt-d4" / "subspace.json").read_text())["d"] == 4
+    ref = mean(list(scores["reference/prompt"]["rotten_tomatoes"].values()))
+    assert f"| 4 | {100 * scores['sweep/d4']['rotten_tomatoes']['0'] / ref:.1f} |" in report
+    assert "sweep/d4" not in {row["key"] for row in csv.DictReader((out / "report.csv").open())}
     assert analyses["pca"]["points"] == 2 + 2 * 2  # two training codes, two unseen tasks x two seeds
     kinds = {row[0] for row in analyses["stability"]["summary"]}
     assert kinds == {"prompt", "finetune", "ipt d=2 (prompt)", "prompt (initialised from ipt d=2 (prompt))"}
@@ -107,13 +115,22 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
             out / "ipt-d2" / "runs" / f"rotten_tomatoes-d100-prompt-s{seed}" / "theta")
         test = json.loads((run / "scores.json").read_text())["test"]
         assert scores["from-ist/prompt"]["rotten_tomatoes"][seed] == test
+    # fine-tuning of the stability runs is the reference of Fig. 3b / 9: E_rel of IST against it, per seed
+    ft = {seed: json.loads((out / "analyses" / "finetune" / "rotten_tomatoes" / "finetune" / f"s{seed}" /
+                            "scores.json").read_text())["test"] for seed in ("0", "1")}
+    assert scores["stability/finetune"]["rotten_tomatoes"] == ft
+    centre, half, _ = mean_interval([scores["ipt/d2"]["rotten_tomatoes"][s] / mean(list(ft.values()))
+                                     for s in ("0", "1")])
+    cell = f"{100 * centre:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+    assert f"| IPT, d = 2 | {cell} |" in report
+    assert "**Against fine-tuning (Fig. 3b, 9)**" in report
     assert set(scores["multitask/prompt"]) == {"glue-sst2", "ag_news"}
     assert analyses["task_fractions"] == {"0.5": ["ag_news"]} or analyses["task_fractions"] == {"0.5": ["glue-sst2"]}
     assert set(scores["excluded/sentiment/d2"]) == {"rotten_tomatoes"}  # the only sentiment task left unseen
     without = json.loads((out / "analyses" / "without-sentiment" / "subspace.json").read_text())
     assert without["info"]["tasks"] == ["ag_news"]
     assert "## IPT's analyses at d = 2" in report
-    for figure in ("report-pca.png", "report-task-types.png", "report-task-fraction.png"):
+    for figure in ("report-pca.png", "report-task-types.png", "report-task-fraction.png", "report-d-sweep.png"):
         assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
 
     # a second invocation trains nothing: every finished piece is verified and reused
@@ -199,6 +216,9 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
                             "no unseen task has type 'topic'"),
                            (good.replace("task_fractions: [0.5]", "task_fractions: [50]"),
                             "analyses.task_fractions: 50"),
+                           (good.replace("dims: [4]", "dims: [3]"), "analyses.d_sweep.dims: 3 is not a positive"),
+                           (good.replace("tasks: [rotten_tomatoes]}", "tasks: [ag_news]}"),
+                            "analyses.d_sweep.tasks: ag_news is not an unseen task"),
                            (good.replace("seed: 1, span: 1", "seed: 7, span: 1"),
                             "udt.landscape.seed: 7 is not among the recipe's seeds"),
                            (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'"),

@@ -40,7 +40,8 @@ ENTRIES: tuple[Entry, ...] = (
           "101 CrossFit tasks of the shared data", "docs/tasks.md, recipes/splits"),
     Entry("IPT", "Fig. 3", "IST at d in {5, 10, 50, 100, 250} for the three challenges, E_rel to PT and FT",
           "recipes/cpu_scale.py (bank, fit-subspace --recipe ipt, subspace-tune per d); recipes/smol.py "
-          "recipes/smol-ipt.yaml", "run",
+          "recipes/smol-ipt.yaml (d = 10, 100; the other d: its `analyses.d_sweep`; E_rel to FT: its "
+          "`analyses.stability` with fine-tuning)", "run",
           f"d = 10 and 100, against PT only; {_CPU}; {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("IPT", "Fig. 9, 10", "Fig. 3 on the non-cls and cls splits against FT; with BART-large",
           "the Fig. 3 stages with the cls / non-cls split files; --backbone for BART-large", "code"),
