@@ -61,9 +61,9 @@ def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
     return space
 
 
-def recipe_arguments(description: str, *, figures: bool = False) -> argparse.Namespace:
-    """The runners' command line: the recipe file, ``--out``, ``--report``, ``--data-dir``, ``--report-only``, and
-    with ``figures`` ``--no-png``."""
+def recipe_arguments(description: str, *, figures: bool = False, parts: bool = False) -> argparse.Namespace:
+    """The runners' command line: the recipe file, ``--out``, ``--report``, ``--data-dir``, ``--report-only``, with
+    ``figures`` ``--no-png``, and with ``parts`` ``--part`` (repeatable)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("config")
     ap.add_argument("--out", required=True)
@@ -74,6 +74,10 @@ def recipe_arguments(description: str, *, figures: bool = False) -> argparse.Nam
     if figures:
         ap.add_argument("--no-png", action="store_true",
                         help="the report and its CSV without figures (no matplotlib needed)")
+    if parts:
+        ap.add_argument("--part", action="append", metavar="NAME",
+                        help="run only this part of a file with 'parts' (repeatable; the report still covers every "
+                             "part that has results)")
     return ap.parse_args()
 
 

@@ -22,8 +22,16 @@ misspelt key is refused by name):
   the unseen tasks, every seed), then the transfer matrix (the paper's selection).
 - ``preset`` (optional): ``ipt-paper`` or ``udt-paper`` (``taskspace.presets``) under the file's own settings:
   the bank's methods, rates and training, MSF / UDT's fit, and IST / subspace optimisation.
+- ``udt.landscape`` (optional, UDT's Fig. 2): ``task`` (an unseen task), ``seed``, ``split``, ``span``, ``step``:
+  the plane through the three methods' subspace solutions of that task and seed.
+- ``analyses`` (optional, IPT's remaining experiments over the bank and the runs at ``d``, one of ``ipt.dims``):
+  ``d_sweep`` (``dims`` and ``tasks``: MSF at other d, IST on those unseen tasks, first seed; Fig. 3), ``pca``
+  (Fig. 8), ``stability`` (``tasks``, ``finetune``, ``from_ist``: Table III, and E_rel against fine-tuning),
+  ``multitask`` (``train``: Table IV), ``task_fractions`` and ``subset_seed`` (Fig. 7), ``exclude_types``
+  (Fig. 4).
 - ``parts`` (instead of all of the above): named recipes of this form, run one after the other into
-  ``OUT/<name>``, with one report (recipes/full-scale.yaml: IPT and UDT, each with its paper's preset).
+  ``OUT/<name>``, with one report (recipes/full-scale.yaml: IPT and UDT, each with its paper's preset);
+  ``--part NAME`` runs only that part.
 
 Every stage resumes: run the same command again after an interruption and finished work is verified and reused.
 ``results.json`` (every test score, by stage, task and seed) is written after each stage; ``--report-only``
@@ -913,14 +921,24 @@ def write_report(path: Path, cfg: dict, args) -> None:
 
 
 def main() -> None:
-    args = recipe_arguments(__doc__.split("\n\n")[0], figures=True)
+    args = recipe_arguments(__doc__.split("\n\n")[0], figures=True, parts=True)
     cfg = read_recipe(args.config)
     out = Path(args.out)
+    names = [name for name, _, _ in parts_of(cfg, out)]
+    for name in args.part or []:
+        if name not in names:
+            raise ConfigError(f"--part {name}: {args.config} has " + (
+                f"no such part (its parts: {', '.join(names)})" if any(names) else "no 'parts'"))
     if not args.report_only:
-        for name, part, folder in parts_of(cfg, out):
+        # every part's settings are checked before any part trains
+        runners = [(name, Runner(part, folder, args.data_dir, png=not args.no_png))
+                   for name, part, folder in parts_of(cfg, out)]
+        for name, runner in runners:
+            if args.part and name not in args.part:
+                continue
             if name:
                 print(f"== {name}", flush=True)
-            Runner(part, folder, args.data_dir, png=not args.no_png).run()
+            runner.run()
     if not any((folder / RESULTS).is_file() for _, _, folder in parts_of(cfg, out)):
         raise SystemExit(f"{out}: no results yet (run without --report-only first)")
     write_report(Path(args.report), cfg, args)

@@ -263,3 +263,39 @@ def test_a_stage_stopped_by_sigterm_keeps_its_time(tmp_path):
     seconds = json.loads((tmp_path / "stages.json").read_text())
     assert set(seconds) == {"quick", "long"} and 0.5 <= seconds["long"] < 30
     assert "long: 0.0 min (interrupted)" in out
+
+
+def test_one_part_of_a_file_with_parts(tmp_path, shared_dir, data_dir):
+    """``--part NAME`` runs that part alone; every part's settings are checked before any trains; an unknown part
+    is refused in one line."""
+    part = """
+    backbone: {llama}
+    decode: rank
+    data_seed: 100
+    max_test_examples: 4
+    seeds: [0]
+    train_tasks: [glue-sst2]
+    unseen_tasks: [rotten_tomatoes]
+    bank:
+      methods: {{prompt: {{n_tokens: 2}}}}
+      train: {{steps: 1, batch_size: 2, eval_every: 1}}
+"""
+    indented = part.format(llama=f"{shared_dir}/models/stories260K")
+    config, out = tmp_path / "parts.yaml", tmp_path / "out"
+
+    def run(text: str, *extra: str):
+        config.write_text("parts:\n  a:" + indented + "  b:" + text)
+        return subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), str(config), "--out", str(out),
+                               "--report", str(tmp_path / "report.md"), "--data-dir", str(data_dir), *extra],
+                              capture_output=True, text=True, cwd=ROOT)
+
+    for text, extra, expected in ((indented, ("--part", "c"), "--part c: "),
+                                  (indented.replace("eval_every", "eval_evry"), ("--part", "a"), "eval_evry")):
+        done = run(text, *extra)
+        assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not out.exists()
+    assert "its parts: a, b" in run(indented, "--part", "c").stderr
+    done = run(indented, "--part", "a")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "a" / "results.json").is_file() and not (out / "b").exists()
+    assert "## b: no results yet" in (tmp_path / "report.md").read_text()
