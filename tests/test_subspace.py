@@ -320,6 +320,22 @@ def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, t
     torch.testing.assert_close(init, load_delta(ist / "theta", space["prompt"].method)[0])
 
 
+def test_udt_up_projections_start_at_zero_on_request(bank, tmp_path):
+    """``up_init="zeros"``: every decoded solution starts at its method's anchor, so one AdamW step of rate lr moves
+    an up-projection weight by at most lr; nn.Linear's uniform start (the authors' code) is far from that."""
+    lr = 1e-4
+    for init in ("zeros", "uniform"):
+        config = UnifiedConfig(methods=("adapter", "lora"), d=4, up_init=init,
+                               train=quick(steps=1, optimizer="adamw", lr=lr, schedule="constant"))
+        space = fit_bank("unified", config, bank, TASKS[:2], tmp_path / init)
+        largest = max(float(p.abs().max()) for ms in space.methods.values() for p in ms.up.parameters())
+        if init == "zeros":
+            assert 0 < largest <= 1.01 * lr
+        else:
+            assert largest > 0.1  # U(-1/2, 1/2) for d = 4
+    assert json.loads((tmp_path / "zeros" / "subspace.json").read_text())["info"]["config"]["up_init"] == "zeros"
+
+
 def test_udt_distance_terms_by_hand():
     """The paper's term (squared, from the mixture) and the authors' code's (torch.dist, from the own vector)."""
     from taskspace.subspace.finders.unified import distance_term

@@ -55,6 +55,7 @@ def udt_training() -> TrainConfig:
 
 
 DISTANCES = ("paper", "code")
+UP_INITS = ("uniform", "zeros")
 
 
 def distance_term(form: str, from_mixture: torch.Tensor, from_own: torch.Tensor | None,
@@ -80,6 +81,10 @@ class UnifiedConfig(Config):
     distance: str = option("paper", "the distance term: paper (||up_m(mixture) - delta_m||^2) or code (the "
                                     "authors' code: ||up_m(I_m) - delta_m||, from the method's own vector)",
                            choices=DISTANCES)
+    up_init: str = option("uniform", "initialisation of the up-projections: uniform (nn.Linear's default, as the "
+                                     "authors' code) or zeros (every decoded solution starts at its method's "
+                                     "anchor; on SmolLM2 the uniform start leaves the fit far from the solutions "
+                                     "after 100 steps, docs/subspaces.md)", choices=UP_INITS, since="0.2")
     seed: int = option(0, "seed of the projections and of the data order")
     train: TrainConfig = option(help="training settings", factory=udt_training)
 
@@ -113,6 +118,10 @@ class Unified(Finder):
             {m: UDTDown(delta_methods[m].size, c.d, seed=c.seed + 2 * i) for i, m in enumerate(methods)},
             {m: UDTUp(c.d, delta_methods[m].size, seed=c.seed + 2 * i + 1) for i, m in enumerate(methods)},
         ).to(backbone.device)
+        if c.up_init == "zeros":
+            with torch.no_grad():
+                for weight in proj.up.parameters():
+                    weight.zero_()
 
         def own_vectors(index: torch.Tensor) -> dict[str, torch.Tensor]:
             return {m: proj.down[m](deltas[m][index]) for m in methods}
