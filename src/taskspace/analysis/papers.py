@@ -81,8 +81,9 @@ ENTRIES: tuple[Entry, ...] = (
           "tests/test_planted.py"),
     # ---------------------------------------------------------------- UDT
     Entry("UDT", "Tables 1, 3", "subspace optimisation, single- and multi-task, relative to the original space",
-          "bank; fit-subspace --recipe unified; subspace-tune --bank", "run",
-          f"multi-task, adapter / prefix / LoRA; {_CPU}", _REPORT),
+          "bank; fit-subspace --recipe unified; subspace-tune --bank; recipes/smol.py recipes/smol-udt.yaml", "run",
+          f"multi-task, adapter / prefix / LoRA; {_CPU}; SmolLM2, 8 training + 2 unseen tasks, 3 seeds, generate "
+          "protocol, CPU", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("UDT", "Tables 2, 4", "subspace solution transfer between methods (and its heat map)",
           "transfer --subspace --runs --bank (transfer.csv, transfer.png)", "run", f"multi-task; {_CPU}", _REPORT),
     Entry("UDT", "Table 5", "fine-tuning joined through a trainable Fastfood projection",
