@@ -231,14 +231,20 @@ class Runner:
                 print(f"    {task:34s} {method:8s} s{seed} test {_fmt(scores['test'])}", flush=True)
         self.save()
 
+    def msf(self, d: int) -> tuple[Subspace, MSFConfig, Path]:
+        """IPT's MSF at ``d`` on every training task, in ``ipt-d<d>`` (a stage: fitted once, then loaded)."""
+        i = self.cfg["ipt"]
+        folder = self.out / f"ipt-d{d}"
+        msf = stage_config(MSFConfig, i["msf"], method=i.get("method", "prompt"), d=d)
+        space = self.stages.run(f"IPT MSF d={d}", fit_saved, "ipt", msf,
+                                FitData.from_bank(self.bank, self.train_tasks), folder)
+        return space, msf, folder
+
     def ipt(self) -> None:
         i, ist = self.cfg["ipt"], self.cfg["ist"]
         method = i.get("method", "prompt")
         for d in i["dims"]:
-            folder = self.out / f"ipt-d{d}"
-            msf = stage_config(MSFConfig, i["msf"], method=method, d=d)
-            space = self.stages.run(f"IPT MSF d={d}", fit_saved, "ipt", msf,
-                                    FitData.from_bank(self.bank, self.train_tasks), folder)
+            space, msf, folder = self.msf(d)
             self.stages.run(f"IPT IST d={d}, unseen tasks", self.tune_in, f"ipt/d{d}", space, folder, self.unseen,
                             method, ist["train"], z_std=ist.get("z_std", 0.02))
             if i.get("random_ae", True):
@@ -328,13 +334,9 @@ class Runner:
         done = self.results.setdefault("analyses", {})
         sweep = a.get("d_sweep")
         if sweep:
-            msf_of = self.cfg["ipt"]["msf"]
             for x in sweep["dims"]:
-                # the same folder and settings as the headline's d, so that a d added to ipt.dims later reuses both
-                sub = self.out / f"ipt-d{x}"
-                space_x = self.stages.run(f"IPT MSF d={x}", fit_saved, "ipt",
-                                          stage_config(MSFConfig, msf_of, method=method, d=x),
-                                          FitData.from_bank(self.bank, self.train_tasks), sub)
+                # the headline's MSF stage, so that a d added to ipt.dims later reuses its fit and runs
+                space_x, _, sub = self.msf(x)
                 self.stages.run(f"analysis: IST d={x} on {len(sweep['tasks'])} unseen tasks (IPT Fig. 3)",
                                 self.tune_in, f"sweep/d{x}", space_x, sub, list(sweep["tasks"]), method,
                                 ist["train"], seeds=self.seeds[:1], z_std=ist.get("z_std", 0.02))
