@@ -28,7 +28,8 @@ misspelt key is refused by name):
   ``d_sweep`` (``dims`` and ``tasks``: MSF at other d, IST on those unseen tasks, first seed; Fig. 3), ``pca``
   (Fig. 8), ``stability`` (``tasks``, ``finetune``, ``from_ist``: Table III, and E_rel against fine-tuning),
   ``multitask`` (``train``: Table IV), ``task_fractions`` and ``subset_seed`` (Fig. 7), ``exclude_types``
-  (Fig. 4).
+  (Fig. 4), ``data_scale`` (``k``, ``train_tasks``, ``tasks``: every split resampled at K per label, a bank,
+  reference, MSF and IST of their own per K, first seed; Fig. 6).
 - ``parts`` (instead of all of the above): named recipes of this form, run one after the other into
   ``OUT/<name>``, with one report (recipes/full-scale.yaml: IPT and UDT, each with its paper's preset);
   ``--part NAME`` runs only that part.
@@ -61,14 +62,14 @@ from taskspace.analysis.stability import stability_table
 from taskspace.analysis.task_types import plot_types, type_table
 from taskspace.backbones import load_backbone
 from taskspace.deltas import default_lr
-from taskspace.errors import ConfigError
+from taskspace.errors import ConfigError, DataError
 from taskspace.evaluation import evaluate
 from taskspace.presets import preset_values
 from taskspace.store import read_json, write_json, write_text
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, Subspace,
                                 SubspaceTuneConfig, UnifiedConfig, build_bank, load_z, subspace_tune, transfer)
 from taskspace.subspace.bank import entry_dir
-from taskspace.tasks import CATALOG, exclude_types, task_subset
+from taskspace.tasks import CATALOG, exclude_types, load_task, task_subset
 from taskspace.tuning import MultiTuneConfig, multitask_tune, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared module, also when imported
@@ -84,7 +85,7 @@ GAIN_MARGIN = 0.05
 RESULTS, STAGES = "results.json", "stages.json"
 
 #: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
-ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/")
+ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/", "scale/")
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -151,7 +152,13 @@ class Runner:
             stage_config(UnifiedConfig, cfg["udt"]["fit"])
             train_config(cfg["udt"]["subspace_train"])
         if "analyses" in cfg:
-            analyses_settings(cfg)
+            scale = analyses_settings(cfg).get("data_scale")
+            for k in scale["k"] if scale else ():
+                for t in scale["train_tasks"] + scale["tasks"]:
+                    try:  # each pool holds K train + K dev examples (per label): refused now, not hours later
+                        load_task(t, self.data_dir, seed=cfg["data_seed"], resample=True, resample_k=k)
+                    except DataError as e:
+                        raise ConfigError(f"analyses.data_scale.k: {k}: {e}") from None
         if "landscape" in cfg.get("udt", {}):
             landscape_settings(cfg)
 
@@ -217,14 +224,16 @@ class Runner:
 
     def tune_in(self, key: str, space: Subspace, folder: Path, tasks: list[str], method: str, train: dict, *,
                 seeds: list[int] | None = None, data_seed: int | None = None, z_init: str = "normal",
-                z_std: float = 0.02) -> None:
-        """Subspace tuning of ``method`` on every task and seed, recorded under ``key``."""
+                z_std: float = 0.02, resample_k: int | None = None) -> None:
+        """Subspace tuning of ``method`` on every task and seed, recorded under ``key`` (with ``resample_k``, on
+        train / dev resampled at that K from the pooled files)."""
         data_seed = self.cfg["data_seed"] if data_seed is None else data_seed
         for task in tasks:
             for seed in seeds or self.seeds:
                 config = SubspaceTuneConfig(task=task, method=method, data_dir=self.data_dir, data_seed=data_seed,
                                             seed=seed, z_init=z_init, z_std=z_std, train=train_config(train),
-                                            max_test_examples=self.cfg["max_test_examples"])
+                                            max_test_examples=self.cfg["max_test_examples"],
+                                            resample=resample_k is not None, resample_k=resample_k)
                 scores = subspace_tune(space, folder, config,
                                        folder / "runs" / f"{task}-d{data_seed}-{method}-s{seed}")
                 self.record(key, task, seed, scores)
@@ -371,6 +380,11 @@ class Runner:
         if a.get("exclude_types"):
             self.stages.run("analysis: task types, included vs excluded (IPT Fig. 4)", self.task_types, a, method,
                             main, folder / "task-types")
+        scale = a.get("data_scale")
+        for k in scale["k"] if scale else ():
+            self.stages.run(f"analysis: K = {k}: bank of {len(scale['train_tasks'])} training tasks, {method} tuning "
+                            f"and IST d={d} on {len(scale['tasks'])} unseen tasks (IPT Fig. 6)", self.data_scale, k,
+                            scale, method, msf, folder / f"k{k}")
         self.save()
 
     def pca(self, space: Subspace, method: str, runs: list[Path], out: Path) -> None:
@@ -423,6 +437,25 @@ class Runner:
         for t, v in scores["tasks"].items():
             self.record(f"multitask/{method}", t, self.seeds[0], v)
 
+    def data_scale(self, k: int, s: dict, method: str, msf: MSFConfig, folder: Path) -> None:
+        """IPT's Fig. 6 at K examples per label (per task without fixed labels): train and dev of every task drawn
+        CrossFit-style from the pooled files of the five seeds, then the bank's settings on ``s['train_tasks']``
+        and the reference on ``s['tasks']`` (first seed), MSF at d on that bank and IST through it."""
+        spec = {**self.reference_spec.to_dict(), "methods": {method: self.cfg["bank"]["methods"][method]},
+                "lr": {method: self.reference_spec.lr[method]}, "resample": True, "resample_k": k}
+        train, tasks = list(s["train_tasks"]), list(s["tasks"])
+        bank = build_bank(folder / "bank", BankSpec.from_dict(spec, tasks=train, seeds=self.seeds[:1]),
+                          self.backbone, report=self._report_entry)
+        reference = build_bank(folder / "reference", BankSpec.from_dict(spec, tasks=tasks, seeds=self.seeds[:1]),
+                               self.backbone, report=self._report_entry)
+        for t in tasks:
+            self.record(f"scale/k{k}/{method}", t, self.seeds[0], {"test": reference.score(t, method)})
+        sub = folder / f"ipt-d{msf.d}"
+        space = fit_saved("ipt", msf, FitData.from_bank(bank, train), sub)
+        ist = self.cfg["ist"]
+        self.tune_in(f"scale/k{k}/ipt", space, sub, tasks, method, ist["train"], seeds=self.seeds[:1],
+                     z_std=ist.get("z_std", 0.02), resample_k=k)
+
     def task_types(self, a: dict, method: str, main: Path, out: Path) -> None:
         d = a["d"]
         runs, refs = [], []
@@ -457,27 +490,22 @@ def analyses_settings(cfg: dict) -> dict:
     if "ipt" not in cfg:
         raise ConfigError("analyses: the analyses are IPT's and need the recipe's 'ipt' section")
     refuse_unknown(a, ("d", "d_sweep", "pca", "stability", "multitask", "task_fractions", "subset_seed",
-                       "exclude_types"), "analyses")
+                       "exclude_types", "data_scale"), "analyses")
     dims = list(cfg["ipt"]["dims"])
     a.setdefault("d", min(dims))
     if a["d"] not in dims:
         raise ConfigError(f"analyses: d = {a['d']} is not among the IPT dims {dims}: the analyses read those runs")
     sweep = a.get("d_sweep")
     if sweep is not None:
-        if not isinstance(sweep, dict):
-            raise ConfigError(f"analyses.d_sweep: expected a mapping with 'dims' and 'tasks', got {sweep!r}")
-        require(sweep, ("dims", "tasks"), "analyses.d_sweep")
-        refuse_unknown(sweep, ("dims", "tasks"), "analyses.d_sweep")
-        for key in ("dims", "tasks"):
-            if not (isinstance(sweep[key], list) and sweep[key]):
-                raise ConfigError(f"analyses.d_sweep.{key}: expected a list, got {sweep[key]!r}")
+        _listing(sweep, "analyses.d_sweep", "dims", {"tasks": cfg["unseen_tasks"]})
         for x in sweep["dims"]:
-            if not (isinstance(x, int) and x >= 1) or x in dims or sweep["dims"].count(x) > 1:
+            if x in dims:
                 raise ConfigError(f"analyses.d_sweep.dims: {x!r} is not a positive whole number outside the IPT "
                                   f"dims {dims} (those are the headline's runs already), listed once")
-        outside = sorted(set(sweep["tasks"]) - set(cfg["unseen_tasks"]))
-        if outside:
-            raise ConfigError(f"analyses.d_sweep.tasks: {outside[0]} is not an unseen task of the recipe")
+    if a.get("data_scale") is not None:
+        scale = a["data_scale"] = {"train_tasks": list(cfg["train_tasks"]), **_mapping(a["data_scale"],
+                                                                                       "analyses.data_scale")}
+        _listing(scale, "analyses.data_scale", "k", {"train_tasks": cfg["train_tasks"], "tasks": cfg["unseen_tasks"]})
     s = a.get("stability")
     if s is not None:
         refuse_unknown(s, ("tasks", "finetune", "from_ist"), "analyses.stability")
@@ -499,6 +527,34 @@ def analyses_settings(cfg: dict) -> dict:
         if all(t in CATALOG and CATALOG[t].type == kind for t in cfg["train_tasks"]):
             raise ConfigError(f"analyses.exclude_types: every training task has type {kind!r}")
     return a
+
+
+def _mapping(section: Any, where: str) -> dict:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {section!r}")
+    return section
+
+
+def _listing(section: Any, where: str, numbers: str, among: dict[str, list[str]]) -> None:
+    """A section of one list of positive whole numbers (``numbers``, each listed once) and lists of tasks, each
+    key of ``among`` naming the recipe's tasks it must come from."""
+    keys = (numbers, *among)
+    refuse_unknown(_mapping(section, where), keys, where)
+    require(section, keys, where)
+    for key in keys:
+        if not (isinstance(section[key], list) and section[key]):
+            raise ConfigError(f"{where}.{key}: expected a list, got {section[key]!r}")
+    for x in section[numbers]:
+        if not (isinstance(x, int) and x >= 1) or section[numbers].count(x) > 1:
+            raise ConfigError(f"{where}.{numbers}: {x!r} is not a positive whole number, listed once")
+    for key, tasks in among.items():
+        twice = sorted({t for t in section[key] if section[key].count(t) > 1})
+        if twice:
+            raise ConfigError(f"{where}.{key}: {twice[0]} is listed twice")
+        outside = sorted(set(section[key]) - set(tasks))
+        if outside:
+            kind = "an unseen" if key == "tasks" else "a training"
+            raise ConfigError(f"{where}.{key}: {outside[0]} is not {kind} task of the recipe")
 
 
 def landscape_settings(cfg: dict) -> dict:
@@ -826,7 +882,34 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
         lines += _table_lines(tt["header"], tt["summary"])
         copy(out / "analyses" / "task-types" / "task_types.csv", "task-types.csv")
         copy(out / "analyses" / "task-types" / "task_types.png", "task-types.png")
+    scale = a.get("data_scale")
+    if scale and any(f"scale/k{k}/ipt" in num.scores for k in scale["k"]):
+        tasks, first = list(scale["tasks"]), Numbers(results, seeds[:1])
+        rows = []
+        for k in scale["k"]:
+            refs = {t: first.absolute(f"scale/k{k}/{method}", t)[0] for t in tasks}  # first seed only
+            ist = [first.absolute(f"scale/k{k}/ipt", t)[0] for t in tasks]
+            rows.append([k, _mean_pct(list(refs.values())), _mean_pct(ist),
+                         first.relative(f"scale/k{k}/ipt", tasks, refs)[0]])
+        lines += [f"**Data scale (Fig. 6)**: every task's train and dev resampled at K per label (K in all for tasks "
+                  f"without fixed labels) from the pooled files of the five seeds; {method} tuning and MSF at d = {d} "
+                  f"on {len(scale['train_tasks'])} training tasks ({', '.join(scale['train_tasks'])}), IST on "
+                  f"{', '.join(tasks)} (first seed); test % (mean over tasks) and E_rel % to {method} tuning at the "
+                  "same K:", ""]
+        lines += _table_lines(["K", f"{method} tuning", "IST", "E_rel %"],
+                              [[k, p, i, None if v is None else 100 * v] for k, p, i, v in rows])
+        if png and all(r[1] is not None and r[2] is not None for r in rows):
+            files.append(interval_lines(f"{len(tasks)} unseen tasks (first seed), MSF on "
+                                        f"{len(scale['train_tasks'])} training tasks at the same K",
+                                        {f"{method} tuning": [(k, p, None) for k, p, *_ in rows],
+                                         f"IST, d = {d}": [(k, i, None) for k, _, i, _ in rows]},
+                                        stem.parent / f"{stem.name}-data-scale.png",
+                                        xlabel="K (examples per label)", ylabel="test score (%)"))
     return lines, files
+
+
+def _mean_pct(values: list[float | None]) -> float | None:
+    return None if any(v is None for v in values) else 100 * mean(values)
 
 
 def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> list[Path]:

@@ -50,6 +50,7 @@ analyses:
   multitask: {{train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   task_fractions: [0.5]
   exclude_types: [sentiment]
+  data_scale: {{k: [4], tasks: [rotten_tomatoes], train_tasks: [glue-sst2, ag_news]}}
 """
 
 
@@ -130,7 +131,25 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     without = json.loads((out / "analyses" / "without-sentiment" / "subspace.json").read_text())
     assert without["info"]["tasks"] == ["ag_news"]
     assert "## IPT's analyses at d = 2" in report
-    for figure in ("report-pca.png", "report-task-types.png", "report-task-fraction.png", "report-d-sweep.png"):
+    # Fig. 6's data scale: train and dev resampled at K = 4 per label from the pooled files, for a bank, a
+    # reference, MSF and IST of their own
+    run = out / "analyses" / "k4" / "ipt-d2" / "runs" / "rotten_tomatoes-d100-prompt-s0"
+    ist = json.loads((run / "config.json").read_text())
+    assert ist["run"]["resample"] is True and ist["run"]["resample_k"] == 4
+    assert ist["data"]["train"] == ist["data"]["dev"] == 8  # 4 per label, two labels
+    assert scores["scale/k4/ipt"] == {"rotten_tomatoes": {"0": json.loads((run / "scores.json").read_text())["test"]}}
+    ref = json.loads((out / "analyses" / "k4" / "reference" / "rotten_tomatoes" / "prompt" / "s0" /
+                      "scores.json").read_text())["test"]
+    assert scores["scale/k4/prompt"] == {"rotten_tomatoes": {"0": ref}}
+    entry = json.loads((out / "analyses" / "k4" / "bank" / "ag_news" / "prompt" / "s0" / "config.json").read_text())
+    assert entry["run"]["resample_k"] == 4 and entry["data"]["train"] == 4 * 4  # ag_news: four labels
+    fitted = json.loads((out / "analyses" / "k4" / "ipt-d2" / "subspace.json").read_text())
+    assert fitted["info"]["tasks"] == ["glue-sst2", "ag_news"]
+    ist_score = scores["scale/k4/ipt"]["rotten_tomatoes"]["0"]
+    rel = "–" if not ref > 0 else f"{100 * ist_score / ref:.1f}"
+    assert f"| 4 | {100 * ref:.1f} | {100 * ist_score:.1f} | {rel} |" in report
+    for figure in ("report-pca.png", "report-task-types.png", "report-task-fraction.png", "report-d-sweep.png",
+                   "report-data-scale.png"):
         assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
 
     # a second invocation trains nothing: every finished piece is verified and reused
@@ -172,7 +191,7 @@ def _runner():
 
 
 @pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "smol-udt-single.yaml", "full-scale.yaml"])
-def test_shipped_recipes_are_valid(name, tmp_path):
+def test_shipped_recipes_are_valid(name, tmp_path, data_dir):
     """Each shipped recipe (each part, its preset applied) names real, distinct tasks and only fields of the
     library's configs (a misspelt key would otherwise be refused hours into a run)."""
     import yaml
@@ -196,7 +215,8 @@ def test_shipped_recipes_are_valid(name, tmp_path):
         if "udt" in cfg:
             runner.stage_config(UnifiedConfig, cfg["udt"]["fit"])
             TrainConfig.from_dict(cfg["udt"]["subspace_train"])
-        runner.Runner(cfg, tmp_path / "out", "x")  # every stage's settings, the analyses' and landscape's too
+        # every stage's settings, the analyses' and landscape's too, and the data the analyses resample
+        runner.Runner(cfg, tmp_path / "out", str(data_dir))
     if name == "full-scale.yaml":  # the papers' presets under the file's settings
         ipt, udt = (cfg for _, cfg, _ in parts)
         assert ipt["bank"]["methods"]["prompt"]["n_tokens"] == 100 and ipt["bank"]["lr"]["prompt"] == 1e-4
@@ -219,6 +239,11 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
                            (good.replace("dims: [4]", "dims: [3]"), "analyses.d_sweep.dims: 3 is not a positive"),
                            (good.replace("tasks: [rotten_tomatoes]}", "tasks: [ag_news]}"),
                             "analyses.d_sweep.tasks: ag_news is not an unseen task"),
+                           (good.replace("k: [4]", "k: [64]"), "analyses.data_scale.k: 64: task 'glue-sst2'"),
+                           (good.replace("tasks: [rotten_tomatoes],", "tasks: [ag_news],"),
+                            "analyses.data_scale.tasks: ag_news is not an unseen task"),
+                           (good.replace("train_tasks: [glue-sst2, ag_news]}", "train_tasks: [glue-sst2, glue-sst2]}"),
+                            "analyses.data_scale.train_tasks: glue-sst2 is listed twice"),
                            (good.replace("seed: 1, span: 1", "seed: 7, span: 1"),
                             "udt.landscape.seed: 7 is not among the recipe's seeds"),
                            (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'"),

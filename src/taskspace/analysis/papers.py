@@ -59,7 +59,8 @@ ENTRIES: tuple[Entry, ...] = (
           f"d = 10 / 100, DID at d = 10: {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("IPT", "Fig. 6", "data scale K = 16 / 32 / 64",
           "bank, fit-subspace and subspace-tune with --resample --resample-k K (K per label from the pooled files "
-          "of the five seeds; a task whose pool is too small is refused, naming the K that fits)", "code"),
+          "of the five seeds; a task whose pool is too small is refused, naming the K that fits); recipe stage: "
+          "`analyses.data_scale` of recipes/smol-ipt.yaml", "code"),
     Entry("IPT", "Fig. 7", "number of training tasks, 20 ... 100 %",
           "fit-subspace --task-fraction F --subset-seed S (nested seeded subsets), then subspace-tune; recipe "
           "stage: `analyses.task_fractions` of recipes/smol-ipt.yaml", "code"),
