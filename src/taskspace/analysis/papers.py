@@ -32,6 +32,7 @@ _CPU = "MiniLM, 40 training + 12 unseen tasks, 16-shot, CPU"
 _REPORT = "reports/cpu-scale.md"
 _SMOL = "SmolLM2, 16 training + 4 unseen tasks, 3 seeds, generate protocol, CPU"
 _SMOL_REPORT = "reports/smol-scale.md"
+_SMOL_UDT = "SmolLM2, 8 training + 2 unseen tasks, 3 seeds, generate protocol, CPU"
 
 ENTRIES: tuple[Entry, ...] = (
     # ---------------------------------------------------------------- IPT
@@ -83,10 +84,10 @@ ENTRIES: tuple[Entry, ...] = (
     # ---------------------------------------------------------------- UDT
     Entry("UDT", "Tables 1, 3", "subspace optimisation, single- and multi-task, relative to the original space",
           "bank; fit-subspace --recipe unified; subspace-tune --bank; recipes/smol.py recipes/smol-udt.yaml", "run",
-          f"multi-task, adapter / prefix / LoRA; {_CPU}; SmolLM2, 8 training + 2 unseen tasks, 3 seeds, generate "
-          "protocol, CPU", f"{_REPORT}, {_SMOL_REPORT}"),
+          f"multi-task, adapter / prefix / LoRA; {_CPU}; {_SMOL_UDT}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("UDT", "Tables 2, 4", "subspace solution transfer between methods (and its heat map)",
-          "transfer --subspace --runs --bank (transfer.csv, transfer.png)", "run", f"multi-task; {_CPU}", _REPORT),
+          "transfer --subspace --runs --bank (transfer.csv, transfer.png); recipes/smol.py recipes/smol-udt.yaml",
+          "run", f"multi-task; {_CPU}; {_SMOL_UDT}", f"{_REPORT}, {_SMOL_REPORT}"),
     Entry("UDT", "Table 5", "fine-tuning joined through a trainable Fastfood projection",
           "fit-subspace --recipe fastfood, subspace-tune --method finetune", "code"),
     Entry("UDT", "Tables 6-9", "the simplified variant: one shared vector per task (constructed subspace)",
@@ -95,7 +96,8 @@ ENTRIES: tuple[Entry, ...] = (
           "bank (bank tables); subspace-tune", "run", _CPU, _REPORT),
     Entry("UDT", "Fig. 2", "2-d performance landscape spanned by the three methods' intrinsic vectors",
           "`taskspace landscape --subspace DIR --runs ADAPTER PREFIX LORA --bank BANK` (landscape.png); recipe "
-          "stage: `udt.landscape` of recipes/smol-udt.yaml", "code"),
+          "stage: `udt.landscape` of recipes/smol-udt.yaml", "run", f"glue-sst2, dev, a 9 x 9 grid; {_SMOL_UDT}",
+          _SMOL_REPORT),
     Entry("UDT", "planted subspace", "(not in the paper) the unified fit recovers a known 2-d manifold shared by "
           "prompt and LoRA solutions, in shared coordinates; the untrained projections do not hold it",
           "tests/test_planted.py", "run", "260K-parameter Llama, 12 tasks, 20 unseen points", "tests/test_planted.py"),

@@ -8,6 +8,7 @@ dependency (``pip install "taskspace[plots]"``); it is drawn without a display (
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
@@ -99,7 +100,7 @@ def heatmap(title: str, rows: list[str], columns: list[str], values: list[list[f
             if not np.isnan(data[i, j]):
                 ax.text(j, i, f"{data[i, j]:.1f}", ha="center", va="center", color="white", fontsize=9)
     fig.colorbar(image, ax=ax, label=unit)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(textwrap.fill(title, 12 * len(columns) + 16), fontsize=9)  # within the axes, clear of the bar
     return save_figure(fig, path)
 
 
