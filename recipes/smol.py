@@ -25,7 +25,8 @@ misspelt key is refused by name):
 - ``udt.landscape`` (optional, UDT's Fig. 2): ``task`` (an unseen task), ``seed``, ``split``, ``span``, ``step``:
   the plane through the three methods' subspace solutions of that task and seed.
 - ``analyses`` (optional, IPT's remaining experiments over the bank and the runs at ``d``, one of ``ipt.dims``):
-  ``d_sweep`` (``dims`` and ``tasks``: MSF at other d, IST on those unseen tasks, first seed; Fig. 3), ``pca``
+  ``d_sweep`` (``dims``, ``tasks``, ``challenge_tasks``: MSF at other d, IST on those unseen tasks and on that
+  many training tasks with the same and other data, first seed; Fig. 3, against fine-tuning too), ``pca``
   (Fig. 8), ``stability`` (``tasks``, ``finetune``, ``from_ist``: Table III, and E_rel against fine-tuning),
   ``multitask`` (``train``: Table IV), ``task_fractions`` and ``subset_seed`` (Fig. 7), ``exclude_types``
   (Fig. 4), ``data_scale`` (``k``, ``train_tasks``, ``tasks``: every split resampled at K per label, a bank,
@@ -266,11 +267,16 @@ class Runner:
         if seen:
             d = max(i["dims"])
             folder = self.out / f"ipt-d{d}"
-            space = Subspace.load(folder, self.backbone)
-            for label, data_seed in (("same", self.cfg["data_seed"]), ("other", self.cfg["other_data_seed"])):
-                self.stages.run(f"IPT IST d={d}, training tasks, {label} data", self.tune_in, f"ipt/d{d}/{label}",
-                                space, folder, seen, method, ist["train"], seeds=self.seeds[:1], data_seed=data_seed,
-                                z_std=ist.get("z_std", 0.02))
+            self.challenges(f"ipt/d{d}", f"IPT IST d={d}", Subspace.load(folder, self.backbone), folder, seen)
+
+    def challenges(self, key: str, name: str, space: Subspace, folder: Path, tasks: list[str]) -> None:
+        """IPT's seen-task challenges: IST on training ``tasks`` with the bank's data and with another seed's files,
+        first seed, recorded under ``key/same`` and ``key/other``."""
+        ist, method = self.cfg["ist"], self.cfg["ipt"].get("method", "prompt")
+        for label, data_seed in (("same", self.cfg["data_seed"]), ("other", self.cfg["other_data_seed"])):
+            self.stages.run(f"{name}, training tasks, {label} data", self.tune_in, f"{key}/{label}", space, folder,
+                            tasks, method, ist["train"], seeds=self.seeds[:1], data_seed=data_seed,
+                            z_std=ist.get("z_std", 0.02))
 
     def fastfood(self) -> None:
         f = self.cfg["fastfood"]
@@ -343,12 +349,18 @@ class Runner:
         done = self.results.setdefault("analyses", {})
         sweep = a.get("d_sweep")
         if sweep:
+            seen = self.train_tasks[: sweep.get("challenge_tasks", 0)]
             for x in sweep["dims"]:
                 # the headline's MSF stage, so that a d added to ipt.dims later reuses its fit and runs
                 space_x, _, sub = self.msf(x)
                 self.stages.run(f"analysis: IST d={x} on {len(sweep['tasks'])} unseen tasks (IPT Fig. 3)",
                                 self.tune_in, f"sweep/d{x}", space_x, sub, list(sweep["tasks"]), method,
                                 ist["train"], seeds=self.seeds[:1], z_std=ist.get("z_std", 0.02))
+                if seen:
+                    self.challenges(f"sweep/d{x}", f"analysis: IST d={x}", space_x, sub, seen)
+            for x in i["dims"] if seen else ():  # the headline's d too (its challenges ran at the largest only)
+                space_x, _, sub = self.msf(x)
+                self.challenges(f"ipt/d{x}", f"IPT IST d={x}", space_x, sub, seen)
         if a.get("pca", True):
             self.stages.run("analysis: PCA of the intrinsic vectors (IPT Fig. 8)", self.pca, space, method,
                             self.ist_runs(main, self.unseen, method), folder / "pca")
@@ -497,7 +509,14 @@ def analyses_settings(cfg: dict) -> dict:
         raise ConfigError(f"analyses: d = {a['d']} is not among the IPT dims {dims}: the analyses read those runs")
     sweep = a.get("d_sweep")
     if sweep is not None:
-        _listing(sweep, "analyses.d_sweep", "dims", {"tasks": cfg["unseen_tasks"]})
+        _listing(sweep, "analyses.d_sweep", "dims", {"tasks": cfg["unseen_tasks"]}, optional=("challenge_tasks",))
+        n = sweep.get("challenge_tasks", 0)
+        if not (isinstance(n, int) and 0 <= n <= len(cfg["train_tasks"])):
+            raise ConfigError(f"analyses.d_sweep.challenge_tasks: {n!r}; expected a whole number of training tasks "
+                              f"from 0 to {len(cfg['train_tasks'])}")
+        if n and "other_data_seed" not in cfg:
+            raise ConfigError("analyses.d_sweep.challenge_tasks: the other-data challenge needs the recipe's "
+                              "'other_data_seed'")
         for x in sweep["dims"]:
             if x in dims:
                 raise ConfigError(f"analyses.d_sweep.dims: {x!r} is not a positive whole number outside the IPT "
@@ -535,11 +554,11 @@ def _mapping(section: Any, where: str) -> dict:
     return section
 
 
-def _listing(section: Any, where: str, numbers: str, among: dict[str, list[str]]) -> None:
+def _listing(section: Any, where: str, numbers: str, among: dict[str, list[str]], optional=()) -> None:
     """A section of one list of positive whole numbers (``numbers``, each listed once) and lists of tasks, each
-    key of ``among`` naming the recipe's tasks it must come from."""
+    key of ``among`` naming the recipe's tasks it must come from (and ``optional`` keys, checked by the caller)."""
     keys = (numbers, *among)
-    refuse_unknown(_mapping(section, where), keys, where)
+    refuse_unknown(_mapping(section, where), (*keys, *optional), where)
     require(section, keys, where)
     for key in keys:
         if not (isinstance(section[key], list) and section[key]):
@@ -805,18 +824,7 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
 
     sweep = a.get("d_sweep")
     if sweep and any(f"sweep/d{x}" in num.scores for x in sweep["dims"]):
-        tasks, first = list(sweep["tasks"]), Numbers(results, seeds[:1])
-        refs = num.reference(method, tasks)
-        rows = sorted([(x, f"sweep/d{x}") for x in sweep["dims"]] + [(x, f"ipt/d{x}") for x in cfg["ipt"]["dims"]])
-        points = [(x, first.relative(key, tasks, refs)[0]) for x, key in rows]
-        lines += [f"**Intrinsic dimension (Fig. 3)**: IST on {', '.join(tasks)} through MSF subspaces of every d "
-                  f"(first seed), E_rel % to {method} tuning (mean of its {len(seeds)} seeds):", ""]
-        lines += _table_lines(["d", "E_rel %"], [[x, None if v is None else 100 * v] for x, v in points])
-        if png and all(v is not None for _, v in points):
-            files.append(interval_lines(f"IST on {len(tasks)} unseen tasks (first seed)",
-                                        {"IPT": [(x, 100 * v, None) for x, v in points]},
-                                        stem.parent / f"{stem.name}-d-sweep.png", xlabel="intrinsic dimension d",
-                                        ylabel=f"E_rel to {method} (%)", lines={f"{method} tuning": 100.0}))
+        lines += _sweep_lines(cfg, sweep, num, Numbers(results, seeds[:1]), method, stem, files, png=png)
     if "pca" in done:
         ev = done["pca"]["explained_variance"]
         lines += [f"**PCA of the intrinsic vectors (Fig. 8)**: {done['pca']['points']} vectors (the training tasks' "
@@ -906,6 +914,40 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
                                         stem.parent / f"{stem.name}-data-scale.png",
                                         xlabel="K (examples per label)", ylabel="test score (%)"))
     return lines, files
+
+
+def _sweep_lines(cfg: dict, sweep: dict, num: Numbers, first: Numbers, method: str, stem: Path, files: list[Path],
+                 *, png: bool) -> list[str]:
+    """IPT's Fig. 3 from the d sweep and the headline's runs: per d, E_rel of IST on the sweep's unseen tasks to
+    ``method`` tuning and (with the stability stage's fine-tuning runs of the same tasks) to fine-tuning, and on
+    the challenge tasks with the same and with other data to their bank entries; first seed throughout."""
+    tasks, seen = list(sweep["tasks"]), list(cfg["train_tasks"])[: sweep.get("challenge_tasks", 0)]
+    keys = sorted([(x, f"sweep/d{x}") for x in sweep["dims"]] + [(x, f"ipt/d{x}") for x in cfg["ipt"]["dims"]])
+    finetuned = num.scores.get("stability/finetune", {})
+    refs = {f"{method} tuning": num.reference(method, tasks)}
+    if all(t in finetuned for t in tasks):
+        refs["fine-tuning"] = {t: mean(list(finetuned[t].values())) for t in tasks}
+    bank = {t: first.absolute(f"bank/{method}", t)[0] for t in seen}
+    series: dict[str, list[tuple]] = {}
+    for x, key in keys:
+        for name, r in refs.items():
+            series.setdefault(f"unseen tasks, E_rel to {name}", []).append((x, first.relative(key, tasks, r)[0]))
+        for label in ("same", "other") if seen else ():
+            series.setdefault(f"training tasks, {label} data, E_rel to {method} tuning", []).append(
+                (x, first.relative(f"{key}/{label}", seen, bank)[0]))
+    lines = [f"**Intrinsic dimension (Fig. 3)**: IST through MSF subspaces of every d (first seed), E_rel % on the "
+             f"unseen tasks {', '.join(tasks)} to {' and to '.join(refs)} (mean of their {len(cfg['seeds'])} seeds)"
+             + (f", and on the training tasks {', '.join(seen)} with the bank's data and with seed "
+                f"{cfg['other_data_seed']}'s files, to their bank entries" if seen else "") + ":", ""]
+    lines += _table_lines(["d", *series], [[x, *(None if s[j][1] is None else 100 * s[j][1]
+                                                 for s in series.values())] for j, (x, _) in enumerate(keys)])
+    drawn = {name: [(x, 100 * v, None) for x, v in s if v is not None] for name, s in series.items()}
+    drawn = {name: points for name, points in drawn.items() if points}
+    if png and drawn:
+        files.append(interval_lines("IST, first seed", drawn,
+                                    stem.parent / f"{stem.name}-d-sweep.png", xlabel="intrinsic dimension d",
+                                    ylabel="E_rel (%)", lines={"the reference": 100.0}))
+    return lines
 
 
 def _mean_pct(values: list[float | None]) -> float | None:

@@ -45,7 +45,7 @@ udt:
   landscape: {{task: rotten_tomatoes, seed: 1, span: 1, step: 1}}
 analyses:
   d: 2
-  d_sweep: {{dims: [4], tasks: [rotten_tomatoes]}}
+  d_sweep: {{dims: [4], tasks: [rotten_tomatoes], challenge_tasks: 1}}
   stability: {{tasks: [rotten_tomatoes], finetune: {{steps: 2}}}}
   multitask: {{train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   task_fractions: [0.5]
@@ -106,6 +106,17 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     assert json.loads((out / "ipt-d4" / "subspace.json").read_text())["d"] == 4
     ref = mean(list(scores["reference/prompt"]["rotten_tomatoes"].values()))
     assert f"| 4 | {100 * scores['sweep/d4']['rotten_tomatoes']['0'] / ref:.1f} |" in report
+    # ... and the seen-task challenges at every d, the headline's smaller d included (its own ran at d = 3 only)
+    for key in ("sweep/d4", "ipt/d2", "ipt/d3"):
+        assert set(scores[f"{key}/same"]) == set(scores[f"{key}/other"]) == {"glue-sst2"}
+    other = out / "ipt-d2" / "runs" / "glue-sst2-d13-prompt-s0"
+    assert scores["ipt/d2/other"]["glue-sst2"]["0"] == json.loads((other / "scores.json").read_text())["test"]
+    fig3 = report.split("**Intrinsic dimension (Fig. 3)**")[1].split("\n\n")[1]  # its table
+    assert fig3.splitlines()[0].endswith("| training tasks, other data, E_rel to prompt tuning |")
+    sweep_row = next(line for line in fig3.splitlines() if line.startswith("| 2 | "))
+    bank = scores["bank/prompt"]["glue-sst2"]["0"]
+    cell = "–" if not bank > 0 else f"{100 * scores['ipt/d2/other']['glue-sst2']['0'] / bank:.1f}"
+    assert sweep_row.split(" | ")[-1].rstrip(" |") == cell  # the last column: other data, E_rel to the bank
     assert "sweep/d4" not in {row["key"] for row in csv.DictReader((out / "report.csv").open())}
     assert analyses["pca"]["points"] == 2 + 2 * 2  # two training codes, two unseen tasks x two seeds
     kinds = {row[0] for row in analyses["stability"]["summary"]}
@@ -237,10 +248,12 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
                            (good.replace("task_fractions: [0.5]", "task_fractions: [50]"),
                             "analyses.task_fractions: 50"),
                            (good.replace("dims: [4]", "dims: [3]"), "analyses.d_sweep.dims: 3 is not a positive"),
-                           (good.replace("tasks: [rotten_tomatoes]}", "tasks: [ag_news]}"),
+                           (good.replace("challenge_tasks: 1", "challenge_tasks: 3"),
+                            "analyses.d_sweep.challenge_tasks: 3; expected a whole number of training tasks from 0"),
+                           (good.replace("tasks: [rotten_tomatoes], challenge", "tasks: [ag_news], challenge"),
                             "analyses.d_sweep.tasks: ag_news is not an unseen task"),
                            (good.replace("k: [4]", "k: [64]"), "analyses.data_scale.k: 64: task 'glue-sst2'"),
-                           (good.replace("tasks: [rotten_tomatoes],", "tasks: [ag_news],"),
+                           (good.replace("tasks: [rotten_tomatoes], train", "tasks: [ag_news], train"),
                             "analyses.data_scale.tasks: ag_news is not an unseen task"),
                            (good.replace("train_tasks: [glue-sst2, ag_news]}", "train_tasks: [glue-sst2, glue-sst2]}"),
                             "analyses.data_scale.train_tasks: glue-sst2 is listed twice"),
