@@ -166,6 +166,14 @@ class Runner:
     def save(self) -> None:
         write_json(self.out / RESULTS, self.results)
 
+    def stage(self, name: str, fn, *args, **kwargs):
+        """One stage, timed; ``results.json`` is written after it, an interrupted one included (what it recorded
+        are finished runs)."""
+        try:
+            return self.stages.run(name, fn, *args, **kwargs)
+        finally:
+            self.save()
+
     def record(self, key: str, task: str, seed: int, scores: dict) -> None:
         self.results.setdefault("scores", {}).setdefault(key, {}).setdefault(task, {})[str(seed)] = scores["test"]
 
@@ -182,11 +190,11 @@ class Runner:
                       data_seed=cfg["data_seed"], max_test_examples=cfg["max_test_examples"], zero_shot=False)
         self.bank_spec = BankSpec.from_dict(common, tasks=self.train_tasks, seeds=self.seeds[:1])
         self.reference_spec = BankSpec.from_dict(common, tasks=self.unseen, seeds=self.seeds)
-        self.bank = self.stages.run("bank: training tasks", build_bank, self.out / "bank", self.bank_spec,
-                                    self.backbone, report=self._report_entry)
-        self.reference = self.stages.run("bank: unseen tasks, every seed (the reference)", build_bank,
-                                         self.out / "reference", self.reference_spec, self.backbone,
-                                         report=self._report_entry)
+        self.bank = self.stage("bank: training tasks", build_bank, self.out / "bank", self.bank_spec,
+                               self.backbone, report=self._report_entry)
+        self.reference = self.stage("bank: unseen tasks, every seed (the reference)", build_bank,
+                                    self.out / "reference", self.reference_spec, self.backbone,
+                                    report=self._report_entry)
         for m in b["methods"]:
             for t in self.unseen:
                 for s in self.seeds:
@@ -197,7 +205,7 @@ class Runner:
             "backbone": self.backbone.name, "fingerprint": self.backbone.fingerprint(),
             "describe": self.backbone.describe(), "threads": torch.get_num_threads(),
             "sizes": {m: self.bank.method(m).size for m in b["methods"]}}
-        self.stages.run("frozen backbone", self.frozen)
+        self.stage("frozen backbone", self.frozen)
         self.save()
         if "ipt" in cfg:
             self.ipt()
@@ -246,8 +254,8 @@ class Runner:
         i = self.cfg["ipt"]
         folder = self.out / f"ipt-d{d}"
         msf = stage_config(MSFConfig, i["msf"], method=i.get("method", "prompt"), d=d)
-        space = self.stages.run(f"IPT MSF d={d}", fit_saved, "ipt", msf,
-                                FitData.from_bank(self.bank, self.train_tasks), folder)
+        space = self.stage(f"IPT MSF d={d}", fit_saved, "ipt", msf,
+                           FitData.from_bank(self.bank, self.train_tasks), folder)
         return space, msf, folder
 
     def ipt(self) -> None:
@@ -255,14 +263,14 @@ class Runner:
         method = i.get("method", "prompt")
         for d in i["dims"]:
             space, msf, folder = self.msf(d)
-            self.stages.run(f"IPT IST d={d}, unseen tasks", self.tune_in, f"ipt/d{d}", space, folder, self.unseen,
-                            method, ist["train"], z_std=ist.get("z_std", 0.02))
+            self.stage(f"IPT IST d={d}, unseen tasks", self.tune_in, f"ipt/d{d}", space, folder, self.unseen,
+                       method, ist["train"], z_std=ist.get("z_std", 0.02))
             if i.get("random_ae", True):
                 rfolder = self.out / f"random-ae-d{d}"
                 rspace = fit_saved("random-ae", RandomAEConfig(method=method, d=d, hidden=msf.hidden, seed=17),
                                    FitData.from_bank(self.bank, []), rfolder)
-                self.stages.run(f"random auto-encoder d={d}, unseen tasks", self.tune_in, f"random-ae/d{d}", rspace,
-                                rfolder, self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
+                self.stage(f"random auto-encoder d={d}, unseen tasks", self.tune_in, f"random-ae/d{d}", rspace,
+                           rfolder, self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
         seen = self.train_tasks[: i.get("challenge_tasks", 0)]
         if seen:
             d = max(i["dims"])
@@ -274,28 +282,28 @@ class Runner:
         first seed, recorded under ``key/same`` and ``key/other``."""
         ist, method = self.cfg["ist"], self.cfg["ipt"].get("method", "prompt")
         for label, data_seed in (("same", self.cfg["data_seed"]), ("other", self.cfg["other_data_seed"])):
-            self.stages.run(f"{name}, training tasks, {label} data", self.tune_in, f"{key}/{label}", space, folder,
-                            tasks, method, ist["train"], seeds=self.seeds[:1], data_seed=data_seed,
-                            z_std=ist.get("z_std", 0.02))
+            self.stage(f"{name}, training tasks, {label} data", self.tune_in, f"{key}/{label}", space, folder,
+                       tasks, method, ist["train"], seeds=self.seeds[:1], data_seed=data_seed,
+                       z_std=ist.get("z_std", 0.02))
 
     def fastfood(self) -> None:
         f = self.cfg["fastfood"]
         for d in f["dims"]:
             folder = self.out / f"fastfood-d{d}"
             space = fit_saved("fastfood", FastfoodConfig(d=d, seed=23), FitData(self.backbone, []), folder)
-            self.stages.run(f"Fastfood (DID) d={d}, unseen tasks", self.tune_in, f"fastfood/d{d}", space, folder,
-                            list(f.get("tasks", self.unseen)), "finetune", f["train"], seeds=f.get("seeds"),
-                            z_init="zeros")
+            self.stage(f"Fastfood (DID) d={d}, unseen tasks", self.tune_in, f"fastfood/d{d}", space, folder,
+                       list(f.get("tasks", self.unseen)), "finetune", f["train"], seeds=f.get("seeds"),
+                       z_init="zeros")
 
     def udt(self) -> None:
         u = self.cfg["udt"]
         folder = self.out / "udt"
         fit = stage_config(UnifiedConfig, u["fit"])
-        space = self.stages.run("UDT subspace approximation", fit_saved, "unified", fit,
-                                FitData.from_bank(self.bank, self.train_tasks), folder)
+        space = self.stage("UDT subspace approximation", fit_saved, "unified", fit,
+                           FitData.from_bank(self.bank, self.train_tasks), folder)
         for m in fit.methods:
-            self.stages.run(f"UDT subspace optimisation, {m}", self.tune_in, f"udt/{m}", space, folder, self.unseen,
-                            m, u["subspace_train"], z_init=u.get("z_init", "normal"), z_std=u.get("z_std", 0.02))
+            self.stage(f"UDT subspace optimisation, {m}", self.tune_in, f"udt/{m}", space, folder, self.unseen,
+                       m, u["subspace_train"], z_init=u.get("z_init", "normal"), z_std=u.get("z_std", 0.02))
 
         def run_transfer():
             for m in fit.methods:
@@ -306,10 +314,10 @@ class Runner:
                             self.record(f"transfer/{m}/{target}", t, s, sc)
             self.save()
 
-        self.stages.run("UDT transfer", run_transfer)
+        self.stage("UDT transfer", run_transfer)
         if "landscape" in u:
-            self.stages.run("UDT landscape (UDT Fig. 2)", self.landscape, space, fit, landscape_settings(self.cfg),
-                            folder)
+            self.stage("UDT landscape (UDT Fig. 2)", self.landscape, space, fit, landscape_settings(self.cfg),
+                       folder)
 
     def landscape(self, space: Subspace, fit: UnifiedConfig, settings: dict, folder: Path) -> None:
         """The plane through the first three methods' subspace solutions of one unseen task and seed (origin: the
@@ -353,50 +361,50 @@ class Runner:
             for x in sweep["dims"]:
                 # the headline's MSF stage, so that a d added to ipt.dims later reuses its fit and runs
                 space_x, _, sub = self.msf(x)
-                self.stages.run(f"analysis: IST d={x} on {len(sweep['tasks'])} unseen tasks (IPT Fig. 3)",
-                                self.tune_in, f"sweep/d{x}", space_x, sub, list(sweep["tasks"]), method,
-                                ist["train"], seeds=self.seeds[:1], z_std=ist.get("z_std", 0.02))
+                self.stage(f"analysis: IST d={x} on {len(sweep['tasks'])} unseen tasks (IPT Fig. 3)",
+                           self.tune_in, f"sweep/d{x}", space_x, sub, list(sweep["tasks"]), method,
+                           ist["train"], seeds=self.seeds[:1], z_std=ist.get("z_std", 0.02))
                 if seen:
                     self.challenges(f"sweep/d{x}", f"analysis: IST d={x}", space_x, sub, seen)
             for x in i["dims"] if seen else ():  # the headline's d too (its challenges ran at the largest only)
                 space_x, _, sub = self.msf(x)
                 self.challenges(f"ipt/d{x}", f"IPT IST d={x}", space_x, sub, seen)
         if a.get("pca", True):
-            self.stages.run("analysis: PCA of the intrinsic vectors (IPT Fig. 8)", self.pca, space, method,
-                            self.ist_runs(main, self.unseen, method), folder / "pca")
+            self.stage("analysis: PCA of the intrinsic vectors (IPT Fig. 8)", self.pca, space, method,
+                       self.ist_runs(main, self.unseen, method), folder / "pca")
         if "stability" in a:
-            self.stages.run("analysis: stability over seeds (IPT Table III)", self.stability, a["stability"], method,
-                            main, folder)
+            self.stage("analysis: stability over seeds (IPT Table III)", self.stability, a["stability"], method,
+                       main, folder)
         if "multitask" in a:
-            self.stages.run("analysis: multi-task prompt tuning (IPT Table IV)", self.multitask, a["multitask"],
-                            method, folder / "multitask")
+            self.stage("analysis: multi-task prompt tuning (IPT Table IV)", self.multitask, a["multitask"],
+                       method, folder / "multitask")
         msf = stage_config(MSFConfig, i["msf"], method=method, d=d)
         z_std = ist.get("z_std", 0.02)
         for f in a.get("task_fractions", []):
             tasks = task_subset(self.train_tasks, f, a.get("subset_seed", 0), "analyses.task_fractions")
             done.setdefault("task_fractions", {})[str(f)] = tasks
             sub = folder / f"tasks-{f:g}"
-            space_f = self.stages.run(f"analysis: MSF d={d} on {len(tasks)} training tasks ({100 * f:g} %)",
-                                      fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
-            self.stages.run(f"analysis: IST d={d} through it, unseen tasks (IPT Fig. 7)", self.tune_in,
-                            f"fraction/{f:g}/d{d}", space_f, sub, self.unseen, method, ist["train"],
-                            seeds=self.seeds[:1], z_std=z_std)
+            space_f = self.stage(f"analysis: MSF d={d} on {len(tasks)} training tasks ({100 * f:g} %)",
+                                 fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
+            self.stage(f"analysis: IST d={d} through it, unseen tasks (IPT Fig. 7)", self.tune_in,
+                       f"fraction/{f:g}/d{d}", space_f, sub, self.unseen, method, ist["train"],
+                       seeds=self.seeds[:1], z_std=z_std)
         for kind in a.get("exclude_types", []):
             tasks = exclude_types(self.train_tasks, [kind], "analyses.exclude_types")
             targets = [t for t in self.unseen if t in CATALOG and CATALOG[t].type == kind]
             sub = folder / f"without-{kind.replace(' ', '_')}"
-            space_t = self.stages.run(f"analysis: MSF d={d} without type {kind!r} ({len(tasks)} training tasks)",
-                                      fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
-            self.stages.run(f"analysis: IST d={d} on {kind!r} unseen tasks through it (IPT Fig. 4)", self.tune_in,
-                            f"excluded/{kind}/d{d}", space_t, sub, targets, method, ist["train"], z_std=z_std)
+            space_t = self.stage(f"analysis: MSF d={d} without type {kind!r} ({len(tasks)} training tasks)",
+                                 fit_saved, "ipt", msf, FitData.from_bank(self.bank, tasks), sub)
+            self.stage(f"analysis: IST d={d} on {kind!r} unseen tasks through it (IPT Fig. 4)", self.tune_in,
+                       f"excluded/{kind}/d{d}", space_t, sub, targets, method, ist["train"], z_std=z_std)
         if a.get("exclude_types"):
-            self.stages.run("analysis: task types, included vs excluded (IPT Fig. 4)", self.task_types, a, method,
-                            main, folder / "task-types")
+            self.stage("analysis: task types, included vs excluded (IPT Fig. 4)", self.task_types, a, method,
+                       main, folder / "task-types")
         scale = a.get("data_scale")
         for k in scale["k"] if scale else ():
-            self.stages.run(f"analysis: K = {k}: bank of {len(scale['train_tasks'])} training tasks, {method} tuning "
-                            f"and IST d={d} on {len(scale['tasks'])} unseen tasks (IPT Fig. 6)", self.data_scale, k,
-                            scale, method, msf, folder / f"k{k}")
+            self.stage(f"analysis: K = {k}: bank of {len(scale['train_tasks'])} training tasks, {method} tuning "
+                       f"and IST d={d} on {len(scale['tasks'])} unseen tasks (IPT Fig. 6)", self.data_scale, k,
+                       scale, method, msf, folder / f"k{k}")
         self.save()
 
     def pca(self, space: Subspace, method: str, runs: list[Path], out: Path) -> None:

@@ -274,6 +274,24 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
         assert not (tmp_path / "out").exists()
 
 
+def test_a_stage_writes_the_results_it_recorded_even_when_interrupted(tmp_path, shared_dir, data_dir):
+    """What a stage recorded is written to results.json when it ends, an interrupted one too (a report written
+    from it then shows every finished analysis)."""
+    import yaml
+
+    cfg = yaml.safe_load(TINY.format(llama=f"{shared_dir}/models/stories260K"))
+    runner = _runner().Runner(cfg, tmp_path, str(data_dir), png=False)
+
+    def analysis():
+        runner.results.setdefault("analyses", {})["pca"] = {"points": 3}
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        runner.stage("an analysis", analysis)
+    assert json.loads((tmp_path / "results.json").read_text())["analyses"] == {"pca": {"points": 3}}
+    assert set(json.loads((tmp_path / "stages.json").read_text())) == {"an analysis"}
+
+
 def test_a_stage_stopped_by_sigterm_keeps_its_time(tmp_path):
     """The recipes' stage times are what a stage cost: a stage killed with SIGTERM (a scheduler's stop, ``kill``)
     records its time so far, and the runner exits with 128 + 15."""
