@@ -33,6 +33,7 @@ _REPORT = "reports/cpu-scale.md"
 _SMOL = "SmolLM2, 16 training + 4 unseen tasks, 3 seeds, generate protocol, CPU"
 _SMOL_REPORT = "reports/smol-scale.md"
 _SMOL_UDT = "SmolLM2, 8 training + 2 unseen tasks, 3 seeds, generate protocol, CPU"
+_SMOL_IPT = "reports/smol-ipt.md"
 
 ENTRIES: tuple[Entry, ...] = (
     # ---------------------------------------------------------------- IPT
@@ -53,7 +54,7 @@ ENTRIES: tuple[Entry, ...] = (
           "fit-subspace --exclude-type TYPE, subspace-tune on that type's tasks through it and through the subspace "
           "of all training tasks, then `taskspace task-types --runs IST_RUN... --references PT_RUN...` "
           "(task_types.csv, task_types.png); recipe stage: `analyses.exclude_types` of recipes/smol-ipt.yaml",
-          "code"),
+          "run", f"sentiment excluded (14 of 16 training tasks), IST on glue-sst2, d = 10; {_SMOL}", _SMOL_IPT),
     Entry("IPT", "Fig. 5", "IPT (Prompt), IPT (Adapter), Random_prompt, Random_all-param (DID)",
           "fit-subspace --recipe ipt --method prompt|adapter; --recipe random-ae; --recipe fastfood", "run",
           f"prompt and the two random baselines, d = 10 / 100; {_CPU}; prompt and the random auto-encoder at "
@@ -64,16 +65,20 @@ ENTRIES: tuple[Entry, ...] = (
           "`analyses.data_scale` of recipes/smol-ipt.yaml", "code"),
     Entry("IPT", "Fig. 7", "number of training tasks, 20 ... 100 %",
           "fit-subspace --task-fraction F --subset-seed S (nested seeded subsets), then subspace-tune; recipe "
-          "stage: `analyses.task_fractions` of recipes/smol-ipt.yaml", "code"),
+          "stage: `analyses.task_fractions` of recipes/smol-ipt.yaml", "run",
+          f"50 and 100 % of the training tasks, d = 10, first seed; {_SMOL}", _SMOL_IPT),
     Entry("IPT", "Fig. 8", "PCA of the intrinsic vectors (IST solutions and training tasks' codes)",
           "`taskspace pca --runs IST_RUN... [--bank BANK]` (pca.csv, pca.png); recipe stage: `analyses.pca` of "
-          "recipes/smol-ipt.yaml", "code"),
+          "recipes/smol-ipt.yaml", "run", f"d = 10, 16 training codes and 4 unseen tasks x 3 seeds; {_SMOL}",
+          _SMOL_IPT),
     Entry("IPT", "Table III", "std of test scores over seeds: FT, PT, IST (d = 10); PT initialised from IST",
           "`taskspace stability --runs RUN...` over runs of several seeds; `tune --init-from IST_RUN/theta`; "
-          "recipe stage: `analyses.stability` of recipes/smol-ipt.yaml", "code"),
+          "recipe stage: `analyses.stability` of recipes/smol-ipt.yaml", "run",
+          f"glue-sst2 and lama-trex, 3 seeds, FT 60 steps; {_SMOL}", _SMOL_IPT),
     Entry("IPT", "Table IV", "multi-task PT / FT over all training tasks as a baseline",
           "`taskspace multitask --split FILE --method prompt|finetune` (one theta, per-task scores); recipe "
-          "stage: `analyses.multitask` of recipes/smol-ipt.yaml", "code"),
+          "stage: `analyses.multitask` of recipes/smol-ipt.yaml", "run",
+          f"one prompt on the 16 training tasks, 240 steps; {_SMOL}", _SMOL_IPT),
     Entry("IPT", "Tables V-VIII", "absolute scores behind the relative ones",
           "the bank and subspace-tune tables of recipes/cpu_scale.py", "run", _CPU, _REPORT),
     Entry("IPT", "MSF reconstruction", "the auto-encoder's reconstructed prompts on the training tasks",
