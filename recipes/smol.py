@@ -624,10 +624,14 @@ class Numbers:
         self.frozen: dict[str, float] = results.get("frozen", {})
         self.seeds = [str(s) for s in seeds]
 
+    def means(self, key: str, tasks: list[str]) -> dict[str, float | None]:
+        """Each task's mean score over the seeds recorded under ``key``."""
+        by_task = self.scores.get(key, {})
+        return {t: mean(list(by_task.get(t, {}).values())) for t in tasks}
+
     def reference(self, method: str, tasks: list[str]) -> dict[str, float | None]:
         """Each task's reference score: the mean over seeds of ``method`` in its original space."""
-        by_task = self.scores.get(f"reference/{method}", {})
-        return {t: mean(list(by_task.get(t, {}).values())) for t in tasks}
+        return self.means(f"reference/{method}", tasks)
 
     def per_seed(self, key: str, tasks: list[str], refs: dict[str, float | None], *, gain: bool = False) -> list:
         """Per seed: the mean over tasks of score / reference (``gain``: the share of the reference's gain over
@@ -776,11 +780,11 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
         if n:
             d = max(cfg["ipt"]["dims"])
             seen = train_tasks[:n]
-            bank_refs = {t: mean(list(num.scores.get(f"bank/{ipt_method}", {}).get(t, {}).values())) for t in seen}
+            bank_refs = num.means(f"bank/{ipt_method}", seen)
             lines += [f"## IST on {n} training tasks, d = {d} (first seed; reference: their bank entries)", "",
                       "| data | E_rel % | paper |", "| --- | ---: | ---: |"]
             for label, paper in (("same", None), ("other", PAPER["ipt_seen_other_d250"])):
-                got = {t: mean(list(num.scores.get(f"ipt/d{d}/{label}", {}).get(t, {}).values())) for t in seen}
+                got = num.means(f"ipt/d{d}/{label}", seen)
                 value = mean([ratio(got[t], bank_refs[t]) for t in seen])
                 lines.append(f"| {label} | {_fmt(value)} | {'–' if paper is None else paper} |")
             lines.append("")
@@ -855,7 +859,7 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
     finetuned = num.scores.get("stability/finetune", {})
     if finetuned:
         tasks = sorted(finetuned)
-        refs = {t: mean(list(finetuned[t].values())) for t in tasks}
+        refs = num.means("stability/finetune", tasks)
         rows = [[f"{method} tuning", *num.relative(f"reference/{method}", tasks, refs)[:2]]]
         for x in cfg["ipt"]["dims"]:
             rows.append([f"IPT, d = {x}", *num.relative(f"ipt/d{x}", tasks, refs)[:2]])
@@ -903,9 +907,9 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
         tasks, first = list(scale["tasks"]), Numbers(results, seeds[:1])
         rows = []
         for k in scale["k"]:
-            refs = {t: first.absolute(f"scale/k{k}/{method}", t)[0] for t in tasks}  # first seed only
-            ist = [first.absolute(f"scale/k{k}/ipt", t)[0] for t in tasks]
-            rows.append([k, _mean_pct(list(refs.values())), _mean_pct(ist),
+            refs = first.means(f"scale/k{k}/{method}", tasks)  # first seed only
+            ist = first.means(f"scale/k{k}/ipt", tasks)
+            rows.append([k, _mean_pct(list(refs.values())), _mean_pct(list(ist.values())),
                          first.relative(f"scale/k{k}/ipt", tasks, refs)[0]])
         lines += [f"**Data scale (Fig. 6)**: every task's train and dev resampled at K per label (K in all for tasks "
                   f"without fixed labels) from the pooled files of the five seeds; {method} tuning and MSF at d = {d} "
@@ -934,8 +938,8 @@ def _sweep_lines(cfg: dict, sweep: dict, num: Numbers, first: Numbers, method: s
     finetuned = num.scores.get("stability/finetune", {})
     refs = {f"{method} tuning": num.reference(method, tasks)}
     if all(t in finetuned for t in tasks):
-        refs["fine-tuning"] = {t: mean(list(finetuned[t].values())) for t in tasks}
-    bank = {t: first.absolute(f"bank/{method}", t)[0] for t in seen}
+        refs["fine-tuning"] = num.means("stability/finetune", tasks)
+    bank = num.means(f"bank/{method}", seen)
     series: dict[str, list[tuple]] = {}
     for x, key in keys:
         for name, r in refs.items():
