@@ -911,13 +911,19 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
             ist = first.means(f"scale/k{k}/ipt", tasks)
             rows.append([k, _mean_pct(list(refs.values())), _mean_pct(list(ist.values())),
                          first.relative(f"scale/k{k}/ipt", tasks, refs)[0]])
+        files_row = []  # the main stages on the files' own 16-shot split, when their MSF saw the same tasks
+        if list(scale["train_tasks"]) == list(cfg["train_tasks"]) and f"ipt/d{d}" in num.scores:
+            refs = first.means(f"reference/{method}", tasks)
+            files_row = [[f"16, the files of data seed {cfg['data_seed']}", _mean_pct(list(refs.values())),
+                          _mean_pct(list(first.means(f"ipt/d{d}", tasks).values())),
+                          first.relative(f"ipt/d{d}", tasks, refs)[0]]]
         lines += [f"**Data scale (Fig. 6)**: every task's train and dev resampled at K per label (K in all for tasks "
                   f"without fixed labels) from the pooled files of the five seeds; {method} tuning and MSF at d = {d} "
                   f"on {len(scale['train_tasks'])} training tasks ({', '.join(scale['train_tasks'])}), IST on "
                   f"{', '.join(tasks)} (first seed); test % (mean over tasks) and E_rel % to {method} tuning at the "
                   "same K:", ""]
         lines += _table_lines(["K", f"{method} tuning", "IST", "E_rel %"],
-                              [[k, p, i, None if v is None else 100 * v] for k, p, i, v in rows])
+                              [[k, p, i, None if v is None else 100 * v] for k, p, i, v in files_row + rows])
         if png and all(r[1] is not None and r[2] is not None for r in rows):
             files.append(interval_lines(f"{len(tasks)} unseen tasks (first seed), MSF on "
                                         f"{len(scale['train_tasks'])} training tasks at the same K",

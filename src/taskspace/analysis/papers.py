@@ -62,7 +62,10 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("IPT", "Fig. 6", "data scale K = 16 / 32 / 64",
           "bank, fit-subspace and subspace-tune with --resample --resample-k K (K per label from the pooled files "
           "of the five seeds; a task whose pool is too small is refused, naming the K that fits); recipe stage: "
-          "`analyses.data_scale` of recipes/smol-ipt.yaml", "code"),
+          "`analyses.data_scale` of recipes/smol-ipt.yaml and recipes/smol-ipt-scale.yaml", "run",
+          "K = 16 and 32 resampled, beside the 16-shot files; SmolLM2, 4 training + 2 unseen tasks, first seed, "
+          "generate protocol, CPU (K = 64 fits only tasks without fixed labels here: not run)",
+          "reports/smol-ipt-scale.md"),
     Entry("IPT", "Fig. 7", "number of training tasks, 20 ... 100 %",
           "fit-subspace --task-fraction F --subset-seed S (nested seeded subsets), then subspace-tune; recipe "
           "stage: `analyses.task_fractions` of recipes/smol-ipt.yaml", "run",
