@@ -294,7 +294,8 @@ def test_the_papers_index_is_printed_and_docs_papers_md_matches_it(capsys):
     assert all(f"{e.paper} {e.item} [{e.status}]" in out for e in ENTRIES)
     assert main(["reproduce", "--status", "code"]) == 0
     code = capsys.readouterr().out
-    assert "UDT Table 5 [code]" in code and "IPT Fig. 6" not in code and "IPT Fig. 4" not in code and "UDT Tables 2, 4" not in code
+    assert "UDT Table 5 [code]" in code
+    assert not any(item in code for item in ("IPT Fig. 6", "IPT Fig. 4", "UDT Tables 2, 4"))
     doc = (Path(__file__).parents[1] / "docs" / "papers.md").read_text()
     table = doc.split("<!-- papers:start -->\n")[1].split("<!-- papers:end -->")[0]
     assert table == papers_markdown(), "docs/papers.md is out of date: regenerate its table from taskspace.analysis.papers"
