@@ -905,18 +905,16 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
     scale = a.get("data_scale")
     if scale and any(f"scale/k{k}/ipt" in num.scores for k in scale["k"]):
         tasks, first = list(scale["tasks"]), Numbers(results, seeds[:1])
-        rows = []
-        for k in scale["k"]:
-            refs = first.means(f"scale/k{k}/{method}", tasks)  # first seed only
-            ist = first.means(f"scale/k{k}/ipt", tasks)
-            rows.append([k, _mean_pct(list(refs.values())), _mean_pct(list(ist.values())),
-                         first.relative(f"scale/k{k}/ipt", tasks, refs)[0]])
-        files_row = []  # the main stages on the files' own 16-shot split, when their MSF saw the same tasks
-        if list(scale["train_tasks"]) == list(cfg["train_tasks"]) and f"ipt/d{d}" in num.scores:
-            refs = first.means(f"reference/{method}", tasks)
-            files_row = [[f"16, the files of data seed {cfg['data_seed']}", _mean_pct(list(refs.values())),
-                          _mean_pct(list(first.means(f"ipt/d{d}", tasks).values())),
-                          first.relative(f"ipt/d{d}", tasks, refs)[0]]]
+
+        def scale_row(label, ref_key: str, ist_key: str) -> list:  # first seed only
+            refs = first.means(ref_key, tasks)
+            return [label, _mean_pct(list(refs.values())), _mean_pct(list(first.means(ist_key, tasks).values())),
+                    first.relative(ist_key, tasks, refs)[0]]
+
+        rows = [scale_row(k, f"scale/k{k}/{method}", f"scale/k{k}/ipt") for k in scale["k"]]
+        # the main stages on the files' own 16-shot split, when their MSF saw the same tasks
+        files_row = ([scale_row(f"16, the files of data seed {cfg['data_seed']}", f"reference/{method}", f"ipt/d{d}")]
+                     if list(scale["train_tasks"]) == list(cfg["train_tasks"]) and f"ipt/d{d}" in num.scores else [])
         lines += [f"**Data scale (Fig. 6)**: every task's train and dev resampled at K per label (K in all for tasks "
                   f"without fixed labels) from the pooled files of the five seeds; {method} tuning and MSF at d = {d} "
                   f"on {len(scale['train_tasks'])} training tasks ({', '.join(scale['train_tasks'])}), IST on "
