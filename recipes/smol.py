@@ -972,7 +972,8 @@ def _mean_pct(values: list[float | None]) -> float | None:
 
 def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> list[Path]:
     """Next to the report: ``<stem>.csv`` (the relative-performance records), and with ``png`` the intrinsic
-    dimension plot (``<stem>-d.png``: E_rel against d, learnt vs random, with the intervals; IPT's Fig. 3 and 5)
+    dimension plot (``<stem>-d.png``: E_rel against d, learnt vs random, with the intervals; IPT's Fig. 3 and 5;
+    only when the runs have two d or more)
     and the transfer heat map (``<stem>-transfer.png``: UDT's Table 4). Returns the files written."""
     records = relative_records(cfg, results)
     written = [stem.with_suffix(".csv")]
@@ -990,7 +991,7 @@ def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> 
                      "fastfood": "Fastfood (DID, all weights)"}[r["key"].split("/")[0]]
             series.setdefault(label, []).append((r["d"], 100 * r["e_rel"], None if r["e_rel_half"] is None
                                                  else 100 * r["e_rel_half"]))
-    if series:
+    if len({x for points in series.values() for x, _, _ in points}) > 1:  # a line needs two d: none for one
         method = cfg.get("ipt", {}).get("method", "prompt")
         frozen = next((r["e_rel"] for r in records if r["key"] == "frozen" and r["method"] == method), None)
         lines = {f"{method} tuning (the reference)": 100.0}

@@ -364,3 +364,21 @@ def test_one_part_of_a_file_with_parts(tmp_path, shared_dir, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "a" / "results.json").is_file() and not (out / "b").exists()
     assert "## b: no results yet" in (tmp_path / "report.md").read_text()
+
+
+def test_the_dimension_plot_needs_two_dimensions(tmp_path):
+    """E_rel against d is drawn for two d or more; with one d the CSV holds its numbers and no one-point figure
+    is written."""
+    pytest.importorskip("matplotlib")
+    runner = _runner()
+    scores = {"reference/prompt": {"a": {"0": 0.5, "1": 0.6}}, "ipt/d10": {"a": {"0": 0.4, "1": 0.5}},
+              "ipt/d20": {"a": {"0": 0.5, "1": 0.5}}}
+    cfg = {"unseen_tasks": ["a"], "seeds": [0, 1], "bank": {"methods": {"prompt": {}}},
+           "ipt": {"dims": [10], "random_ae": False}}
+    one = runner.write_figures(tmp_path / "one", cfg, {"scores": scores, "frozen": {"a": 0.0}})
+    assert one == [tmp_path / "one.csv"] and not (tmp_path / "one-d.png").exists()
+    rows = list(csv.DictReader((tmp_path / "one.csv").open()))
+    assert float(next(r for r in rows if r["key"] == "ipt/d10")["e_rel"]) == pytest.approx(0.45 / 0.55)
+    two = runner.write_figures(tmp_path / "two", {**cfg, "ipt": {"dims": [10, 20], "random_ae": False}},
+                               {"scores": scores, "frozen": {"a": 0.0}})
+    assert two == [tmp_path / "two.csv", tmp_path / "two-d.png"] and two[1].stat().st_size > 1000
