@@ -49,6 +49,8 @@ def test_a_batched_bank_is_the_bank_of_one_task_at_a_time(tmp_path, data_dir, sh
             torch.testing.assert_close(load_file(str(a / "theta.safetensors"))["theta"],
                                        load_file(str(b / "theta.safetensors"))["theta"], rtol=1e-4, atol=1e-5)
             stopped += sa["stopped_early"]
+            # the pass's wall time is shared: a run trained with others says with how many
+            assert "trained_together" not in sa and sb.get("trained_together") == (None if task == "ag_news" else 2)
     assert stopped >= 1  # a task that stops early leaves its pass while its partner goes on
     # the same bank: a rerun without --batched finds every entry finished
     assert main([*args, "--out", str(tmp_path / "batched")]) == 0

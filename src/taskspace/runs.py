@@ -11,7 +11,9 @@ subspace's up-projection):
     trajectory.safetensors  (subspace runs) the trained parameters at every evaluation (``step<N>.<name>``), so that
                         a transfer can select a step by the transferred result
     theta.safetensors   the best-on-dev theta (and the initial theta), with theta.json describing it
-    scores.json         dev and test scores of the best theta, its step, and the zero-shot scores
+    scores.json         dev and test scores of the best theta, its step, the zero-shot scores and the wall
+                        time (``train_seconds``; a run trained in one pass with others, ``bank --batched``,
+                        records the pass's time and the number of runs in it as ``trained_together``)
     predictions/        dev and test predictions of the best theta (JSON lines)
 
 ``scores.json`` is written last: a directory without it is unfinished, and running the same command again
@@ -205,7 +207,9 @@ class PreparedRun:
     def reported(self) -> Reported:
         return Reported(self.log, self.train_config.report_to, self.run_dir, self.record)
 
-    def complete(self, result) -> dict[str, Any]:
+    def complete(self, result, *, together: int = 1) -> dict[str, Any]:
+        """Score and write the trained run; ``together``: how many runs shared its training pass (its
+        ``train_seconds`` are then the pass's)."""
         self.source.trainable.load_state_dict(result.best_state)
         theta = self.source.current()
         if self.source.separate_trainable:
@@ -214,7 +218,8 @@ class PreparedRun:
                             self.eval_batch_size, {
                                 "best_step": result.best_step, "steps": result.steps,
                                 "stopped_early": result.stopped_early, "zero_shot": self.zero_shot,
-                                "train_seconds": round(time.time() - self.started, 1)},
+                                "train_seconds": round(time.time() - self.started, 1),
+                                **({"trained_together": together} if together > 1 else {})},
                             progress=self.train_config.progress)
         if not self.keep_checkpoint:  # resume state (optimiser included): not needed now
             shutil.rmtree(self.run_dir / "checkpoint", ignore_errors=True)
@@ -288,4 +293,4 @@ def fit_thetas_together(fits: Sequence[PreparedRun], backbone: Backbone) -> list
         jobs = [TrainJob(fit.source.trainable, fit.task.train, fit.train_config, evaluate=fit.dev_score,
                          run_dir=fit.run_dir, log=log, initial_score=fit.initial_dev) for fit, log in zip(fits, logs)]
         results = train_many(jobs, joint_loss, backbone=backbone)
-    return [fit.complete(result) for fit, result in zip(fits, results)]
+    return [fit.complete(result, together=len(fits)) for fit, result in zip(fits, results)]
