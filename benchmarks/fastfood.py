@@ -9,14 +9,15 @@ place, and runs the second transform as a few dense small-radix products. Both u
 their outputs are asserted equal before anything is timed.
 
 For each ``D`` (one transform over all ``D`` outputs, ``mode="global"``) it prints the median time of a forward
-and backward pass (gradient with respect to ``z``) and the peak memory the pass adds, and the ratios of the two
+and backward pass (gradient with respect to ``z``), of a forward pass alone (without autograd, as when a
+subspace's θ is evaluated), and the peak memory the forward and backward pass adds, and the ratios of the two
 implementations measured in the same run. Peak memory: on CUDA the allocator's peak; on Linux CPUs the process's
 peak resident set (``VmHWM``, reset through ``/proc/self/clear_refs`` before each pass), measured in a child
 process in which glibc maps every allocation of 64 KiB or more on its own (``MALLOC_MMAP_THRESHOLD_``), so that
 freed memory leaves the process and the peak is the pass's own (that setting slows allocation-heavy code down, so
 times are measured in the parent, with the usual allocator). Usage:
 
-    python benchmarks/fastfood.py                              # D = 2^16 ... 2^24, d = 1000, on the CPU
+    python benchmarks/fastfood.py                              # D = 2^16 ... 2^24, d = 1000, on the CPU, medians of 5
     python benchmarks/fastfood.py --device cuda --max-log2 26
 """
 
@@ -101,10 +102,15 @@ def _step(module: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def time_ms(module: torch.nn.Module, z: torch.Tensor, repeats: int) -> float:
-    """Median ms of forward + backward with respect to ``z`` (after one warm-up pass)."""
+def time_ms(module: torch.nn.Module, z: torch.Tensor, repeats: int) -> tuple[float, float]:
+    """Median ms of (forward + backward with respect to ``z``, forward alone without autograd), each after one
+    warm-up pass."""
     _step(module, z)
-    return statistics.median(timed(lambda: _step(module, z), z.device)[0] for _ in range(repeats)) * 1000
+    both = statistics.median(timed(lambda: _step(module, z), z.device)[0] for _ in range(repeats)) * 1000
+    with torch.no_grad():
+        module(z)
+        forward = statistics.median(timed(lambda: module(z), z.device)[0] for _ in range(repeats)) * 1000
+    return both, forward
 
 
 def peak_mb(module: torch.nn.Module, z: torch.Tensor) -> float:
@@ -142,7 +148,7 @@ def main() -> None:
     ap.add_argument("--d", type=int, default=1000, help="intrinsic dimension (default 1000)")
     ap.add_argument("--min-log2", type=int, default=16)
     ap.add_argument("--max-log2", type=int, default=24)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--memory-of", type=int, help=argparse.SUPPRESS)  # the child process of a CPU run
     args = ap.parse_args()
@@ -153,16 +159,19 @@ def main() -> None:
         return
     print(f"device {describe_device(device)}")
     print(f"Fastfood, one global transform, d = {args.d}, forward + backward, median of {args.repeats}")
-    print(f"{'D':>10} {'taskspace ms':>13} {'butterfly ms':>13} {'speed-up':>9} {'taskspace MB':>13} "
-          f"{'butterfly MB':>13} {'memory ratio':>13} {'taskspace B/D':>14}")
+    print("ms: forward + backward (the training step's cost); fwd ms: forward alone, without autograd")
+    print(f"{'D':>10} {'taskspace ms':>13} {'butterfly ms':>13} {'speed-up':>9} {'taskspace fwd':>14} "
+          f"{'butterfly fwd':>14} {'fwd speed-up':>13} {'taskspace MB':>13} {'butterfly MB':>13} "
+          f"{'memory ratio':>13} {'taskspace B/D':>14}")
     for log2 in range(args.min_log2, args.max_log2 + 1):
         D = 1 << log2
         ours, reference, z = build(args.d, D, device)
-        ours_ms, ref_ms = time_ms(ours, z, args.repeats), time_ms(reference, z, args.repeats)
+        (ours_ms, ours_fwd), (ref_ms, ref_fwd) = time_ms(ours, z, args.repeats), time_ms(reference, z, args.repeats)
         del ours, reference, z
         ours_mb, ref_mb = memory(args.d, D, device)
-        print(f"{D:>10,} {ours_ms:13.1f} {ref_ms:13.1f} {ref_ms / ours_ms:8.2f}x {ours_mb:13.1f} {ref_mb:13.1f} "
-              f"{ref_mb / max(ours_mb, 1e-9):12.2f}x {ours_mb * 2**20 / D:14.1f}", flush=True)
+        print(f"{D:>10,} {ours_ms:13.1f} {ref_ms:13.1f} {ref_ms / ours_ms:8.2f}x {ours_fwd:14.1f} {ref_fwd:14.1f} "
+              f"{ref_fwd / ours_fwd:12.2f}x {ours_mb:13.1f} {ref_mb:13.1f} {ref_mb / max(ours_mb, 1e-9):12.2f}x "
+              f"{ours_mb * 2**20 / D:14.1f}", flush=True)
 
 
 if __name__ == "__main__":
