@@ -753,7 +753,7 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     # relative performance --------------------------------------------------------------------------------------
     rows = [[r["what"], _ci(r["e_rel"], r["e_rel_half"]), _ci(r["gain_kept"], r["gain_kept_half"]),
              "–" if r["low_tasks"] is None else _ci(r["low_e_rel"], r["low_e_rel_half"]) + f" ({r['low_tasks']})",
-             "–" if r["seeds"] is None else str(r["seeds"]), "–" if r["paper"] is None else f"{r['paper']:.1f}"]
+             "–" if r["seeds"] is None else str(r["seeds"]), _paper_cell(r)]
             for r in relative_records(cfg, results)]
     lines += ["## Relative performance on the unseen tasks", "",
               "| what | E_rel % | gain kept % | E_rel % where frozen < half the reference (tasks) | seeds | paper |",
@@ -846,10 +846,14 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
         copy(out / "analyses" / "pca" / "pca.png", "pca.png")
     if "stability" in done:
         st = done["stability"]
-        lines += [f"**Stability over seeds (Table III)** on {', '.join(st['tasks'])} ({len(seeds)} seeds; mean over "
+        lines += [f"**Stability over seeds (Table III)** on {', '.join(st['tasks'])} ({_seeds(len(seeds))}; mean over "
                   "tasks of the std of the test scores, in points; paper, unseen tasks: fine-tuning 2.40, prompt "
                   "tuning 4.19, IPT 0.73, prompt tuning from IST 1.65):", ""]
-        lines += _table_lines(st["header"], st["summary"], digits=2)
+        if any(row[2] for row in st["summary"]):  # some task has two runs or more of some kind
+            lines += _table_lines(st["header"], st["summary"], digits=2)
+        else:
+            lines += ["One run per task and kind here: no spread to measure (the fine-tuning runs serve as the "
+                      "reference of E_rel against fine-tuning below).", ""]
         refs = num.reference(method, st["tasks"])
         rel = num.relative(f"from-ist/{method}", st["tasks"], refs)
         if rel[0] is not None:
@@ -866,7 +870,7 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
             if cfg["ipt"].get("random_ae", True):
                 rows.append([f"random auto-encoder, d = {x}", *num.relative(f"random-ae/d{x}", tasks, refs)[:2]])
         lines += [f"**Against fine-tuning (Fig. 3b, 9)**: E_rel % to fine-tuning (the stability runs: "
-                  f"{', '.join(tasks)}, {len(seeds)} seeds; mean over seeds of the mean over tasks, 95 % interval):",
+                  f"{', '.join(tasks)}, {_seeds(len(seeds))}; mean over seeds of the mean over tasks, 95 % interval):",
                   ""]
         lines += _table_lines(["run", "E_rel % to fine-tuning"], [[r[0], _ci(r[1], r[2])] for r in rows])
     multi = num.scores.get(f"multitask/{method}", {})
@@ -952,7 +956,7 @@ def _sweep_lines(cfg: dict, sweep: dict, num: Numbers, first: Numbers, method: s
             series.setdefault(f"training tasks, {label} data, E_rel to {method} tuning", []).append(
                 (x, first.relative(f"{key}/{label}", seen, bank)[0]))
     lines = [f"**Intrinsic dimension (Fig. 3)**: IST through MSF subspaces of every d (first seed), E_rel % on the "
-             f"unseen tasks {', '.join(tasks)} to {' and to '.join(refs)} (mean of their {len(cfg['seeds'])} seeds)"
+             f"unseen tasks {', '.join(tasks)} to {' and to '.join(refs)} (mean of their {_seeds(len(cfg['seeds']))})"
              + (f", and on the training tasks {', '.join(seen)} with the bank's data and with seed "
                 f"{cfg['other_data_seed']}'s files, to their bank entries" if seen else "") + ":", ""]
     lines += _table_lines(["d", *series], [[x, *(None if s[j][1] is None else 100 * s[j][1]
@@ -964,6 +968,18 @@ def _sweep_lines(cfg: dict, sweep: dict, num: Numbers, first: Numbers, method: s
                                     stem.parent / f"{stem.name}-d-sweep.png", xlabel="intrinsic dimension d",
                                     ylabel="E_rel (%)", lines={"the reference": 100.0}))
     return lines
+
+
+def _paper_cell(record: dict) -> str:
+    """The paper's number for a relative-performance row; IPT's is at d = 250, said so beside another d."""
+    if record["paper"] is None:
+        return "–"
+    at = " (d = 250)" if record["key"].startswith("ipt/") and record["d"] != 250 else ""
+    return f"{record['paper']:.1f}{at}"
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" if n == 1 else f"{n} seeds"
 
 
 def _mean_pct(values: list[float | None]) -> float | None:
@@ -998,7 +1014,7 @@ def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> 
         if frozen is not None:
             lines["frozen backbone"] = 100 * frozen
         written.append(interval_lines(
-            f"unseen tasks ({len(cfg['unseen_tasks'])}), {len(cfg['seeds'])} seeds, 95 % intervals", series,
+            f"unseen tasks ({len(cfg['unseen_tasks'])}), {_seeds(len(cfg['seeds']))}, 95 % intervals", series,
             stem.parent / f"{stem.name}-d.png", xlabel="intrinsic dimension d", ylabel=f"E_rel to {method} (%)",
             lines=lines))
     if "udt" in cfg and any(k.startswith("transfer/") for k in results.get("scores", {})):
@@ -1034,7 +1050,10 @@ def landscape_lines(land: dict, out: Path, stem: Path, *, png: bool = True) -> t
 
 
 def write_report(path: Path, cfg: dict, args) -> None:
-    lines = [f"# {Path(args.config).stem}", "", f"Command (from the repository root, {time.strftime('%Y-%m-%d')}):",
+    # the date of the newest results (a report written again with --report-only keeps the run's date)
+    recorded = [out / RESULTS for _, _, out in parts_of(cfg, Path(args.out)) if (out / RESULTS).is_file()]
+    when = time.strftime("%Y-%m-%d", time.localtime(max((f.stat().st_mtime for f in recorded), default=time.time())))
+    lines = [f"# {Path(args.config).stem}", "", f"Command (from the repository root, {when}):",
              "", "```bash", f"python recipes/smol.py {args.config} --out {args.out} --report {args.report}", "```", ""]
     png = not getattr(args, "no_png", False)
     for name, part, out in parts_of(cfg, Path(args.out)):

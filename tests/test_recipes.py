@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -174,7 +175,11 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     assert json.loads((out / "results.json").read_text())["scores"] == scores
     for written in ("report.md", "report-d.png", "report-transfer.png"):
         (out / written).unlink()
+    import time
+    then = time.mktime((2001, 2, 3, 12, 0, 0, 0, 0, -1))  # a report written again keeps the results' date
+    os.utime(out / "results.json", (then, then))
     _run(config, out, data_dir, "--report-only", "--no-png")
+    assert "Command (from the repository root, 2001-02-03):" in (out / "report.md").read_text()
     assert not (out / "report-d.png").exists() and ".png" not in (out / "report.md").read_text()
     body = (out / "report.md").read_text().split("## Unseen tasks")[1].split("## Stage times")[0]
     assert body == report.split("## Unseen tasks")[1].split("## Stage times")[0]  # stage times add up
@@ -382,3 +387,27 @@ def test_the_dimension_plot_needs_two_dimensions(tmp_path):
     two = runner.write_figures(tmp_path / "two", {**cfg, "ipt": {"dims": [10, 20], "random_ae": False}},
                                {"scores": scores, "frozen": {"a": 0.0}})
     assert two == [tmp_path / "two.csv", tmp_path / "two-d.png"] and two[1].stat().st_size > 1000
+
+
+def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_path):
+    """The paper's IPT figure (d = 250) says so beside another d; a stability stage with one run per task and
+    kind writes a sentence, not a table of empty cells; one seed is "1 seed"."""
+    runner = _runner()
+    ipt = {"what": "IPT", "key": "ipt/d10", "d": 10, "paper": 83.0}
+    assert runner._paper_cell(ipt) == "83.0 (d = 250)" and runner._paper_cell({**ipt, "d": 250}) == "83.0"
+    assert runner._paper_cell({"key": "udt/lora", "d": 100, "paper": 88.7}) == "88.7"
+    assert runner._paper_cell({**ipt, "paper": None}) == "–"
+    header = ["kind", "mean std", "tasks", "tasks with one run", "runs"]
+    scores = {"reference/prompt": {"a": {"0": 0.5}}, "ipt/d10": {"a": {"0": 0.4}},
+              "stability/finetune": {"a": {"0": 0.6}}}
+    cfg = {"unseen_tasks": ["a"], "train_tasks": ["b"], "seeds": [0], "ipt": {"dims": [10]},
+           "analyses": {"stability": {"tasks": ["a"]}}}
+
+    def section(rows):
+        results = {"scores": scores, "analyses": {"stability": {"header": header, "summary": rows, "tasks": ["a"]}}}
+        return "\n".join(runner.analyses_lines(cfg, results, tmp_path, tmp_path / "r", png=False)[0])
+
+    one = section([["prompt", None, 0, 1, 1], ["finetune", None, 0, 1, 1]])
+    assert "no spread to measure" in one and "| kind |" not in one and "(1 seed;" in one
+    two = section([["prompt", 2.5, 1, 0, 2]])
+    assert "| kind | mean std |" in two and "no spread" not in two
