@@ -43,8 +43,11 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("IPT", "Fig. 3", "IST at d in {5, 10, 50, 100, 250} for the three challenges, E_rel to PT and FT",
           "recipes/cpu_scale.py (bank, fit-subspace --recipe ipt, subspace-tune per d); recipes/smol.py "
           "recipes/smol-ipt.yaml (d = 10, 100; the other d: its `analyses.d_sweep`; E_rel to FT: its "
-          "`analyses.stability` with fine-tuning)", "run",
-          f"d = 10 and 100, against PT only; {_CPU}; {_SMOL}", f"{_REPORT}, {_SMOL_REPORT}"),
+          "`analyses.stability` with fine-tuning); the whole sweep in one sitting: recipes/smol-ipt-sweep.yaml",
+          "run", f"d = 10 and 100, against PT only; {_CPU}; {_SMOL}; d = 5, 10, 50, 100, 250, the three challenges "
+          "(one training task for the two seen-task ones), E_rel to PT and FT: SmolLM2, 6 training + 2 unseen "
+          "tasks, first seed, generate protocol, CPU",
+          f"{_REPORT}, {_SMOL_REPORT}, reports/smol-ipt-sweep.md"),
     Entry("IPT", "Fig. 9, 10", "Fig. 3 on the non-cls and cls splits against FT; with BART-large",
           "the Fig. 3 stages with the cls / non-cls split files; --backbone for BART-large", "code"),
     Entry("IPT", "Fig. 3 (in / out of category)", "MSF on cls (non-cls) training tasks, IST on unseen tasks of "
