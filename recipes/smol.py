@@ -846,10 +846,11 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
         copy(out / "analyses" / "pca" / "pca.png", "pca.png")
     if "stability" in done:
         st = done["stability"]
-        lines += [f"**Stability over seeds (Table III)** on {', '.join(st['tasks'])} ({_seeds(len(seeds))}; mean over "
-                  "tasks of the std of the test scores, in points; paper, unseen tasks: fine-tuning 2.40, prompt "
-                  "tuning 4.19, IPT 0.73, prompt tuning from IST 1.65):", ""]
-        if any(row[2] for row in st["summary"]):  # some task has two runs or more of some kind
+        lines += [f"**Stability over seeds (Table III)** on {', '.join(st['tasks'])} ({_seeds(len(seeds))}; "
+                  "mean over tasks of the std of the test scores, in points; paper, unseen tasks: fine-tuning 2.40, "
+                  "prompt tuning 4.19, IPT 0.73, prompt tuning from IST 1.65):", ""]
+        spread = st["header"].index("tasks")  # tasks with two runs or more of a kind
+        if any(row[spread] for row in st["summary"]):
             lines += _table_lines(st["header"], st["summary"], digits=2)
         else:
             lines += ["One run per task and kind here: no spread to measure (the fine-tuning runs serve as the "
@@ -870,7 +871,8 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
             if cfg["ipt"].get("random_ae", True):
                 rows.append([f"random auto-encoder, d = {x}", *num.relative(f"random-ae/d{x}", tasks, refs)[:2]])
         lines += [f"**Against fine-tuning (Fig. 3b, 9)**: E_rel % to fine-tuning (the stability runs: "
-                  f"{', '.join(tasks)}, {_seeds(len(seeds))}; mean over seeds of the mean over tasks, 95 % interval):",
+                  f"{', '.join(tasks)}, {_seeds(len(seeds))}; mean over seeds of the mean over tasks, 95 % "
+                  "interval):",
                   ""]
         lines += _table_lines(["run", "E_rel % to fine-tuning"], [[r[0], _ci(r[1], r[2])] for r in rows])
     multi = num.scores.get(f"multitask/{method}", {})
@@ -1053,8 +1055,8 @@ def write_report(path: Path, cfg: dict, args) -> None:
     # the date of the newest results (a report written again with --report-only keeps the run's date)
     recorded = [out / RESULTS for _, _, out in parts_of(cfg, Path(args.out)) if (out / RESULTS).is_file()]
     when = time.strftime("%Y-%m-%d", time.localtime(max((f.stat().st_mtime for f in recorded), default=time.time())))
-    lines = [f"# {Path(args.config).stem}", "", f"Command (from the repository root, {when}):",
-             "", "```bash", f"python recipes/smol.py {args.config} --out {args.out} --report {args.report}", "```", ""]
+    lines = [f"# {Path(args.config).stem}", "", f"Command (from the repository root, {when}):", "", "```bash",
+             f"python recipes/smol.py {args.config} --out {args.out} --report {args.report}", "```", ""]
     png = not getattr(args, "no_png", False)
     for name, part, out in parts_of(cfg, Path(args.out)):
         if not (out / RESULTS).is_file():
