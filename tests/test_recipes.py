@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -175,7 +176,6 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     assert json.loads((out / "results.json").read_text())["scores"] == scores
     for written in ("report.md", "report-d.png", "report-transfer.png"):
         (out / written).unlink()
-    import time
     then = time.mktime((2001, 2, 3, 12, 0, 0, 0, 0, -1))  # a report written again keeps the results' date
     os.utime(out / "results.json", (then, then))
     _run(config, out, data_dir, "--report-only", "--no-png")
