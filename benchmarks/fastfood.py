@@ -19,6 +19,11 @@ times are measured in the parent, with the usual allocator). Usage:
 
     python benchmarks/fastfood.py                              # D = 2^16 ... 2^24, d = 1000, on the CPU, medians of 5
     python benchmarks/fastfood.py --device cuda --max-log2 26
+
+On CUDA with the ``fast-hadamard-transform`` package installed, taskspace's transform is also timed with its
+optional kernel backend (``set_fwht_backend("kernel")``, outputs asserted equal) and the table gains two columns:
+the kernel's forward + backward time and its speed-up over taskspace's own transform. Elsewhere taskspace's own
+transform is timed (``set_fwht_backend("torch")``), and the line above the table says why the kernel is not.
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from pathlib import Path
 import torch
 
 from common import describe_device, synchronize, timed
-from taskspace.projections import Fastfood
+from taskspace.projections import Fastfood, set_fwht_backend
+from taskspace.projections.fastfood import KERNEL_PACKAGE, _kernel
 
 
 def butterfly_fwht(x: torch.Tensor) -> torch.Tensor:
@@ -157,21 +163,40 @@ def main() -> None:
         ours, reference, z = build(args.d, args.memory_of, device)
         print(json.dumps([peak_mb(ours, z), peak_mb(reference, z)]))
         return
+    set_fwht_backend("torch")
+    with_kernel = device.type == "cuda" and _kernel() is not None
     print(f"device {describe_device(device)}")
     print(f"Fastfood, one global transform, d = {args.d}, forward + backward, median of {args.repeats}")
     print("ms: forward + backward (the training step's cost); fwd ms: forward alone, without autograd")
+    print(f"the {KERNEL_PACKAGE} kernel: " + ("timed (the last two columns)" if with_kernel else
+          "not timed (" + ("not installed" if device.type == "cuda" else "CUDA only") + ")"))
     print(f"{'D':>10} {'taskspace ms':>13} {'butterfly ms':>13} {'speed-up':>9} {'taskspace fwd':>14} "
           f"{'butterfly fwd':>14} {'fwd speed-up':>13} {'taskspace MB':>13} {'butterfly MB':>13} "
-          f"{'memory ratio':>13} {'taskspace B/D':>14}")
+          f"{'memory ratio':>13} {'taskspace B/D':>14}" + (f" {'kernel ms':>10} {'vs taskspace':>13}"
+                                                           if with_kernel else ""))
     for log2 in range(args.min_log2, args.max_log2 + 1):
         D = 1 << log2
         ours, reference, z = build(args.d, D, device)
         (ours_ms, ours_fwd), (ref_ms, ref_fwd) = time_ms(ours, z, args.repeats), time_ms(reference, z, args.repeats)
+        kernel = ""
+        if with_kernel:
+            with torch.no_grad():
+                expected = ours(z)
+            set_fwht_backend("kernel")
+            try:
+                with torch.no_grad():
+                    got = ours(z)
+                assert torch.allclose(got, expected, atol=1e-5 * float(expected.abs().max()), rtol=1e-4), \
+                    "the kernel's output differs"
+                kernel_ms, _ = time_ms(ours, z, args.repeats)
+            finally:
+                set_fwht_backend("torch")
+            kernel = f" {kernel_ms:10.1f} {ours_ms / kernel_ms:12.2f}x"
         del ours, reference, z
         ours_mb, ref_mb = memory(args.d, D, device)
         print(f"{D:>10,} {ours_ms:13.1f} {ref_ms:13.1f} {ref_ms / ours_ms:8.2f}x {ours_fwd:14.1f} {ref_fwd:14.1f} "
               f"{ref_fwd / ours_fwd:12.2f}x {ours_mb:13.1f} {ref_mb:13.1f} {ref_mb / max(ours_mb, 1e-9):12.2f}x "
-              f"{ours_mb * 2**20 / D:14.1f}", flush=True)
+              f"{ours_mb * 2**20 / D:14.1f}{kernel}", flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@ one forward and backward pass per step for all their batches) against the same K
 same steps and batches, for K in 1, 4, 8, 16. Printed as throughput ratios (steps per second of the batched pass
 over the sequential runs), measured in one run, with the device named. No evaluation is timed.
 
+Beside it, the memory autograd holds for the backward pass of one joint step (the tensors the forward saves,
+each storage counted once), with the K thetas bound as distinct rows (``bind(theta, rows=...)``, what the batched
+pass does: LoRA computes each theta once over its examples) and gathered per example (``bind(theta[rows])``: a
+copy of every theta's A and B per example), and their ratio.
+
     python benchmarks/multitask.py                                   # SmolLM2, LoRA, 10 steps of 4 per task
     python benchmarks/multitask.py --backbone ../shared/models/stories260K --ks 1 4 8 16 32
     python benchmarks/multitask.py --backbone-opt device=cuda
@@ -48,7 +53,8 @@ def main() -> None:
     print(f"backbone {backbone.name} ({backbone.describe()['dtype']}), {args.method} (D = {method.size:,}), "
           f"{args.steps} steps of {args.batch_size} examples per task, no evaluation")
     print(f"device {describe_device(backbone.device)}")
-    print(f"{'K':>3} {'sequential s':>13} {'batched s':>10} {'throughput':>11}")
+    print(f"{'K':>3} {'sequential s':>13} {'batched s':>10} {'throughput':>11} {'saved MB, rows':>15} "
+          f"{'gathered':>9} {'ratio':>6}")
 
     def thetas(k: int) -> list[FlatParameters]:
         return [FlatParameters(method.init(torch.Generator().manual_seed(i)), method.layout).to(backbone.device)
@@ -67,11 +73,35 @@ def main() -> None:
         train_many([TrainJob(theta, task.train, config) for theta, task in zip(trainables, tasks)],
                    joint_theta_loss(method, backbone, trainables), backbone=backbone)
 
+    def saved_mb(k: int) -> tuple[float, float]:
+        """MB autograd saves in one joint step of k tasks: thetas bound as rows, and gathered per example."""
+        examples = [e for task in tasks[:k] for e in task.train[: args.batch_size]]
+        rows = torch.tensor([i for i, task in enumerate(tasks[:k]) for _ in task.train[: args.batch_size]],
+                            device=backbone.device)
+        theta = torch.stack([method.init(torch.Generator().manual_seed(i)) for i in range(k)])
+        theta = theta.to(backbone.device).requires_grad_(True)
+        batch = backbone.collate(examples)
+        out = []
+        for bind in (lambda: method.bind(theta, rows=rows), lambda: method.bind(theta[rows])):
+            storages: dict[int, int] = {}
+
+            def pack(t: torch.Tensor) -> torch.Tensor:
+                storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), bind():
+                loss = backbone.loss(batch).mean()
+            loss.backward()
+            out.append(sum(storages.values()) / 2**20)
+        return out[0], out[1]
+
     sequential(1)  # warm-up
     for k in args.ks:
         seq_s, _ = timed(lambda: sequential(k), backbone.device)
         bat_s, _ = timed(lambda: batched(k), backbone.device)
-        print(f"{k:>3} {seq_s:13.1f} {bat_s:10.1f} {seq_s / bat_s:10.2f}x", flush=True)
+        rows_mb, gathered_mb = saved_mb(k)
+        print(f"{k:>3} {seq_s:13.1f} {bat_s:10.1f} {seq_s / bat_s:10.2f}x {rows_mb:15.1f} {gathered_mb:9.1f} "
+              f"{gathered_mb / rows_mb:5.2f}x", flush=True)
 
 
 if __name__ == "__main__":

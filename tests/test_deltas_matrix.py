@@ -134,6 +134,101 @@ def test_per_example_theta(kind, name, shared_dir, examples):
         method.bind(torch.zeros(2, method.size + 1))
 
 
+@pytest.mark.parametrize("kind,name", [(b, m) for b, m in MATRIX if METHODS[m].supports_per_example])
+def test_distinct_theta_rows_bind_as_the_gathered_thetas(kind, name, shared_dir, examples):
+    """bind(theta [K, D], rows=[B]) computes what bind(theta[rows]) computes: losses, answers and the gradient of
+    theta (each row's gradient the sum over its examples)."""
+    backbone = get_backbone(kind, shared_dir)
+    method = build_method(name, backbone, SMALL[name])
+    exs = batch_examples(kind, examples)
+    batch = backbone.collate(exs)
+    rows = torch.tensor([1, 0, 1, 1][: len(exs)])
+    distinct = torch.stack([perturbed(method, seed=1, scale=0.2), perturbed(method, seed=2, scale=0.2)])
+    grads, losses = [], []
+    for as_rows in (True, False):
+        theta = distinct.clone().requires_grad_(True)
+        with method.bind(theta, rows=rows) if as_rows else method.bind(theta[rows]):
+            loss = backbone.loss(batch)
+        (loss * torch.arange(1.0, len(exs) + 1)).sum().backward()
+        grads.append(theta.grad)
+        losses.append(loss.detach())
+        with torch.no_grad(), (method.bind(distinct, rows=rows) if as_rows else method.bind(distinct[rows])):
+            losses.append(backbone.predict(batch))
+    torch.testing.assert_close(losses[0], losses[2], rtol=1e-5, atol=1e-6)
+    assert losses[1] == losses[3]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4 * float(grads[1].abs().max()))
+    assert grads[0][0].abs().sum() > 0 and grads[0][1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("order", [[0, 0, 1, 1, 1, 0], [0, 1, 0, 1, 0, 1]])
+def test_lora_rows_in_runs_or_scattered_equal_the_gathered_thetas(order, shared_dir, data_dir):
+    """LoRA computes a distinct theta over a slice of the batch when its examples come together (the first order)
+    and over gathered indices when they are scattered (the second); both equal the per-example copies, in losses,
+    ranked answers (the batch expanded per option) and gradients."""
+    backbone = tiny_backbone("llama", str(shared_dir), decode="rank")
+    method = build_method("lora", backbone, {"r": 2, "targets": ("q", "v", "ffn_out")})
+    exs = load_task("glue-sst2", data_dir).train[:6]
+    batch = backbone.collate(exs)
+    rows = torch.tensor(order)
+    distinct = torch.stack([perturbed(method, seed=1, scale=0.3), perturbed(method, seed=2, scale=0.3)])
+    kind = method._parts((torch.arange(2), rows))[0]
+    assert kind == ("runs" if order[1] == order[0] else "index")
+    results = []
+    for bind in (lambda t: method.bind(t, rows=rows), lambda t: method.bind(t[rows])):
+        theta = distinct.clone().requires_grad_(True)
+        with bind(theta):
+            loss = backbone.loss(batch)
+        (g,) = torch.autograd.grad((loss * torch.arange(1.0, 7.0)).sum(), theta)
+        with torch.no_grad(), bind(distinct):
+            ranked = backbone.predict(batch)
+        results.append((loss.detach(), g, ranked))
+    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-4, atol=1e-4 * float(results[1][1].abs().max()))
+    assert results[0][2] == results[1][2]
+
+
+def test_theta_rows_are_checked(shared_dir):
+    method = build_method("lora", get_backbone("llama", shared_dir), SMALL["lora"])
+    theta = torch.zeros(2, method.size)
+    with pytest.raises(ConfigError, match=r"rows must lie in \[0, 2\)"):
+        method.bind(theta, rows=torch.tensor([0, 2]))
+    with pytest.raises(ConfigError, match="1-d integer"):
+        method.bind(theta, rows=torch.tensor([0.0, 1.0]))
+    with pytest.raises(ConfigError, match=r"\[K, D\] theta"):
+        method.bind(theta[0], rows=torch.tensor([0]))
+
+
+def test_lora_keeps_no_copy_of_a_and_b_per_example_for_distinct_rows(shared_dir, examples):
+    """Trained in one pass, several tasks' LoRA thetas bound as distinct rows: autograd keeps no [B, r, in] copy of
+    A (nor [B, out, r] of B) per example, as it does when the thetas are gathered per example."""
+    backbone = get_backbone("llama", shared_dir)
+    method = build_method("lora", backbone, SMALL["lora"])
+    batch = backbone.collate(examples["all"])
+    n = len(examples["all"])
+    r = method.config.r
+    per_example_copy = {(n, r, s.in_features) for s in method.target_sites()}
+    per_example_copy |= {(n, s.out_features, r) for s in method.target_sites()}
+    distinct = torch.stack([perturbed(method, seed=1), perturbed(method, seed=2)]).requires_grad_(True)
+    rows = torch.tensor([0, 1] * n)[:n]
+
+    def saved_shapes(bind):
+        shapes = []
+
+        def pack(t):
+            shapes.append(tuple(t.shape))
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), bind():
+            loss = backbone.loss(batch).sum()
+        loss.backward()
+        return shapes
+
+    gathered = saved_shapes(lambda: method.bind(distinct[rows]))
+    assert per_example_copy & set(gathered)  # the check sees the copies where they are made
+    grouped = saved_shapes(lambda: method.bind(distinct, rows=rows))
+    assert not per_example_copy & set(grouped)
+
+
 def test_finetune_refuses_per_example_theta(shared_dir):
     method = build_method("finetune", get_backbone("llama", shared_dir))
     with pytest.raises(ConfigError, match="per-example"):

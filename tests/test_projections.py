@@ -188,6 +188,73 @@ def test_fwht_gradient_is_the_transform_of_the_gradient():
     torch.testing.assert_close(g, c @ sylvester(512))  # H is symmetric
 
 
+def dense_kernel(calls: list, min_length: int, max_length: int):
+    """A stand-in for the fast-hadamard-transform kernel (its contract: rows of a contiguous input of a length it
+    takes, times the Hadamard matrix, times scale), refusing lengths outside [min_length, max_length]."""
+    def hadamard_transform(x, scale=1.0):
+        L = x.shape[-1]
+        assert min_length <= L <= max_length and x.is_contiguous(), (L, x.is_contiguous())
+        calls.append(L)
+        return (x @ sylvester(L, x.dtype)) * scale
+
+    return hadamard_transform
+
+
+@pytest.mark.parametrize("L", [8, 16, 32, 128, 2048])
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_transforms_longer_than_the_kernel_takes_are_composed_of_its_calls(L, lead):
+    """kernel_fwht with a kernel that takes lengths 4..16 equals the transform, values and gradients."""
+    from taskspace.projections import kernel_fwht
+
+    calls = []
+    x = torch.randn(*lead, L, dtype=torch.float64, requires_grad=True)
+    c = torch.randn(*lead, L, dtype=torch.float64)
+    out = kernel_fwht(x, dense_kernel(calls, 4, 16), max_length=16, min_length=4)
+    torch.testing.assert_close(out, x @ sylvester(L))
+    (g,) = torch.autograd.grad((out * c).sum(), x)
+    torch.testing.assert_close(g, c @ sylvester(L))
+    assert math.prod(calls) == L  # one call per factor of H_L = H_a ⊗ H_b ⊗ ...
+    assert len(calls) == (1 if L <= 16 else 2 if L <= 256 else 3)
+
+
+def test_fwht_backend_choice(monkeypatch):
+    """auto: the kernel where it applies (here: a stand-in module, and every tensor long enough taken as a CUDA
+    one), taskspace's transform elsewhere; torch: never the kernel; kernel: refused where it cannot run, and
+    without the package, with what to install."""
+    import types
+
+    from taskspace.projections import fastfood, set_fwht_backend
+
+    calls = []
+    monkeypatch.setitem(sys.modules, "fast_hadamard_transform",
+                        types.SimpleNamespace(hadamard_transform=dense_kernel(calls, 8, 1 << 15)))
+    monkeypatch.setattr(fastfood, "_kernel_applies", lambda x: x.shape[-1] >= 8)
+    x = torch.randn(2, 64, dtype=torch.float64)
+    assert set_fwht_backend("auto") == "auto"
+    torch.testing.assert_close(fwht(x), x @ sylvester(64))
+    assert calls == [64]
+    ours = Fastfood(10, [(40,)], mode="global", seed=0)
+    with_kernel = ours(torch.ones(10, dtype=torch.float32))
+    assert len(calls) == 3  # both transforms of the Fastfood
+    try:
+        assert set_fwht_backend("torch") == "auto"
+        torch.testing.assert_close(fwht(x), x @ sylvester(64))
+        torch.testing.assert_close(ours(torch.ones(10)), with_kernel)
+        assert len(calls) == 3
+        set_fwht_backend("kernel")
+        with pytest.raises(ConfigError, match="length >= 8"):
+            fwht(torch.randn(4))
+    finally:
+        set_fwht_backend("auto")
+    with pytest.raises(ConfigError, match="expected one of auto, torch, kernel"):
+        set_fwht_backend("fast")
+    monkeypatch.setitem(sys.modules, "fast_hadamard_transform", None)  # not installed
+    with pytest.raises(ConfigError, match="pip install fast-hadamard-transform"):
+        set_fwht_backend("kernel")
+    monkeypatch.undo()
+    assert not fastfood._kernel_applies(torch.randn(64))  # a CPU tensor: auto keeps taskspace's transform
+
+
 def test_fwht_rejects_other_lengths():
     with pytest.raises(ConfigError, match="power of two"):
         fwht(torch.randn(12))

@@ -261,20 +261,22 @@ def fit_source(
 
 def joint_theta_loss(method: DeltaMethod, backbone: Backbone, thetas: Sequence[FlatParameters]):
     """The ``joint_loss`` of :func:`taskspace.train.train_many` for several thetas of one method: every job's batch
-    in one forward pass, each example bound to its own job's theta (per-example binding), and each job's mean
-    loss."""
+    in one forward pass, each example bound to its own job's theta (per-example binding: the jobs' thetas as the
+    rows of one ``[K, D]`` theta and each example's row, so LoRA computes each theta once over its examples), and
+    each job's mean loss."""
     if not method.supports_per_example:
         raise ConfigError(f"{method.name} takes no per-example theta: its runs cannot share a pass (--batched 1)")
 
     def joint_loss(items):
-        examples, targets, rows, spans = [], [], [], []
+        examples, targets, flats, rows, spans = [], [], [], [], []
         for k, batch, batch_targets in items:
             spans.append((len(examples), len(examples) + len(batch)))
             examples += batch
             targets += batch_targets
-            flat = torch.cat([p.reshape(-1) for p in thetas[k].slices])  # theta, differentiable in its slices
-            rows.append(flat.expand(len(batch), -1))
-        with method.bind(torch.cat(rows)):
+            rows += [len(flats)] * len(batch)
+            flats.append(torch.cat([p.reshape(-1) for p in thetas[k].slices]))  # differentiable in its slices
+        theta = torch.stack(flats)
+        with method.bind(theta, rows=torch.tensor(rows, device=theta.device)):
             per_example = backbone.loss(backbone.collate(examples, targets))
         return [per_example[a:b].mean() for a, b in spans]
 

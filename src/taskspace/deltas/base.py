@@ -5,7 +5,9 @@ injects into a frozen backbone. Its :class:`Layout` lists named slices of ``thet
 order (see each method's docstring), so ``theta`` can be unflattened, flattened, stored and projected.
 
 ``method.bind(theta)`` is a context manager: within it the backbone computes with the delta. ``theta`` is either
-``[D]`` (one delta for the whole batch) or ``[B, D]`` (one per example, so that a batch can mix tasks). Autograd
+``[D]`` (one delta for the whole batch) or ``[B, D]`` (one per example, so that a batch can mix tasks), or ``[K, D]``
+with ``rows=`` (``[B]``: each example's row among K distinct thetas; LoRA then computes each distinct theta once
+over its examples instead of copying its A and B per example). Autograd
 flows from the loss into ``theta``, so anything that *produces* ``theta`` (an ``nn.Parameter``, a projection of
 a low-dimensional vector, ...) can be trained through the same code.
 """
@@ -110,7 +112,8 @@ class Layout:
 class Binding:
     """Context manager returned by :meth:`DeltaMethod.bind`."""
 
-    def __init__(self, method: "DeltaMethod", theta: "torch.Tensor | FlatParameters"):
+    def __init__(self, method: "DeltaMethod", theta: "torch.Tensor | FlatParameters",
+                 rows: torch.Tensor | None = None):
         self._views: dict[str, torch.Tensor] | None = None
         if isinstance(theta, FlatParameters):
             if theta.layout != method.layout:
@@ -124,15 +127,21 @@ class Binding:
             )
         if theta.dim() == 2 and not method.supports_per_example:
             raise ConfigError(f"{method.name} does not support per-example theta ([batch, D]); bind one [D] vector")
+        if rows is not None:
+            rows = _check_rows(method, theta, rows)
         self.method = method
         self.theta = theta
+        self.rows = rows
         self.per_example = theta.dim() == 2
         self._handles: list = []
 
     def __enter__(self) -> "Binding":
         views = self._views if self._views is not None else self.method.layout.unflatten(self.theta)
         try:
-            self._handles = list(self.method._install(views, self.per_example))
+            if self.rows is None:
+                self._handles = list(self.method._install(views, self.per_example))
+            else:
+                self._handles = list(self.method._install_rows(views, self.rows))
         except BaseException:
             self._remove()
             raise
@@ -145,6 +154,28 @@ class Binding:
         for h in reversed(self._handles):
             h.remove()
         self._handles = []
+
+
+def first_of_groups(inverse: torch.Tensor, groups: int) -> torch.Tensor:
+    """For ``inverse`` (each row's group, ``[n]``, groups ``0 .. groups - 1`` all present): each group's first row."""
+    n = inverse.shape[0]
+    first = torch.full((groups,), n, dtype=torch.long, device=inverse.device)
+    return first.scatter_reduce(0, inverse, torch.arange(n, device=inverse.device), reduce="amin")
+
+
+def _check_rows(method: "DeltaMethod", theta: torch.Tensor, rows: Any) -> torch.Tensor:
+    """``rows`` as a long tensor on theta's device: one entry per example, each a row of the ``[K, D]`` theta."""
+    if theta.dim() != 2:
+        raise ConfigError(f"{method.name}: rows= maps examples to the rows of a [K, D] theta; got theta of shape "
+                          f"{tuple(theta.shape)}")
+    rows = torch.as_tensor(rows, device=theta.device)
+    if rows.dim() != 1 or rows.numel() == 0 or rows.dtype not in (torch.int32, torch.int64):
+        raise ConfigError(f"{method.name}: rows must be a non-empty 1-d integer tensor (one theta row per "
+                          f"example), got {tuple(rows.shape)} {rows.dtype}")
+    if int(rows.min()) < 0 or int(rows.max()) >= theta.shape[0]:
+        raise ConfigError(f"{method.name}: rows must lie in [0, {theta.shape[0]}) (the rows of theta), got "
+                          f"{int(rows.min())} to {int(rows.max())}")
+    return rows.long()
 
 
 class FlatParameters(torch.nn.Module):
@@ -226,6 +257,12 @@ class DeltaMethod:
         """Register the backbone injections for unflattened ``views``; return their handles."""
         raise NotImplementedError
 
+    def _install_rows(self, views: dict[str, torch.Tensor], rows: torch.Tensor) -> list:
+        """Install a per-example theta given as its distinct rows (``views`` of ``[K, ...]``) and each example's
+        row (``rows``, ``[B]``). By default every example gets its own copy of its row; a method that can compute
+        each distinct row once over its examples (LoRA) overrides this."""
+        return self._install({name: v.index_select(0, rows) for name, v in views.items()}, True)
+
     def init(self, generator: torch.Generator | None = None) -> torch.Tensor:
         """A freshly initialised theta ``[D]`` (float32, on the backbone's device); ``generator`` is a CPU
         generator, so the same seed gives the same theta on every device."""
@@ -251,10 +288,12 @@ class DeltaMethod:
         views = self.layout.unflatten(theta)
         return not any(bool(v.any()) for name, v in views.items() if name.endswith(self.neutral_slices))
 
-    def bind(self, theta: "torch.Tensor | FlatParameters") -> Binding:
+    def bind(self, theta: "torch.Tensor | FlatParameters", rows: torch.Tensor | None = None) -> Binding:
         """Within the returned context the backbone computes with this delta; theta is [D], [B, D] or the
-        trainable :class:`FlatParameters`."""
-        return Binding(self, theta)
+        trainable :class:`FlatParameters`. With ``rows`` (``[B]`` integers), theta ``[K, D]`` holds K distinct
+        thetas and example i computes with ``theta[rows[i]]`` (several tasks in one batch: the same result as
+        binding ``theta[rows]``, without a copy per example where the method can avoid it)."""
+        return Binding(self, theta, rows)
 
     def describe(self) -> dict[str, Any]:
         return {"method": self.name, "config": self.config.to_dict(), "size": self.size}

@@ -19,7 +19,7 @@ import torch
 from ..backbones.sites import LinearSite
 from ..errors import ConfigError
 from ..config import option
-from .base import DeltaMethod, MethodConfig, add_to_output, kaiming_uniform_, register
+from .base import DeltaMethod, MethodConfig, add_to_output, first_of_groups, kaiming_uniform_, register
 
 ROLES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
@@ -35,9 +35,7 @@ def distinct_rows(views: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.T
     unique, inverse = torch.unique(flat, dim=0, return_inverse=True)
     if unique.shape[0] == flat.shape[0]:
         return None
-    first = torch.full((unique.shape[0],), flat.shape[0], dtype=torch.long, device=flat.device)
-    first = first.scatter_reduce(0, inverse, torch.arange(flat.shape[0], device=flat.device), reduce="amin")
-    return first, inverse
+    return first_of_groups(inverse, unique.shape[0]), inverse
 
 
 @dataclass
@@ -97,21 +95,27 @@ class LoRA(DeltaMethod):
         for s in self.target_sites():
             kaiming_uniform_(self.layout.view(theta, f"{s.name}.lora_A"), s.in_features, generator)
 
-    def _install(self, views, per_example):
+    def _install_rows(self, views, rows):
+        k = next(iter(views.values())).shape[0]  # the rows are the distinct thetas: no grouping by value needed
+        return self._install(views, True, groups=(torch.arange(k, device=rows.device), rows))
+
+    def _install(self, views, per_example, groups=None):
         by_module: dict[int, tuple[torch.nn.Module, list]] = {}
         for s in self.target_sites():
             entry = by_module.setdefault(id(s.module), (s.module, []))
             entry[1].append((s, views[f"{s.name}.lora_A"], views[f"{s.name}.lora_B"]))
         scale = self.scale
-        groups = distinct_rows(views) if per_example else None
+        if groups is None and per_example:
+            groups = distinct_rows(views)
         handles = []
         for module, items in by_module.values():
 
             def edit(x, out, items=items):
+                parts = self._parts(groups) if groups is not None else None
                 for site, a, b in items:
                     a, b = a.to(x.dtype), b.to(x.dtype)
-                    if groups is not None:
-                        delta = self._grouped(x, a, b, groups)
+                    if parts is not None:
+                        delta = self._grouped(x, a, b, parts)
                     elif per_example:
                         a, b = self.backbone.rows(a), self.backbone.rows(b)
                         delta = (x @ a.transpose(-1, -2)) @ b.transpose(-1, -2)
@@ -123,16 +127,36 @@ class LoRA(DeltaMethod):
             handles.append(self.backbone.add_output_edit(module, edit))
         return handles
 
-    def _grouped(self, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, groups) -> torch.Tensor:
-        """The per-example update computed once per distinct theta row: the rows the model runs (examples, or
-        examples x options) are split by the theta they carry, and no per-row copy of A and B is made."""
+    def _parts(self, groups) -> tuple[str, list]:
+        """Where each distinct theta in use applies among the rows the model runs (examples, or examples x options
+        when a backbone expands the batch: its row map): ``("runs", [(theta row, start, end), ...])`` when they come
+        in few consecutive runs (examples ordered by theta: slices of the input, no copy), else ``("index",
+        [(theta row, indices), ...])``."""
         first, inverse = groups
         rows = self.backbone._row_index
-        which = inverse if rows is None else inverse.index_select(0, rows)
+        which = (inverse if rows is None else inverse.index_select(0, rows)).tolist()
+        runs, start = [], 0
+        for i in range(1, len(which) + 1):
+            if i == len(which) or which[i] != which[start]:
+                runs.append((which[start], start, i))
+                start = i
+        if len(runs) <= 2 * first.numel():
+            return "runs", [(int(first[u]), a, b) for u, a, b in runs]
+        at = torch.tensor(which, device=inverse.device)
+        parts = []
+        for u in sorted(set(which)):
+            parts.append((int(first[u]), (at == u).nonzero().flatten()))
+        return "index", parts
+
+    @staticmethod
+    def _grouped(x: torch.Tensor, a: torch.Tensor, b: torch.Tensor, parts) -> torch.Tensor:
+        """The per-example update computed once per distinct theta row over the model's rows that carry it, with
+        no per-row copy of A and B (differentiable in A and B: a trained theta's rows are grouped by
+        construction, see :meth:`_install_rows`)."""
+        kind, items = parts
+        if kind == "runs":
+            return torch.cat([(x[s:e] @ a[r].t()) @ b[r].t() for r, s, e in items])
         delta = x.new_zeros(*x.shape[:-1], b.shape[-2])
-        for u in range(first.numel()):
-            idx = (which == u).nonzero().flatten()
-            if idx.numel():
-                r = int(first[u])
-                delta.index_copy_(0, idx, (x.index_select(0, idx) @ a[r].t()) @ b[r].t())
+        for r, idx in items:
+            delta.index_copy_(0, idx, (x.index_select(0, idx) @ a[r].t()) @ b[r].t())
         return delta

@@ -9,11 +9,12 @@ down-projections: the MLPs :func:`IPTEncoder` and :func:`UDTDown`.
 from __future__ import annotations
 
 from .base import PROJECTIONS, Projection, build_projection, register
-from .fastfood import Fastfood, fwht, hadamard
+from .fastfood import FWHT_BACKENDS, Fastfood, fwht, hadamard, kernel_fwht, set_fwht_backend
 from .linear import LinearProjection
 from .mlp import MLP, IPTDecoder, IPTEncoder, UDTDown, UDTUp
 
 __all__ = [
+    "FWHT_BACKENDS",
     "PROJECTIONS",
     "Fastfood",
     "IPTDecoder",
@@ -26,5 +27,7 @@ __all__ = [
     "build_projection",
     "fwht",
     "hadamard",
+    "kernel_fwht",
     "register",
+    "set_fwht_backend",
 ]

@@ -56,6 +56,80 @@ MAX_RADIX_BITS = 6
 #: :meth:`Fastfood.dense` refuses matrices with more elements than this.
 DENSE_LIMIT = 1 << 20
 
+#: Where :func:`fwht` computes: ``"auto"`` (the ``fast-hadamard-transform`` CUDA kernel for a CUDA tensor when that
+#: package is installed, taskspace's own transform otherwise), ``"torch"`` (taskspace's own, everywhere) or
+#: ``"kernel"`` (the kernel; a tensor it cannot take is refused). See :func:`set_fwht_backend`.
+FWHT_BACKENDS = ("auto", "torch", "kernel")
+_backend = "auto"
+
+#: The lengths the kernel transforms in one call (fast-hadamard-transform 1.x: dtypes float32, float16 and bfloat16,
+#: up to 32768; we keep at least 8 per call); longer transforms are composed of such calls (:func:`kernel_fwht`).
+KERNEL_MIN_LENGTH, KERNEL_MAX_LENGTH = 1 << 3, 1 << 15
+KERNEL_PACKAGE = "fast-hadamard-transform"
+
+
+def set_fwht_backend(name: str) -> str:
+    """Choose where :func:`fwht` (so every :class:`Fastfood`) computes, one of :data:`FWHT_BACKENDS`; returns the
+    previous choice. The kernel is an optional fast path on CUDA (``pip install fast-hadamard-transform``); its
+    results equal taskspace's own up to float rounding, so the choice is not part of a run's identity."""
+    global _backend
+    if name not in FWHT_BACKENDS:
+        raise ConfigError(f"fwht backend {name!r}: expected one of {', '.join(FWHT_BACKENDS)}")
+    if name == "kernel":
+        _kernel(required=True)
+    previous, _backend = _backend, name
+    return previous
+
+
+def _kernel(required: bool = False):
+    """The kernel's ``hadamard_transform(x, scale)``, or None when the package is not installed (refused with what
+    to install when ``required``)."""
+    try:
+        from fast_hadamard_transform import hadamard_transform
+    except ImportError as e:
+        if required:
+            raise ConfigError(f"fwht backend 'kernel' needs the {KERNEL_PACKAGE} package (CUDA only): "
+                              f"pip install {KERNEL_PACKAGE} ({e})") from None
+        return None
+    return hadamard_transform
+
+
+def _kernel_applies(x: torch.Tensor) -> bool:
+    """Whether the kernel can transform ``x``: a CUDA tensor of a dtype it takes, long enough."""
+    return x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) and x.shape[-1] >= KERNEL_MIN_LENGTH
+
+
+def _kernel_for(x: torch.Tensor):
+    """The kernel to transform ``x`` with, or None for taskspace's own transform."""
+    if _backend == "torch":
+        return None
+    fits = _kernel_applies(x)
+    if _backend == "kernel":
+        if not fits:
+            raise ConfigError(f"fwht backend 'kernel': the kernel takes CUDA tensors of float32, float16 or bfloat16 "
+                              f"with length >= {KERNEL_MIN_LENGTH}, got {x.device.type} {x.dtype} of length "
+                              f"{x.shape[-1]} (set_fwht_backend('auto') uses it only where it applies)")
+        return _kernel(required=True)
+    return _kernel() if fits else None
+
+
+def kernel_fwht(x: torch.Tensor, transform, max_length: int = KERNEL_MAX_LENGTH,
+                min_length: int = KERNEL_MIN_LENGTH) -> torch.Tensor:
+    """``x @ H`` along the last dimension (length ``L``, a power of two >= ``min_length``) with ``transform(x,
+    scale)``, a kernel that multiplies the rows of its input by the Hadamard matrix of their length, for lengths in
+    ``[min_length, max_length]``. Longer ``L``: ``H_L = H_{L/m} ⊗ H_m``, so ``x`` viewed as ``[..., L/m, m]`` is
+    transformed along its last axis, then (transposed) along the other one, recursively."""
+    L = x.shape[-1]
+    if L <= max_length:
+        return transform(x.contiguous(), 1.0)
+    inner = max_length
+    if L // inner < min_length:
+        inner = L // min_length
+    lead = x.shape[:-1]
+    y = transform(x.reshape(*lead, L // inner, inner).contiguous(), 1.0)
+    y = kernel_fwht(y.transpose(-1, -2), transform, max_length, min_length)
+    return y.transpose(-1, -2).reshape(*lead, L)
+
 
 def hadamard(n: int, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> torch.Tensor:
     """The unnormalised ``n x n`` Walsh–Hadamard matrix (Sylvester construction, ``H_2n = [[H, H], [H, -H]]``)."""
@@ -74,12 +148,16 @@ def fwht(x: torch.Tensor) -> torch.Tensor:
     ``m`` passes of dense matrix products. On 2 CPU cores this ran 1.5x (L = 2^12), 3x (L = 2^20) and 5.6x
     (L = 2^24) faster than a radix-2 butterfly (log2 L passes, each allocating new tensors); radices 2^4 to 2^7
     were within the machine's noise of each other. Leading dimensions are batch dimensions.
-    Differentiable through ordinary autograd (its backward is the same transform of the gradient).
+    Differentiable through ordinary autograd (its backward is the same transform of the gradient). On CUDA, with
+    the ``fast-hadamard-transform`` package installed, the kernel computes it instead (:func:`set_fwht_backend`).
     """
     if x.dim() == 0:
         raise ConfigError("fwht: expected a tensor with at least one dimension")
     L = x.shape[-1]
     _check_power_of_two(L, "fwht: the last dimension")
+    kernel = _kernel_for(x)
+    if kernel is not None:
+        return kernel_fwht(x, kernel)
     bits = L.bit_length() - 1
     if bits == 0:
         return x.clone()

@@ -10,6 +10,7 @@ import torch
 
 from ..backbones import Backbone
 from ..deltas import DeltaMethod
+from ..deltas.base import first_of_groups
 from ..evaluation import evaluate
 from ..tasks import Example, Task, load_task
 from ..train import micro_batch_share
@@ -69,8 +70,12 @@ def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Examp
     rows ``rows``. ``tokens="mean"``: the mean over examples of each example's mean token loss; ``"sum"``: the sum
     of every token loss in the batch (IPT's original code; under micro-batches, divided by the micro-batch's share
     of the step, see :func:`taskspace.train.micro_batch_share`). ``label_smoothing`` None: the backbone's option.
-    A method that takes per-example theta gets one ``[B, D]`` bind for the whole batch; one that does not (full
-    fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with its rows' share.
+    A method that takes per-example theta gets one bind for the whole batch: the thetas of the batch's distinct
+    tasks (``theta_of`` called with one row of each task) and each example's row among them (so LoRA computes each
+    task's update once over its examples, ordered by task; a task's rows must therefore share one theta, as every
+    caller's do). One
+    that does not (full fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with
+    its rows' share.
     """
     def per_example(batch_rows: list[int]) -> torch.Tensor:
         batch = backbone.collate([examples[i] for i in batch_rows], [targets[i] for i in batch_rows])
@@ -79,8 +84,10 @@ def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Examp
     # a sum over the batch's tokens is the whole step's, also when train() passes a micro-batch of it
     scale = 1.0 / micro_batch_share() if tokens == "sum" else 1.0 / len(examples)
     if method.supports_per_example:
-        with method.bind(theta_of(torch.arange(len(examples), device=index.device))):
-            return per_example(list(range(len(examples)))).sum() * scale
+        distinct, rows = index.unique(return_inverse=True)
+        order = torch.argsort(rows, stable=True)  # each task's examples together: LoRA slices, never copies
+        with method.bind(theta_of(first_of_groups(rows, distinct.numel())), rows=rows[order]):
+            return per_example(order.tolist()).sum() * scale
     total = 0.0
     for t in index.unique().tolist():
         rows = (index == t).nonzero().flatten()
