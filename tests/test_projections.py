@@ -226,6 +226,7 @@ def test_fwht_backend_choice(monkeypatch):
     from taskspace.projections import fastfood, set_fwht_backend
 
     calls = []
+    fastfood._import_kernel.cache_clear()
     monkeypatch.setitem(sys.modules, "fast_hadamard_transform",
                         types.SimpleNamespace(hadamard_transform=dense_kernel(calls, 8, 1 << 15)))
     monkeypatch.setattr(fastfood, "_kernel_applies", lambda x: x.shape[-1] >= 8)
@@ -249,9 +250,11 @@ def test_fwht_backend_choice(monkeypatch):
     with pytest.raises(ConfigError, match="expected one of auto, torch, kernel"):
         set_fwht_backend("fast")
     monkeypatch.setitem(sys.modules, "fast_hadamard_transform", None)  # not installed
+    fastfood._import_kernel.cache_clear()
     with pytest.raises(ConfigError, match="pip install fast-hadamard-transform"):
         set_fwht_backend("kernel")
     monkeypatch.undo()
+    fastfood._import_kernel.cache_clear()
     assert not fastfood._kernel_applies(torch.randn(64))  # a CPU tensor: auto keeps taskspace's transform
 
 

@@ -320,6 +320,25 @@ def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, t
     torch.testing.assert_close(init, load_delta(ist / "theta", space["prompt"].method)[0])
 
 
+def test_udt_micro_batches_share_their_steps_mixing_weights(bank, tmp_path, monkeypatch):
+    """A UDT fit with each step's batch in micro-batches draws one set of mixing weights per step, as without
+    them, and so fits the same subspace (up to float rounding)."""
+    import taskspace.subspace.finders.unified as unified
+
+    draws = []
+    monkeypatch.setattr(unified, "mixing_weights", lambda m, g=None: draws.append(m) or mixing_weights(m, g))
+    spaces = []
+    for micro in (None, 1):
+        config = UnifiedConfig(methods=("adapter", "lora"), d=4, train=quick(micro_batch_size=micro))
+        spaces.append(fit_bank("unified", config, bank, TASKS[:2], tmp_path / f"udt-{micro}"))
+        assert len(draws) == 4  # one per step
+        draws.clear()
+    for name in ("adapter", "lora"):
+        one, parts = spaces[0][name].up.state_dict(), spaces[1][name].up.state_dict()
+        for key in one:
+            torch.testing.assert_close(parts[key], one[key], rtol=1e-4, atol=1e-6)
+
+
 def test_udt_up_projections_start_at_zero_on_request(bank, tmp_path):
     """``up_init="zeros"``: every decoded solution starts at its method's anchor, so one AdamW step of rate lr moves
     an up-projection weight by at most lr; nn.Linear's uniform start (the authors' code) is far from that."""

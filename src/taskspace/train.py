@@ -195,6 +195,21 @@ def micro_batch_share() -> float:
     return _SHARE.get()
 
 
+_STEP: contextvars.ContextVar[dict | None] = contextvars.ContextVar("training_step", default=None)
+
+
+def once_per_step(key: str, make):
+    """``make()`` the first time a training step asks for ``key``, and that same value for the rest of the step:
+    a random draw that belongs to the step (UDT's mixing weights) stays one draw when :func:`train` splits the
+    step's batch into micro-batches, as it is without them. Outside a step of :func:`train`: ``make()``."""
+    memo = _STEP.get()
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
 def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
     """The random number generators as a checkpoint saved them. CUDA states are restored when this process sees
     as many CUDA devices as the saving one did (a run resumed on other hardware cannot replay its kernels exactly
@@ -465,20 +480,29 @@ def _backward(loss_fn, batch: list[Example], targets: list[str], micro_batch_siz
     mine = list(range(rank, n, world))
     size = micro_batch_size or len(mine) or 1
     value = 0.0
-    for start in range(0, len(mine), size):
-        part = mine[start:start + size]
-        if len(part) < n:  # a part of the batch: its share of the step's (mean) loss
-            share = len(part) / n
-            token = _SHARE.set(share)
-            try:
-                loss = loss_fn([batch[i] for i in part], [targets[i] for i in part]) * share
-            finally:
-                _SHARE.reset(token)
-        else:
-            loss = loss_fn(batch, targets)
-        value += float(loss.detach())
-        loss.backward()
+    step = _STEP.set({})  # what once_per_step draws, shared by the step's micro-batches
+    try:
+        for start in range(0, len(mine), size):
+            value += _backward_part(loss_fn, batch, targets, mine[start:start + size])
+    finally:
+        _STEP.reset(step)
     return value
+
+
+def _backward_part(loss_fn, batch: list[Example], targets: list[str], part: list[int]) -> float:
+    """One micro-batch (``part``, indices into the step's ``batch``) back-propagated; its loss."""
+    n = len(batch)
+    if len(part) < n:  # a part of the batch: its share of the step's (mean) loss
+        share = len(part) / n
+        token = _SHARE.set(share)
+        try:
+            loss = loss_fn([batch[i] for i in part], [targets[i] for i in part]) * share
+        finally:
+            _SHARE.reset(token)
+    else:
+        loss = loss_fn(batch, targets)
+    loss.backward()
+    return float(loss.detach())
 
 
 class log_to:

@@ -39,6 +39,7 @@ weights (D = 22.7M, d = 1000): the docstring of ``tests/test_projections.py`` (a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -83,15 +84,23 @@ def set_fwht_backend(name: str) -> str:
 
 def _kernel(required: bool = False):
     """The kernel's ``hadamard_transform(x, scale)``, or None when the package is not installed (refused with what
-    to install when ``required``)."""
+    to install when ``required``). Looked up once (:func:`_import_kernel`)."""
+    transform, error = _import_kernel()
+    if transform is None and required:
+        raise ConfigError(f"fwht backend 'kernel' needs the {KERNEL_PACKAGE} package (CUDA only): "
+                          f"pip install {KERNEL_PACKAGE} ({error})")
+    return transform
+
+
+@functools.lru_cache(maxsize=None)
+def _import_kernel():
+    """(the kernel's function or None, why not): a failed import is not cached by Python, and ``auto`` asks on
+    every transform of a CUDA tensor."""
     try:
         from fast_hadamard_transform import hadamard_transform
     except ImportError as e:
-        if required:
-            raise ConfigError(f"fwht backend 'kernel' needs the {KERNEL_PACKAGE} package (CUDA only): "
-                              f"pip install {KERNEL_PACKAGE} ({e})") from None
-        return None
-    return hadamard_transform
+        return None, str(e)
+    return hadamard_transform, ""
 
 
 def _kernel_applies(x: torch.Tensor) -> bool:

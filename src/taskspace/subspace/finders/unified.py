@@ -30,7 +30,7 @@ from torch import nn
 from ...config import Config, at_least, non_negative, option
 from ...deltas import METHODS
 from ...projections import Projection, UDTDown, UDTUp
-from ...train import TrainConfig
+from ...train import TrainConfig, once_per_step
 from ..multitask import mixed_loss
 from ..space import MethodSpace, Subspace
 from .base import FitData, Finder, register
@@ -133,7 +133,8 @@ class Unified(Finder):
             index = tasks.index(examples, backbone.device)
             own = own_vectors(index)
             # Drawn from the global generator, which the training loop checkpoints: a resumed run draws the same.
-            intrinsic = mixed(own, mixing_weights(len(methods)))
+            # Once per step: micro-batches of a step share the step's weights.
+            intrinsic = mixed(own, once_per_step("udt.mixing_weights", lambda: mixing_weights(len(methods))))
             total = 0.0
             for m in methods:
                 decoded = proj.up[m](intrinsic)
