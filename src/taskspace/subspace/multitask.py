@@ -71,11 +71,10 @@ def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Examp
     of every token loss in the batch (IPT's original code; under micro-batches, divided by the micro-batch's share
     of the step, see :func:`taskspace.train.micro_batch_share`). ``label_smoothing`` None: the backbone's option.
     A method that takes per-example theta gets one bind for the whole batch: the thetas of the batch's distinct
-    tasks (``theta_of`` called with one row of each task) and each example's row among them (so LoRA computes each
-    task's update once over its examples, ordered by task; a task's rows must therefore share one theta, as every
-    caller's do). One
-    that does not (full fine-tuning, a model copy per theta) runs once per distinct task in the batch, each with
-    its rows' share.
+    tasks (``theta_of`` called with one row of each task) and each example's row among them, the examples ordered
+    by task (so LoRA computes each task's update once over its examples; a task's rows must therefore share one
+    theta, as every caller's do). One that does not (full fine-tuning, a model copy per theta) runs once per
+    distinct task in the batch, each with its rows' share.
     """
     def per_example(batch_rows: list[int]) -> torch.Tensor:
         batch = backbone.collate([examples[i] for i in batch_rows], [targets[i] for i in batch_rows])
