@@ -40,7 +40,7 @@ import torch
 
 from common import describe_device, synchronize, timed
 from taskspace.projections import Fastfood, set_fwht_backend
-from taskspace.projections.fastfood import KERNEL_PACKAGE, _kernel
+from taskspace.projections.fastfood import KERNEL_PACKAGE, kernel_available
 
 
 def butterfly_fwht(x: torch.Tensor) -> torch.Tensor:
@@ -164,7 +164,7 @@ def main() -> None:
         print(json.dumps([peak_mb(ours, z), peak_mb(reference, z)]))
         return
     set_fwht_backend("torch")
-    with_kernel = device.type == "cuda" and _kernel() is not None
+    with_kernel = device.type == "cuda" and kernel_available()
     print(f"device {describe_device(device)}")
     print(f"Fastfood, one global transform, d = {args.d}, forward + backward, median of {args.repeats}")
     print("ms: forward + backward (the training step's cost); fwd ms: forward alone, without autograd")

@@ -174,10 +174,15 @@ def test_lora_rows_in_runs_or_scattered_equal_the_gathered_thetas(order, shared_
     kind = method._parts((torch.arange(2), rows))[0]
     assert kind == ("runs" if order[1] == order[0] else "index")
     results = []
-    for bind in (lambda t: method.bind(t, rows=rows), lambda t: method.bind(t[rows])):
+    computed = []
+    parts = method._parts
+    method._parts = lambda groups: computed.append(1) or parts(groups)  # instance attribute: this test's method
+    for as_rows, bind in ((True, lambda t: method.bind(t, rows=rows)), (False, lambda t: method.bind(t[rows]))):
         theta = distinct.clone().requires_grad_(True)
+        computed.clear()
         with bind(theta):
             loss = backbone.loss(batch)
+        assert len(computed) == as_rows  # once for the whole forward, not once per adapted module; none gathered
         (g,) = torch.autograd.grad((loss * torch.arange(1.0, 7.0)).sum(), theta)
         with torch.no_grad(), bind(distinct):
             ranked = backbone.predict(batch)

@@ -231,6 +231,7 @@ def test_fwht_backend_choice(monkeypatch):
                         types.SimpleNamespace(hadamard_transform=dense_kernel(calls, 8, 1 << 15)))
     monkeypatch.setattr(fastfood, "_kernel_applies", lambda x: x.shape[-1] >= 8)
     x = torch.randn(2, 64, dtype=torch.float64)
+    assert fastfood.kernel_available()
     assert set_fwht_backend("auto") == "auto"
     torch.testing.assert_close(fwht(x), x @ sylvester(64))
     assert calls == [64]
@@ -251,6 +252,7 @@ def test_fwht_backend_choice(monkeypatch):
         set_fwht_backend("fast")
     monkeypatch.setitem(sys.modules, "fast_hadamard_transform", None)  # not installed
     fastfood._import_kernel.cache_clear()
+    assert not fastfood.kernel_available()
     with pytest.raises(ConfigError, match="pip install fast-hadamard-transform"):
         set_fwht_backend("kernel")
     monkeypatch.undo()

@@ -107,11 +107,19 @@ class LoRA(DeltaMethod):
         scale = self.scale
         if groups is None and per_example:
             groups = distinct_rows(views)
+        memo: dict = {}  # the groups' parts, computed once per row map for all the modules of this binding
+
+        def parts_now():
+            rows = self.backbone._row_index
+            if "parts" not in memo or memo["rows"] is not rows:
+                memo.update(rows=rows, parts=self._parts(groups))
+            return memo["parts"]
+
         handles = []
         for module, items in by_module.values():
 
             def edit(x, out, items=items):
-                parts = self._parts(groups) if groups is not None else None
+                parts = parts_now() if groups is not None else None
                 for site, a, b in items:
                     a, b = a.to(x.dtype), b.to(x.dtype)
                     if parts is not None:

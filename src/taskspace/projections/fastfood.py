@@ -103,6 +103,11 @@ def _import_kernel():
     return hadamard_transform, ""
 
 
+def kernel_available() -> bool:
+    """Whether the ``fast-hadamard-transform`` package is installed (its kernel runs on CUDA only)."""
+    return _kernel() is not None
+
+
 def _kernel_applies(x: torch.Tensor) -> bool:
     """Whether the kernel can transform ``x``: a CUDA tensor of a dtype it takes, long enough."""
     return x.is_cuda and x.dtype in (torch.float32, torch.float16, torch.bfloat16) and x.shape[-1] >= KERNEL_MIN_LENGTH
