@@ -134,16 +134,3 @@ def test_the_fingerprint_does_not_depend_on_the_compute_dtype(shared_dir, tmp_pa
     save_delta(tmp_path / "theta", lora, theta)
     loaded, _, record = load_delta(tmp_path / "theta", build_method("lora", fp32, {"r": 2}))
     assert torch.equal(loaded, theta)
-
-
-def test_auto_dtype_follows_the_hardware(shared_dir, monkeypatch):
-    from taskspace.backbones import base
-
-    path = f"{shared_dir}/models/stories260K"
-    monkeypatch.setattr(base, "fast_bfloat16", lambda device: True)
-    assert load_backbone(path).dtype == torch.bfloat16
-    monkeypatch.setattr(base, "fast_bfloat16", lambda device: False)
-    assert load_backbone(path).dtype == torch.float32
-    assert load_backbone(path, dtype="bfloat16").dtype == torch.bfloat16
-    with pytest.raises(ConfigError, match="dtype='half'.*auto"):
-        load_backbone(path, dtype="half")

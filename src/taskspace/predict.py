@@ -38,15 +38,21 @@ class Query:
 class Predictor:
     """A finished run's theta bound to its backbone."""
 
-    def __init__(self, backbone: Backbone, method: DeltaMethod, theta: torch.Tensor, task: str):
+    def __init__(self, backbone: Backbone, method: DeltaMethod, theta: torch.Tensor, task: str,
+                 batch_size: int = 32):
         self.backbone = backbone
         self.method = method
         self.theta = theta
         self.task = task
+        #: Inputs per batch unless :meth:`predict` is told otherwise: a run's own evaluation batch size.
+        self.batch_size = batch_size
 
     @classmethod
-    def load(cls, run_dir: str | Path, *, backbone: Backbone | None = None) -> "Predictor":
-        """The run in ``run_dir``; its backbone is loaded as recorded unless one is given."""
+    def load(cls, run_dir: str | Path, *, backbone: Backbone | None = None, dtype: str | None = None) -> "Predictor":
+        """The run in ``run_dir``; its backbone is loaded as recorded (in ``dtype`` if given, else the recorded
+        one) unless one is given. Its batch size is the run's evaluation batch size: in bfloat16 an answer can
+        depend on the other inputs of its batch (their padded length changes how products round), so the run's
+        batching is what gives back its own test predictions exactly."""
         run_dir = Path(run_dir)
         config = read_json(run_dir / "config.json")
         if not is_finished(run_dir):
@@ -55,16 +61,19 @@ class Predictor:
             raise DataError("not a run directory's config (expected run, backbone and method records)",
                             run_dir / "config.json")
         if backbone is None:
-            backbone = reload_backbone(config["backbone"])
+            backbone = reload_backbone(config["backbone"], **({"dtype": dtype} if dtype is not None else {}))
         method = build_method(config["method"]["method"], backbone, config["method"]["config"])
         theta = load_delta(run_dir / "theta", method)[0]
-        return cls(backbone, method, theta, config["run"]["task"])
+        return cls(backbone, method, theta, config["run"]["task"],
+                   batch_size=config["run"].get("eval_batch_size", 32))
 
-    def predict(self, inputs: Iterable[str | Query], *, batch_size: int = 32, progress: bool = False) -> list[str]:
-        """One answer per input (a string, or a :class:`Query` with options), in batches of ``batch_size``."""
+    def predict(self, inputs: Iterable[str | Query], *, batch_size: int | None = None,
+                progress: bool = False) -> list[str]:
+        """One answer per input (a string, or a :class:`Query` with options), in batches of ``batch_size``
+        (default: :attr:`batch_size`, the run's)."""
         examples = [self._example(q if isinstance(q, Query) else Query(q)) for q in inputs]
-        return predict(self.backbone, examples, method=self.method, theta=self.theta, batch_size=batch_size,
-                       progress=progress)
+        return predict(self.backbone, examples, method=self.method, theta=self.theta,
+                       batch_size=batch_size or self.batch_size, progress=progress)
 
     def _example(self, query: Query) -> Example:
         # An Example needs a reference; prediction never reads it.

@@ -48,10 +48,10 @@ def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / SCORES).is_file()
 
 
-def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool) -> None:
+def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool, backbone: Backbone | None = None) -> None:
     """Make ``run_dir`` ready for a run described by ``record``: deleted first with ``overwrite``; refused when it
-    holds a run whose ``config.json`` differs from ``record`` in any of its keys (resuming is only safe for the
-    same run)."""
+    holds a run whose ``config.json`` differs from ``record`` in any of its keys, or whose backbone computed in
+    another dtype than ``backbone`` does (resuming, or returning a finished run, is only safe for the same run)."""
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
@@ -62,6 +62,22 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool) -> 
                 f"{run_dir} holds a run with a different {' and '.join(differs)}; choose another --out/--run-name "
                 "or pass --overwrite to replace it"
             )
+        if backbone is not None:
+            check_same_dtype(saved, backbone, run_dir)
+
+
+def recorded_dtype(saved_config: dict[str, Any]) -> str | None:
+    """The dtype an artefact's backbone computed in, as its ``config.json`` records it (None when it does not)."""
+    return (saved_config.get("backbone") or {}).get("dtype")
+
+
+def check_same_dtype(saved_config: dict[str, Any], backbone: Backbone, where: Path) -> None:
+    """Refuse to resume or return a run computed in another dtype than ``backbone`` computes in, naming the fix."""
+    then, now = recorded_dtype(saved_config), str(backbone.dtype).removeprefix("torch.")
+    if then is not None and then != now:
+        raise ConfigError(f"{where} holds a run computed with the backbone in {then}; this backbone computes in "
+                          f"{now}: pass --backbone-opt dtype={then} to resume or return it, or choose another "
+                          "--out/--run-name")
 
 
 #: How a message names the parts of a run's record.

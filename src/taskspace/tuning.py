@@ -97,7 +97,7 @@ def _setup(config: TuneConfig, run_dir: Path, backbone: Backbone | None, overwri
         backbone = load_backbone(config.backbone, **config.backbone_options)
     backbone.check_task(task.info.has_options, task.name)
     method = method if method is not None else build_method(config.method, backbone, config.method_options)
-    check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite)
+    check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite, backbone=backbone)
     if config.init_from is not None:
         theta_init = load_delta(config.init_from, method)[0]
     else:
@@ -169,9 +169,10 @@ def tune_together(configs: Sequence[TuneConfig], run_dirs: Sequence[str | Path],
     return results  # type: ignore[return-value]
 
 
-def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
-             data_dir: str | None = None) -> tuple[TuneConfig, Task, DeltaMethod, torch.Tensor, dict[str, Any]]:
-    """Rebuild a finished run: its config, task, method (on ``backbone``, loaded if not given), theta, scores."""
+def load_run(run_dir: str | Path, *, backbone: Backbone | None = None, data_dir: str | None = None,
+             dtype: str | None = None) -> tuple[TuneConfig, Task, DeltaMethod, torch.Tensor, dict[str, Any]]:
+    """Rebuild a finished run: its config, task, method (on ``backbone``, loaded if not given: with the run's
+    backbone options, its dtype replaced by ``dtype`` if given), theta, scores."""
     run_dir = Path(run_dir)
     saved = read_json(run_dir / "config.json")
     if not is_finished(run_dir):
@@ -183,20 +184,24 @@ def load_run(run_dir: str | Path, *, backbone: Backbone | None = None,
                         "no run settings") + "); `taskspace evaluate` re-scores tune runs", run_dir / "config.json")
     config = TuneConfig.from_dict(run, **({"data_dir": data_dir} if data_dir is not None else {}))
     if backbone is None:
-        backbone = load_backbone(config.backbone, **config.backbone_options)
+        backbone = load_backbone(config.backbone, **{**config.backbone_options,
+                                                     **({"dtype": dtype} if dtype is not None else {})})
     method = build_method(config.method, backbone, config.method_options)
     theta, _, _ = load_delta(run_dir / "theta", method)
     task = load_task_as(config)
     return config, task, method, theta, read_json(run_dir / "scores.json")
 
 
-def reevaluate(run_dir: str | Path, *, backbone: Backbone | None = None, data_dir: str | None = None) -> dict[str, float]:
-    """Evaluate a finished run's saved theta again on dev and test (the same test subset)."""
-    config, task, method, theta, _ = load_run(run_dir, backbone=backbone, data_dir=data_dir)
+def reevaluate(run_dir: str | Path, *, backbone: Backbone | None = None, data_dir: str | None = None,
+               dtype: str | None = None) -> dict[str, Any]:
+    """Evaluate a finished run's saved theta again on dev and test (the same test subset); ``dtype`` replaces the
+    run's dtype setting. The scores, and under ``"dtype"`` the dtype they were computed in."""
+    config, task, method, theta, _ = load_run(run_dir, backbone=backbone, data_dir=data_dir, dtype=dtype)
     test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     scores = evaluate_splits(method.backbone, {"dev": task.dev, "test": test}, task.metric, method=method,
                              theta=theta, batch_size=config.eval_batch_size)
-    return {split: value for split, value in scores.items() if value is not None}
+    return {**{split: value for split, value in scores.items() if value is not None},
+            "dtype": str(method.backbone.dtype).removeprefix("torch.")}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -249,7 +254,7 @@ def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Ba
     data.check(backbone)
     method = build_method(config.method, backbone, config.method_options)
     record = {"multitask": config.identity()}
-    check_run_dir(run_dir, record, overwrite=overwrite)
+    check_run_dir(run_dir, record, overwrite=overwrite, backbone=backbone)
     with exclusive(run_dir):
         if is_finished(run_dir):
             load_delta(run_dir / "theta", method)  # read and checked, never assumed

@@ -157,6 +157,21 @@ def _check_device(device: str | torch.device) -> torch.device:
     return dev
 
 
+def settled_dtype_option(options: dict) -> dict:
+    """``options`` with a host-dependent ``dtype`` made explicit, as a run's settings record it: ``auto`` becomes the
+    dtype this host resolves it to (so that runs computed in different dtypes never share a name), ``default`` is
+    dropped (it is what no option means). Anything else is left to :func:`load_backbone` to check."""
+    from .base import resolve_dtype
+
+    dtype = options.get("dtype")
+    if dtype == "default":
+        return {k: v for k, v in options.items() if k != "dtype"}
+    if dtype == "auto":
+        resolved = resolve_dtype("auto", _check_device(options.get("device", "auto")))
+        return {**options, "dtype": str(resolved).removeprefix("torch.")}
+    return options
+
+
 def _valid_options(cls: type[Backbone]) -> set[str]:
     """The options :func:`load_backbone` takes for a backbone of class ``cls``."""
     import inspect
@@ -183,7 +198,7 @@ def load_backbone(
     name_or_path: str = DEFAULT_BACKBONE,
     *,
     family: str | None = None,
-    dtype: str | torch.dtype = "auto",
+    dtype: str | torch.dtype | None = None,
     device: str | torch.device = "auto",
     attn_implementation: str = "sdpa",
     **options,
@@ -192,8 +207,11 @@ def load_backbone(
 
     ``device="auto"`` places it on the first CUDA device when PyTorch sees one, else on the CPU.
 
-    ``dtype="auto"`` loads the frozen weights in bfloat16 where the device computes it fast (CUDA with bf16, CPUs
-    with AMX or AVX-512 BF16) and in float32 elsewhere; deltas, their gradients and optimiser states stay float32.
+    ``dtype``: the frozen weights' dtype. None (or ``"default"``) is float32 on the CPU, so that the same call gives
+    the same numbers on every CPU host, and bfloat16 on a CUDA device that supports it; ``"auto"`` is bfloat16
+    wherever the device computes it fast (CUDA with bf16, CPUs with AMX or AVX-512 BF16) and float32 elsewhere
+    (``TASKSPACE_FAST_BF16=1`` or ``0`` makes a CPU resolve it as one with or without); or ``"float32"``,
+    ``"bfloat16"``, ``"float16"``. Deltas, their gradients and optimiser states stay float32 whatever it is.
 
     ``attn_implementation``: the attention implementation transformers computes with (``sdpa``, ``eager``,
     ``flex_attention``, ``flash_attention_2``, ...); taskspace wraps it to add prefixes (see :mod:`.attention`).
@@ -268,6 +286,7 @@ __all__ = [
     "load_backbone",
     "meta_backbone",
     "resolve_backbone_path",
+    "settled_dtype_option",
     "supported_model_types",
     "token_nll",
     "weight_files",

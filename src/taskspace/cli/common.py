@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..backbones import DEFAULT_BACKBONE
+from ..backbones import DEFAULT_BACKBONE, settled_dtype_option
 from ..config import Config, add_arguments
 from ..errors import ConfigError
 from ..train import TrainConfig
@@ -102,7 +102,7 @@ def backbone_options_from(args: argparse.Namespace) -> dict[str, Any]:
         options["family"] = args.family
     if getattr(args, "decode", None):
         options["decode"] = args.decode
-    return options
+    return settled_dtype_option(options)
 
 
 def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None):
@@ -192,8 +192,9 @@ def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAU
                         "the default of seq2seq and causal backbones); rank: choose the most likely option of "
                         "tasks with options (the only mode of encoder backbones)")
     p.add_argument("--backbone-opt", action="append", metavar="KEY=VALUE",
-                   help="backbone option, e.g. dtype=float32 (default auto: bfloat16 where the hardware runs it "
-                        "fast), max_input_length=256, attn_implementation=eager (sdpa, flex_attention, "
+                   help="backbone option, e.g. dtype=auto (bfloat16 where the hardware runs it fast; the default is "
+                        "float32 on the CPU, the same numbers on every host, and bfloat16 on a CUDA GPU that "
+                        "supports it), dtype=bfloat16, max_input_length=256, attn_implementation=eager (sdpa, flex_attention, "
                         "flash_attention_2), dropout=true (the frozen model's dropout in training steps; default "
                         "off), similarity_scale=20, label_smoothing=0.1")
 

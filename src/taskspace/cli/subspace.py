@@ -179,7 +179,7 @@ def cmd_subspace_tune(args: argparse.Namespace) -> int:
     scores = subspace_tune(space, args.subspace, config, args.out, overwrite=args.overwrite)
     test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
     print(f"task {args.task} | {space.recipe} subspace (d = {space.d}) | method {args.method} | "
-          f"dev {100 * scores['dev']:.2f} test {test}")
+          f"dtype {str(backbone.dtype).removeprefix('torch.')} | dev {100 * scores['dev']:.2f} test {test}")
     bank = Bank(args.bank, backbone) if args.bank else None
     write_tables(tuning_tables(f"{args.task}, {space.recipe} d={space.d}", [args.task], args.method,
                                [scores["test"]], bank), Path(args.out), "relative")

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..backbones import DEFAULT_BACKBONE
+from ..backbones.base import DTYPE_CHOICES
 from ..config import add_arguments, from_args
 from ..errors import ConfigError
 from ..presets import tuning_values
@@ -37,10 +38,19 @@ def _pct(x) -> str:
     return "   n/a" if x is None else f"{100 * x:6.2f}"
 
 
+def _dtype_note(run_dir: Path) -> str:
+    """`` | dtype X``: the dtype the run's backbone computed in, as its config.json records it."""
+    from ..runs import recorded_dtype
+    from ..store import read_json
+
+    dtype = recorded_dtype(read_json(Path(run_dir) / "config.json"))
+    return f" | dtype {dtype}" if dtype else ""
+
+
 def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
     zs = scores.get("zero_shot") or {}
     decode = f" | decode {scores['decode']}" if scores.get("decode") else ""
-    print(f"task {task} | method {method} | metric {scores['metric']}{decode} | run {run_dir}")
+    print(f"task {task} | method {method} | metric {scores['metric']}{decode}{_dtype_note(run_dir)} | run {run_dir}")
     print(f"{'':>22} {'dev':>7} {'test':>7}")
     for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):
         print(f"{label:>22} {_pct(d.get('dev'))} {_pct(d.get('test'))}")
@@ -50,19 +60,25 @@ def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from ..runs import recorded_dtype
     from ..store import read_json
     from ..tuning import reevaluate
 
     if not Path(args.run).is_dir():
         raise ConfigError(f"RUN {args.run}: expected a run directory (one that `taskspace tune` wrote)")
-    again = reevaluate(args.run, data_dir=args.data_dir)
+    again = reevaluate(args.run, data_dir=args.data_dir, dtype=args.dtype)
+    now = again.pop("dtype")
     scores = read_json(Path(args.run) / "scores.json")
+    then = recorded_dtype(read_json(Path(args.run) / "config.json"))
     print(f"{'split':>6} {'saved':>8} {'now':>8}")
     same = True
     for split, value in again.items():
         print(f"{split:>6} {_pct(scores[split])} {_pct(value)}")
         same &= value == scores[split]
     print("identical to the saved scores" if same else "DIFFERENT from the saved scores")
+    if then is not None and then != now:
+        print(f"the run computed in {then} and this evaluation in {now} (its dtype setting resolves to {now} here): "
+              f"scores can differ for that reason alone; --dtype {then} evaluates as the run did")
     return 0 if same else 1
 
 
@@ -73,7 +89,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ..predict import Predictor, read_queries
     from ..store import write_text
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size {args.batch_size}: expected a positive number")
     run = Path(args.run)
     if not (run / "config.json").is_file():
@@ -317,6 +333,8 @@ def add_commands(sub) -> None:
                                    "dev and test examples; exits 1 if the scores differ from the saved ones.")
     e.add_argument("run", help="run directory")
     e.add_argument("--data-dir", help="data folder, if it moved since the run")
+    e.add_argument("--dtype", choices=DTYPE_CHOICES,
+                   help="the dtype of the backbone's weights (default: the run's setting, as this host resolves it)")
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="answer new inputs with a finished run's theta",
@@ -328,7 +346,8 @@ def add_commands(sub) -> None:
     r.add_argument("run", help="run directory")
     r.add_argument("--input", default="-", help="input file, or - for standard input (default: -)")
     r.add_argument("--output", help="output file (default: standard output)")
-    r.add_argument("--batch-size", type=int, default=32, help="inputs per batch (default: 32)")
+    r.add_argument("--batch-size", type=int, help="inputs per batch (default: the run's evaluation batch size, "
+                                                 "with which it answers its own test inputs exactly as it did)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_predict)
 

@@ -194,7 +194,7 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
         config = config.replace(method_options=method.config.to_dict())
     record = {"run": config.identity(), "imported": {"from": str(Path(folder).resolve()),
                                                      "peft_type": adapter.get("peft_type")}}
-    check_run_dir(run_dir, record, overwrite=overwrite)
+    check_run_dir(run_dir, record, overwrite=overwrite, backbone=backbone)
     with exclusive(run_dir):
         if is_finished(run_dir):
             return read_json(run_dir / "scores.json")

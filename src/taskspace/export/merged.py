@@ -7,9 +7,12 @@ are switched on so that the saved model has them) and full fine-tuning (``W += d
 prompt and prefix tuning (their virtual tokens are inputs, not weights), adapters (modules the architecture does not
 have), and BitFit biases that the architecture cannot hold (T5's projections, RMS norms).
 
-The weights are merged in the dtype the backbone holds them in. Before anything is kept, the saved folder is loaded
-back and its logits on a probe batch are compared with the run's; a difference beyond float tolerance removes the
-folder and raises.
+The weights are merged, saved and checked in float32, whatever dtype the run computed in: the run's backbone is
+reloaded in float32 from its recorded settings, and a bfloat16 run's delta merged into it (rounding the merged
+weights to bfloat16 would lose most of a small delta). Before anything is kept, the saved folder is loaded back and
+its logits on a probe batch are compared with the run's theta bound to the float32 backbone; a difference beyond
+float32 tolerance removes the folder and raises. Load the folder with ``dtype=torch.bfloat16`` to compute as a
+bfloat16 run did.
 """
 
 from __future__ import annotations
@@ -118,7 +121,11 @@ def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor:
     """Write the run's backbone with its delta merged into the weights as a ``save_pretrained`` folder."""
     import transformers
 
-    p = predictor if predictor is not None else Predictor.load(run_dir)
+    p = predictor if predictor is not None else Predictor.load(run_dir, dtype="float32")
+    if p.backbone.dtype != torch.float32:
+        raise ConfigError(f"export --format merged merges in float32, and this predictor's backbone computes in "
+                          f"{str(p.backbone.dtype).removeprefix('torch.')}: pass the run directory, or a predictor "
+                          "loaded with Predictor.load(run, dtype='float32')")
     name = p.method.name
     if name not in _MERGERS:
         raise ConfigError(f"export --format merged: {name} cannot be merged: {_REFUSALS.get(name, 'no merger')}")
@@ -135,13 +142,13 @@ def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor:
     p.backbone.tokenizer.save_pretrained(str(out))
     auto = getattr(transformers, type(p.backbone).auto_class)
     try:
-        reloaded = auto.from_pretrained(str(out), local_files_only=True, dtype=p.backbone.dtype).to(p.backbone.device)
+        reloaded = auto.from_pretrained(str(out), local_files_only=True, dtype=torch.float32).to(p.backbone.device)
         inputs = _probe(p)
         with torch.no_grad():
             with p.method.bind(p.theta):
                 ours = _outputs(p.backbone.model, inputs)
             theirs = _outputs(reloaded.eval(), inputs)
-        tol = 1e-4 if p.backbone.dtype == torch.float32 else 2e-2
+        tol = 1e-4
         if not torch.allclose(theirs.float(), ours.float(), rtol=tol, atol=tol * 10):
             diff = (theirs.float() - ours.float()).abs().max().item()
             raise IncompatibleError(f"export --format merged: the saved model's outputs differ from the run's by "

@@ -76,7 +76,8 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     run_dir = Path(run_dir)
     config.validate()
     record = {"run": config.identity(), "subspace": subspace_id(folder), "d": space.d}
-    check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite)
+    check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite,
+                  backbone=space.backbone)
     ms = space[config.method]
     backbone = space.backbone
     task = load_task_as(config)
