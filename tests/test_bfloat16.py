@@ -111,22 +111,22 @@ def test_a_run_is_never_returned_for_another_dtype(tmp_path, llama_dir, data_dir
 
 
 def test_an_interrupted_bfloat16_run_resumes_to_the_uninterrupted_one(tmp_path, llama_dir, data_dir, monkeypatch):
-    from taskspace import train as train_module
+    from taskspace import checkpoint as checkpoint_module
 
     argv = _argv(llama_dir, data_dir, tmp_path / "whole", "--backbone-opt", "dtype=bfloat16", "--run-name", "r")
     assert main(argv) == 0
-    real_save = train_module._Checkpoint.save
+    real_save = checkpoint_module.Checkpoint.save
 
     def save_then_die(self, *args):  # the first checkpoint is written, then the process "dies"
         real_save(self, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module._Checkpoint, "save", save_then_die)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", save_then_die)
     cut = [a if a != str(tmp_path / "whole") else str(tmp_path / "cut") for a in argv]
     with pytest.raises(KeyboardInterrupt):
         main(cut)
     assert json.loads((tmp_path / "cut" / "r" / "checkpoint" / "state.json").read_text())["step"] == 2
-    monkeypatch.setattr(train_module._Checkpoint, "save", real_save)
+    monkeypatch.setattr(checkpoint_module.Checkpoint, "save", real_save)
     assert main(cut) == 0
     for name in ("theta.safetensors", "scores.json", "predictions/test.jsonl"):
         assert (tmp_path / "whole" / "r" / name).read_bytes() == (tmp_path / "cut" / "r" / name).read_bytes(), name

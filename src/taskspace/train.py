@@ -4,10 +4,10 @@
 projection) for a loss computed on batches of examples. It provides AdamW / Adafactor, warm-up with linear decay
 or constant schedules, gradient clipping, evaluation every N steps with best-on-dev selection, early stopping,
 seeded and resumable data order, gradient accumulation over micro-batches, and a progress bar. With a ``run_dir``
-it checkpoints after every evaluation (safetensors + JSON: the trainable, the optimiser, and the CPU and CUDA random
-number generators) and an interrupted run resumes from the last checkpoint and reproduces the uninterrupted run
-exactly. In a torch.distributed process group each step's batch is split over the processes and the gradients
-summed (data parallelism, :mod:`taskspace.parallel`).
+it checkpoints after every evaluation (:mod:`taskspace.checkpoint`: safetensors + JSON, the trainable, the
+optimiser, and the CPU and CUDA random number generators) and an interrupted run resumes from the last checkpoint
+and reproduces the uninterrupted run exactly. In a torch.distributed process group each step's batch is split
+over the processes and the gradients summed (data parallelism, :mod:`taskspace.parallel`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .checkpoint import Checkpoint, optimizer_from_files, restore_rng
 from .config import Config, at_least, non_negative, option, positive
-from .errors import ConfigError, DataError, TaskspaceError
+from .errors import ConfigError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
 from .parallel import all_reduce_sum_, broadcast_object, group
-from .store import append_jsonl, read_json, read_tensors, write_json, write_tensors, write_text
+from .store import append_jsonl, write_text
 from .tasks.example import Example
 
 
@@ -101,89 +102,6 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def _optimizer_to_files(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
-    sd = opt.state_dict()
-    tensors, scalars = {}, {}
-    for pid, st in sd["state"].items():
-        for k, v in st.items():
-            if torch.is_tensor(v):
-                tensors[f"optim.{pid}.{k}"] = v
-            else:
-                scalars[f"{pid}.{k}"] = v
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
-
-
-def _optimizer_from_files(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    state: dict[int, dict] = {}
-    for key, v in tensors.items():
-        if key.startswith("optim."):
-            _, pid, k = key.split(".", 2)
-            state.setdefault(int(pid), {})[k] = v
-    for key, v in meta["scalars"].items():
-        pid, k = key.split(".", 1)
-        state.setdefault(int(pid), {})[k] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-
-
-class _Checkpoint:
-    """``<run_dir>/checkpoint/``: ``state-<step>.safetensors`` and ``state.json``, which names it and is written last.
-
-    A new state goes to a new file and the JSON is replaced after it, so a process killed at any moment leaves the
-    previous pair whole (the older tensor file is deleted only once the new JSON is in place)."""
-
-    def __init__(self, run_dir: Path):
-        self.dir = run_dir / "checkpoint"
-        self.meta = self.dir / "state.json"
-
-    def exists(self) -> bool:
-        return self.meta.is_file()
-
-    def save(self, trainable, opt, step, best, initial, history, bad_evals, key, shapes) -> None:
-        from .cache import file_sha256
-
-        best_step, best_score, best_state = best
-        tensors = {f"param.{k}": v for k, v in trainable.state_dict().items()}
-        tensors.update({f"best.{k}": v for k, v in (best_state or {}).items()})
-        initial_score, initial_state = initial if initial is not None else (None, {})
-        tensors.update({f"initial.{k}": v for k, v in initial_state.items()})
-        opt_tensors, opt_meta = _optimizer_to_files(opt)
-        tensors.update(opt_tensors)
-        tensors["rng.torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            for i, state in enumerate(torch.cuda.get_rng_state_all()):
-                tensors[f"rng.cuda.{i}"] = state
-        name = f"state-{step}.safetensors"
-        write_tensors(self.dir / name, tensors)
-        write_json(self.meta, {
-            "step": step, "best_step": best_step, "best_score": best_score, "bad_evals": bad_evals,
-            "initial_score": initial_score,
-            "history": history, "optimizer": opt_meta, "config": key, "shapes": shapes,
-            "tensors": name, "tensors_sha256": file_sha256(self.dir / name, remember=False),
-        })
-        for old in self.dir.glob("state*.safetensors"):
-            if old.name != name:
-                old.unlink()
-
-    def load(self, key: str, shapes: dict) -> tuple[dict, dict[str, torch.Tensor]]:
-        from .cache import file_sha256
-
-        meta = read_json(self.meta)
-        if meta.get("config") != key or meta.get("shapes") != shapes:
-            raise ConfigError(
-                f"{self.meta}: this checkpoint was made with different training settings or parameters; "
-                "resume with the same settings, or start a fresh run directory (--overwrite)"
-            )
-        tensors = self.dir / meta.get("tensors", "state.safetensors")
-        if not tensors.is_file() or file_sha256(tensors, remember=False) != meta["tensors_sha256"]:
-            raise DataError(f"does not match {self.meta.name} (changed or damaged after it was written); delete "
-                            "the checkpoint folder to restart the run from scratch", tensors)
-        return meta, read_tensors(tensors)
-
-
 _SHARE: contextvars.ContextVar[float] = contextvars.ContextVar("micro_batch_share", default=1.0)
 
 
@@ -208,17 +126,6 @@ def once_per_step(key: str, make):
     if key not in memo:
         memo[key] = make()
     return memo[key]
-
-
-def _restore_rng(tensors: dict[str, torch.Tensor]) -> None:
-    """The random number generators as a checkpoint saved them. CUDA states are restored when this process sees
-    as many CUDA devices as the saving one did (a run resumed on other hardware cannot replay its kernels exactly
-    anyway; with the backbone's dropout off, taskspace's steps draw no CUDA random numbers)."""
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("rng.cuda.")),
-                                       key=lambda k: int(k.rsplit(".", 1)[1]))]
-    if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
-        torch.cuda.set_rng_state_all(cuda)
 
 
 def _check_dtype(backbone: nn.Module | None) -> None:
@@ -356,7 +263,7 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
     # (score, state) of the untrained state, kept while it can still be the best (until a trained state reaches
     # its score).
     initial: tuple[float, dict[str, torch.Tensor]] | None = None
-    ckpt = _Checkpoint(Path(run_dir)) if run_dir is not None else None
+    ckpt = Checkpoint(Path(run_dir)) if run_dir is not None else None
     saved = ckpt.load(key, shapes) if ckpt is not None and ckpt.exists() and rank == 0 else None
     saved = broadcast_object(saved)  # data-parallel: every process resumes from rank 0's checkpoint
     if rank > 0:
@@ -369,8 +276,8 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
         loaded_initial = {k[8:]: v for k, v in tensors.items() if k.startswith("initial.")}
         if loaded_initial:
             initial = (meta["initial_score"], loaded_initial)
-        _optimizer_from_files(opt, tensors, meta["optimizer"])
-        _restore_rng(tensors)
+        optimizer_from_files(opt, tensors, meta["optimizer"])
+        restore_rng(tensors)
         start, best_step, best_score = meta["step"], meta["best_step"], meta["best_score"]
         history, bad_evals, resumed = meta["history"], meta["bad_evals"], meta["step"]
         if hasattr(log, "resume"):

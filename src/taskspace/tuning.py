@@ -28,42 +28,61 @@ from .tasks.sources import Columns
 from .train import TrainConfig
 
 
-@dataclass
-class TuneConfig(Config):
-    """One tune run: a delta method on a task's few-shot files. ``train.lr`` left at None takes the method's
-    default learning rate (``taskspace methods``)."""
+# A subclass's fields come after its bases' (configs are compared, hashed and read by key, so the order changes no
+# run's name); the bases are keyword-only so that a subclass can add required fields (its task) after their defaults.
 
-    task: str = option(help="task name (see `taskspace tasks`)", cli=False)
-    method: str = option(help="delta method", choices=METHODS, cli=False)
+
+@dataclass(kw_only=True)
+class FewShotRunConfig(Config):
+    """What every run on a task's few-shot files shares: the data folder, which few-shot files, and how the run is
+    scored (the seeded test subset, the evaluation batch size)."""
+
     data_dir: str = option(help="folder of task folders", cli=False)
-    method_options: dict[str, Any] = option(help="method options (see `taskspace methods`)", factory=dict)
-    metric: str | None = option(None, "the task's metric: one of the seven, or module:function; replaces the "
-                                      "catalog's (a task outside the catalog is scored with ACC when it has "
-                                      "options, else EM)")
-    columns: Columns = option(help="the columns of your own data", factory=Columns, since="0.2")
-    backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name", cli=False)
-    backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
     k: int = option(16, "shots in the file names", check=positive_count)
     data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
-    resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed")
-    resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
-                                          "to draw, e.g. 32 or 64 (none: --k)", check=positive_count, since="0.2")
-    seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
-    train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
     eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
     max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
                                                 "(none: all)", check=positive_count, nullable=True)
     test_sample_seed: int = option(0, "seed of the test subset", cli=False)
+
+
+@dataclass(kw_only=True)
+class BaseTuneConfig(FewShotRunConfig):
+    """What a run that tunes a delta method's theta shares (:class:`TuneConfig`, :class:`MultiTuneConfig`): the
+    method and its options, the backbone, the seed and the training settings. ``train.lr`` left at None takes the
+    method's default learning rate (``taskspace methods``)."""
+
+    method: str = option(help="delta method", choices=METHODS, cli=False)
+    method_options: dict[str, Any] = option(help="method options (see `taskspace methods`)", factory=dict)
+    backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name", cli=False)
+    backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
+    seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
+    train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
+
+    def check(self) -> None:
+        if self.train.lr is None:
+            self.train = self.train.replace(lr=default_lr(self.method))
+
+
+@dataclass
+class TuneConfig(BaseTuneConfig):
+    """One tune run: a delta method on a task's few-shot files. ``train.lr`` left at None takes the method's
+    default learning rate (``taskspace methods``)."""
+
+    task: str = option(help="task name (see `taskspace tasks`)", cli=False)
+    metric: str | None = option(None, "the task's metric: one of the seven, or module:function; replaces the "
+                                      "catalog's (a task outside the catalog is scored with ACC when it has "
+                                      "options, else EM)")
+    columns: Columns = option(help="the columns of your own data", factory=Columns, since="0.2")
+    resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed")
+    resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
+                                          "to draw, e.g. 32 or 64 (none: --k)", check=positive_count, since="0.2")
     zero_shot: bool = option(True, "evaluate the frozen backbone and the initial theta before training "
                                    "(zero_shot.json)", cli=False)
     init_from: str | None = option(None, "start from a saved delta (<run>/theta, e.g. an IST solution) instead of "
                                          "the method's initialisation")
     keep_checkpoint: bool = option(False, "keep the last training state (with the optimiser's) after the run "
                                           "finished", runtime=True)
-
-    def check(self) -> None:
-        if self.train.lr is None:
-            self.train = self.train.replace(lr=default_lr(self.method))
 
 
 @dataclass
@@ -209,32 +228,18 @@ def reevaluate(run_dir: str | Path, *, backbone: Backbone | None = None, data_di
 
 
 @dataclass
-class MultiTuneConfig(Config):
+class MultiTuneConfig(BaseTuneConfig):
     """One delta method tuned on the pooled training examples of several tasks: one theta for all of them, chosen
     by the mean dev score over the tasks (IPT's multi-task prompt tuning / fine-tuning baseline, Table IV)."""
 
     tasks: list[str] = option(help="the tasks", cli=False)
-    method: str = option(help="delta method", choices=METHODS, cli=False)
-    data_dir: str = option(help="folder of task folders", cli=False)
-    method_options: dict[str, Any] = option(help="method options (see `taskspace methods`)", factory=dict)
-    backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name", cli=False)
-    backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
-    k: int = option(16, "shots in the file names", check=positive_count)
-    data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
-    seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
-    train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
-    eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
-    max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
-                                                "(none: all)", check=positive_count, nullable=True)
-    test_sample_seed: int = option(0, "seed of the test subset", cli=False)
 
     def check(self) -> None:
         if not self.tasks:
             raise ConfigError("--tasks: name at least one task")
         if len(set(self.tasks)) != len(self.tasks):
             raise ConfigError(f"--tasks {' '.join(self.tasks)}: a task is named twice")
-        if self.train.lr is None:
-            self.train = self.train.replace(lr=default_lr(self.method))
+        super().check()
 
 
 def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Backbone | None = None,

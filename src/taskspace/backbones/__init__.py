@@ -161,7 +161,7 @@ def settled_dtype_option(options: dict) -> dict:
     """``options`` with a host-dependent ``dtype`` made explicit, as a run's settings record it: ``auto`` becomes the
     dtype this host resolves it to (so that runs computed in different dtypes never share a name), ``default`` is
     dropped (it is what no option means). Anything else is left to :func:`load_backbone` to check."""
-    from .base import resolve_dtype
+    from .dtypes import resolve_dtype
 
     dtype = options.get("dtype")
     if dtype == "default":
@@ -218,7 +218,7 @@ def load_backbone(
     """
     from transformers import AutoTokenizer
 
-    from .base import resolve_dtype
+    from .dtypes import resolve_dtype
 
     device = _check_device(device)
     path, local = resolve_backbone_path(name_or_path)

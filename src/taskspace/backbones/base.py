@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Sequence
@@ -33,6 +32,10 @@ from torch.utils.hooks import RemovableHandle
 from ..errors import ConfigError
 from ..tasks.example import Example
 from .attention import PREFIX_ATTR, WRAPPABLE, PrefixProvider, use_taskspace_attention
+from .checkpointing import LayerCheckpointing
+# option_rows, take_tokens and the dtype helpers were defined here; they stay importable from here
+from .decoding import group_options, option_rows, take_tokens
+from .dtypes import DTYPE_CHOICES, DTYPES, FAST_BF16_ENV, default_dtype, fast_bfloat16, resolve_dtype
 from .sites import AttentionSite, Sites, discover_sites
 
 
@@ -88,71 +91,7 @@ def first_not_none(*values):
     return next((v for v in values if v is not None), None)
 
 
-#: Set to 1 (or 0) to make ``dtype=auto`` resolve on this CPU as it would on one with (or without) fast bfloat16:
-#: the way to check on any host what a host of the other kind computes (the suite runs under both).
-FAST_BF16_ENV = "TASKSPACE_FAST_BF16"
-
-
-def _cpu_has_fast_bfloat16() -> bool:
-    """Whether this CPU has AMX or AVX-512 BF16, or what :data:`FAST_BF16_ENV` says it has."""
-    forced = os.environ.get(FAST_BF16_ENV, "").strip()
-    if forced:
-        if forced not in ("0", "1"):
-            raise ConfigError(f"{FAST_BF16_ENV}={forced!r}: expected 1 (resolve dtype=auto as on a CPU with fast "
-                              "bfloat16) or 0 (as on one without)")
-        return forced == "1"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def fast_bfloat16(device: str | torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 matrix products fast: CUDA with bf16 support, or a CPU with AMX or
-    AVX-512 BF16 (elsewhere PyTorch emulates bf16 on the CPU, many times slower than float32). On the CPU,
-    :data:`FAST_BF16_ENV` overrides what the flags say."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    return _cpu_has_fast_bfloat16()
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-#: What ``dtype`` may be: ``auto``, ``default`` (the library's choice, :func:`default_dtype`) or a dtype's name.
-DTYPE_CHOICES = ("auto", "default", *DTYPES)
-
-
-def default_dtype(device: str | torch.device) -> torch.dtype:
-    """The dtype of the frozen weights when none is asked for: float32 on the CPU, so that a command computes the
-    same numbers on every CPU host whatever its instruction set; on CUDA, bfloat16 where the GPU supports it
-    (not measured by taskspace yet: ``benchmarks/gpu.sh`` measures both), else float32."""
-    device = torch.device(device)
-    if device.type == "cuda" and fast_bfloat16(device):
-        return torch.bfloat16
-    return torch.float32
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device = "cpu") -> torch.dtype:
-    """The dtype of the frozen weights: ``None`` or ``default`` is :func:`default_dtype`; ``auto`` is bfloat16
-    where :func:`fast_bfloat16` (a CPU with AMX or AVX-512 BF16, or CUDA with bf16), else float32."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype is None or dtype == "default":
-        return default_dtype(device)
-    if dtype == "auto":
-        return torch.bfloat16 if fast_bfloat16(device) else torch.float32
-    try:
-        return DTYPES[dtype]
-    except (KeyError, TypeError):
-        raise ConfigError(f"dtype={dtype!r}: expected {', '.join(DTYPE_CHOICES)}") from None
-
-
-class Backbone(nn.Module):
+class Backbone(LayerCheckpointing, nn.Module):
     """Base class of the three backbone families. Subclasses implement ``collate``, ``loss`` and ``predict``."""
 
     family: ClassVar[str] = ""
@@ -312,65 +251,6 @@ class Backbone(nn.Module):
         if mode and not self.dropout:
             self.model.eval()
         return self
-
-    # ----------------------------------------------------------------------------------------------------------
-    # Gradient checkpointing
-
-    def _checkpoint_layers(self) -> None:
-        """Recompute each transformer layer's activations in the backward pass instead of keeping them.
-
-        transformers checkpoints a layer only in training mode, which would switch the frozen model's dropout on;
-        taskspace wraps the layers itself (PyTorch's non-reentrant checkpoint). What is bound when a layer runs
-        (parameter overrides, prefixes, output edits, the row map) is gone by the time ``backward`` recomputes
-        it, so the recomputation runs with the injections of the forward pass put back."""
-        from torch.utils.checkpoint import checkpoint
-        from transformers.modeling_layers import GradientCheckpointingLayer
-
-        layers = [m for m in self.model.modules() if isinstance(m, GradientCheckpointingLayer)]
-        if not layers:
-            raise ConfigError(f"gradient_checkpointing=true: {type(self.model).__name__} has no layers transformers "
-                              "can checkpoint")
-        for layer in layers:
-            forward = layer.forward
-
-            def run(*args, _forward=forward, _layer=layer, **kwargs):
-                cached = kwargs.get("past_key_values") is not None or kwargs.get("layer_past") is not None
-                if not torch.is_grad_enabled() or cached:
-                    return _forward(*args, **kwargs)
-                state = self._injections(_layer)
-                return checkpoint(_forward, *args, use_reentrant=False, **kwargs,
-                                  context_fn=lambda: (contextlib.nullcontext(), self._reinstated(state, _layer)))
-
-            layer.forward = run
-
-    def _injections(self, layer: nn.Module) -> tuple:
-        """What is bound now, as far as ``layer`` can see it."""
-        return (list(self._overrides), self._suspended, self._row_index,
-                {m: getattr(m, PREFIX_ATTR, None) for m in layer.modules()},
-                {m: dict(m._forward_hooks) for m in layer.modules()})
-
-    @contextlib.contextmanager
-    def _reinstated(self, state: tuple, layer: nn.Module) -> Iterator[None]:
-        """Within this block, ``layer`` runs with the injections ``state`` recorded; then the current ones again."""
-        now = self._injections(layer)
-        self._put_injections(state)
-        try:
-            yield
-        finally:
-            self._put_injections(now)
-
-    def _put_injections(self, state: tuple) -> None:
-        overrides, self._suspended, self._row_index, prefixes, hooks = state
-        self._overrides = list(overrides)
-        self._apply_overrides()
-        for m, prefix in prefixes.items():
-            if prefix is None:
-                m.__dict__.pop(PREFIX_ATTR, None)
-            else:
-                setattr(m, PREFIX_ATTR, prefix)
-        for m, kept in hooks.items():
-            m._forward_hooks.clear()
-            m._forward_hooks.update(kept)
 
     # ----------------------------------------------------------------------------------------------------------
     # Injections
@@ -550,34 +430,3 @@ class Backbone(nn.Module):
 
     def check_task(self, has_options: bool, task: str) -> None:
         """Raise ConfigError if this family cannot handle a task (only the encoder family rejects some)."""
-
-
-def group_options(examples: Sequence[Example]) -> tuple[list[int], list[int]]:
-    """Indices of examples with options and of those without, in order."""
-    with_options = [i for i, e in enumerate(examples) if e.options]
-    without = [i for i, e in enumerate(examples) if not e.options]
-    return with_options, without
-
-
-def option_rows(examples: Sequence[Example], device: torch.device) -> tuple[torch.Tensor, list[tuple[int, int]]]:
-    """Row map for ranking: one row per (example, option); and each example's [start, end) range of rows."""
-    index, spans, start = [], [], 0
-    for i, e in enumerate(examples):
-        index.extend([i] * len(e.options))
-        spans.append((start, start + len(e.options)))
-        start += len(e.options)
-    return torch.tensor(index, dtype=torch.long, device=device), spans
-
-
-def take_tokens(tokens: list[list[int]], active: torch.Tensor, nxt: torch.Tensor, eos_id: int,
-                last_step: bool) -> torch.Tensor | None:
-    """One step of greedy generation with finished rows leaving the batch: append each active row's token
-    ``nxt`` to ``tokens[row]``; return the positions (within the active rows) that go on generating, or None when
-    none does (all produced EOS, or this was the last step). The caller keeps those rows of its per-row state."""
-    for row, token in zip(active.tolist(), nxt.tolist()):
-        tokens[row].append(token)
-    keep = nxt != eos_id
-    if last_step or not bool(keep.any()):
-        return None
-    return keep.nonzero().squeeze(1)
-

@@ -8,7 +8,8 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ..tasks.example import Example
-from .base import Backbone, Batch, first_not_none, option_rows, take_tokens, token_nll
+from .base import Backbone, Batch, first_not_none, token_nll
+from .decoding import option_rows, take_tokens
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:

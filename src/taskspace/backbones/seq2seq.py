@@ -10,7 +10,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import ConfigError
 from ..tasks.example import Example
-from .base import Backbone, Batch, first_not_none, option_rows, take_tokens, token_nll
+from .base import Backbone, Batch, first_not_none, token_nll
+from .decoding import option_rows, take_tokens
 
 
 def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:

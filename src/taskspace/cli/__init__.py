@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from ..errors import TaskspaceError
-from . import subspace, tune
+from . import analysis, subspace, tune
 from .common import Parser, parse_options
 from .configfile import apply_config
 
@@ -19,6 +19,7 @@ def build_parser() -> Parser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tune.add_commands(sub)
     subspace.add_commands(sub)
+    analysis.add_commands(sub)
     for command in sub.choices.values():  # read by apply_config before parsing; listed here for --help
         command.add_argument("--config", metavar="FILE",
                              help="YAML or JSON file of this command's options (a run's config.json repeats the "

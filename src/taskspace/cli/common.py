@@ -208,10 +208,33 @@ def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Co
     p.add_argument("--data-dir", help="folder of task folders, or one task's own data (a folder with train and dev "
                                       "files with a header, or a saved datasets dataset), or hub:NAME[:CONFIG] "
                                       "(default: $TASKSPACE_DATA)")
+    if own_data:  # before the data fields, whatever the order of the config's fields
+        add_arguments(p, config, defaults=defaults, only=("metric",))
     add_arguments(p, config, defaults=defaults, types={"resample_k": int},
-                  only=("k", "data_seed", "resample", "resample_k", *(("metric",) if own_data else ())))
+                  only=("k", "data_seed", "resample", "resample_k"))
     if own_data:
         add_arguments(p, Columns)
+
+
+#: The help of ``--split``: what a split file holds.
+SPLIT_FILE_HELP = "split file {'train': [...], 'dev': [...], 'test': [...]}"
+
+
+def add_tasks_args(p: argparse.ArgumentParser, *, what: str = "task names", split_help: str = SPLIT_FILE_HELP,
+                   parts: Sequence[str] | None = None, parts_help: str = "which lists of the split file") -> None:
+    """The tasks of a command that takes several (read by :func:`tasks_from`): ``--tasks``, or ``--split`` and,
+    where a command reads more than one list of the split file, ``--parts`` (``parts``: the default lists)."""
+    p.add_argument("--tasks", nargs="*", help=f"{what} (or --split)")
+    p.add_argument("--split", help=split_help)
+    if parts is not None:
+        p.add_argument("--parts", nargs="+", default=list(parts), help=parts_help)
+
+
+def add_runs_out_args(p: argparse.ArgumentParser, run_name_help: str) -> None:
+    """Where a command writes its run directory: ``--out`` (the parent folder), ``--run-name``, ``--overwrite``."""
+    p.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
+    p.add_argument("--run-name", help=run_name_help)
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
 
 
 def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = None, *,
@@ -219,6 +242,12 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = No
     """The training options, one per field of :class:`TrainConfig` (``--seed`` belongs to the command's config)."""
     add_arguments(p, TrainConfig, defaults=defaults, exclude=("seed", *exclude), default_text=default_text or {},
                   types={"patience": int, "micro_batch_size": int})
+
+
+def add_eval_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config) -> None:
+    """How a run is scored: ``--eval-batch-size`` and ``--max-test-examples`` (fields of
+    :class:`taskspace.tuning.FewShotRunConfig`)."""
+    add_arguments(p, config, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
 
 
 def add_preset_arg(p: argparse.ArgumentParser) -> None:

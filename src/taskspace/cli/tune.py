@@ -6,13 +6,14 @@ import argparse
 from pathlib import Path
 
 from ..backbones import DEFAULT_BACKBONE
-from ..backbones.base import DTYPE_CHOICES
+from ..backbones.dtypes import DTYPE_CHOICES
 from ..config import add_arguments, from_args
 from ..errors import ConfigError
 from ..presets import tuning_values
 from ..tuning import MultiTuneConfig, TuneConfig
-from .common import (add_backbone_args, add_data_args, add_preset_arg, add_train_args, backbone_options_from,
-                     data_dir_from, load_backbone_from, method_fields, method_names, output_folder, parse_options)
+from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_runs_out_args,
+                     add_tasks_args, add_train_args, backbone_options_from, data_dir_from, load_backbone_from,
+                     method_fields, method_names, output_folder, parse_options)
 
 
 def tune_config_from(args: argparse.Namespace) -> TuneConfig:
@@ -288,7 +289,8 @@ def cmd_params(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from ..tasks import available_tasks, write_tsv
     from ..tasks.catalog import CATALOG
-    from ..tasks.formats import read_examples, task_files
+    from ..tasks.files import task_files
+    from ..tasks.formats import read_examples
 
     src, dst = Path(args.src), output_folder(args.dst, "DST")
     tasks = args.tasks or available_tasks(src)
@@ -321,11 +323,9 @@ def add_commands(sub) -> None:
     add_arguments(t, TuneConfig, defaults=defaults, only=("seed", "init_from", "keep_checkpoint"))
     t.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (see `taskspace methods`)")
     add_train_args(t, defaults.train, default_text={"lr": "per method, see `taskspace methods`"})
-    add_arguments(t, TuneConfig, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
-    t.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
-    t.add_argument("--run-name", help="run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>-"
-                                      "<hash of the settings>, so that other settings never reuse a run)")
-    t.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    add_eval_args(t, TuneConfig, defaults)
+    add_runs_out_args(t, "run directory name (default: <task>-<method>-<backbone>-d<data seed>-s<seed>-<hash of the "
+                         "settings>, so that other settings never reuse a run)")
     t.set_defaults(func=cmd_tune)
 
     e = sub.add_parser("evaluate", help="re-evaluate a finished run's saved theta",
@@ -374,10 +374,8 @@ def add_commands(sub) -> None:
                                                  "`[task] input`, as taskspace trains)")
     add_backbone_args(i, default=None)
     add_data_args(i, TuneConfig, defaults, own_data=True)
-    add_arguments(i, TuneConfig, defaults=defaults, only=("eval_batch_size", "max_test_examples"))
-    i.add_argument("--out", default="runs", help="parent folder of run directories (default: runs)")
-    i.add_argument("--run-name", help="run directory name (default: imported-<the name tune would give>)")
-    i.add_argument("--overwrite", action="store_true", help="delete an existing run directory of that name first")
+    add_eval_args(i, TuneConfig, defaults)
+    add_runs_out_args(i, "run directory name (default: imported-<the name tune would give>)")
     i.add_argument("--bank", help="write the run as this bank's (task, method, --seed) entry instead, with the bank's "
                                   "settings (the adapter must have the bank's method options)")
     i.add_argument("--seed", type=int, default=0, help="with --bank: the entry's seed (default: 0)")
@@ -393,9 +391,7 @@ def add_commands(sub) -> None:
                         description="Tune one delta method on the pooled training examples of several tasks (batches "
                                     "mix tasks), choosing the step by the mean dev score over the tasks; prints and "
                                     "writes every task's dev and test score with that one theta. Resumable.")
-    mt.add_argument("--tasks", nargs="*", help="task names (or --split)")
-    mt.add_argument("--split", help="split file {'train': [...], 'dev': [...], 'test': [...]}")
-    mt.add_argument("--parts", nargs="+", default=["train"], help="which lists of the split file (default: train)")
+    add_tasks_args(mt, parts=["train"], parts_help="which lists of the split file (default: train)")
     mt.add_argument("--method", required=True, choices=method_names())
     mt.add_argument("--opt", action="append", metavar="KEY=VALUE", help="method option (see `taskspace methods`)")
     add_backbone_args(mt)
@@ -403,7 +399,7 @@ def add_commands(sub) -> None:
     mdefaults = MultiTuneConfig(tasks=["x"], method="lora", data_dir="")
     add_arguments(mt, MultiTuneConfig, defaults=mdefaults, only=("k", "data_seed", "seed"))
     add_train_args(mt, mdefaults.train, default_text={"lr": "per method, see `taskspace methods`"})
-    add_arguments(mt, MultiTuneConfig, defaults=mdefaults, only=("eval_batch_size", "max_test_examples"))
+    add_eval_args(mt, MultiTuneConfig, mdefaults)
     mt.add_argument("--out", required=True, help="run directory")
     mt.add_argument("--overwrite", action="store_true", help="delete an existing run directory first")
     mt.set_defaults(func=cmd_multitask)

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config, option, positive, positive_count
+from ..config import option, positive, positive_count
 from ..deltas import METHODS
 from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split
@@ -23,19 +23,19 @@ from ..store import exclusive, read_json, read_tensors
 from ..tasks import load_task_as
 from ..tasks.sources import Columns
 from ..train import TrainConfig
+from ..tuning import FewShotRunConfig
 from .space import SUBSPACE_JSON, ProjectedTheta, Subspace
 
 
 @dataclass
-class SubspaceTuneConfig(Config):
+class SubspaceTuneConfig(FewShotRunConfig):
+    """One subspace-tune run: a fresh z for a task, trained through one method's up-projection of a subspace."""
+
     task: str = option(help="the task", cli=False)
     method: str = option(help="the method whose up-projection decodes z", choices=METHODS, cli=False)
-    data_dir: str = option(help="folder of task folders", cli=False)
     metric: str | None = option(None, "the task's metric: replaces the catalog's (a task outside the catalog is "
                                       "scored with ACC when it has options, else EM)", since="0.2")
     columns: Columns = option(help="the columns of your own data", factory=Columns, since="0.2")
-    k: int = option(16, "shots in the file names", check=positive_count)
-    data_seed: int = option(100, "which few-shot files (100, 13, 21, 42, 87)")
     resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed",
                             since="0.2")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
@@ -46,10 +46,6 @@ class SubspaceTuneConfig(Config):
     z_std: float = option(0.02, "standard deviation of z's normal initialisation", check=positive("standard deviation"))
     train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=1e-2, steps=300,
                                                                                        eval_every=50))
-    eval_batch_size: int = option(32, "examples per evaluation batch", check=positive_count)
-    max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
-                                                "(none: all)", check=positive_count, nullable=True)
-    test_sample_seed: int = option(0, "seed of the test subset", cli=False)
 
 
 def initial_z(d: int, how: str, std: float, seed: int) -> torch.Tensor:

@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
     "read_tsv": "formats",
     "read_examples": "formats",
     "write_tsv": "formats",
-    "task_files": "formats",
+    "task_files": "files",
     "read_split_file": "formats",
     "pool_examples": "sampling",
     "resample": "sampling",
@@ -47,7 +47,8 @@ __all__ = list(_EXPORTS)
 if TYPE_CHECKING:
     from taskspace.tasks.catalog import CATALOG, TaskInfo, catalog_markdown, task_info, tasks_where
     from taskspace.tasks.example import Example
-    from taskspace.tasks.formats import read_examples, read_jsonl, read_split_file, read_tsv, task_files, write_tsv
+    from taskspace.tasks.files import task_files
+    from taskspace.tasks.formats import read_examples, read_jsonl, read_split_file, read_tsv, write_tsv
     from taskspace.tasks.metrics import METRICS, compute_metric
     from taskspace.tasks.sampling import pool_examples, resample
     from taskspace.tasks.selection import exclude_types, task_subset

@@ -8,8 +8,8 @@ Two on-disk layouts hold the same few-shot data:
   appended to the input as `` (A) opt1 (B) opt2 ...``; fixed label sets are not written at all (the reader gets
   them from the caller, usually from the task catalog).
 
-Files are located by :func:`task_files`: ``<task>_<k>_<seed>_{train,dev,test}.{jsonl,tsv}`` in ``<data_dir>/<task>/``
-or directly in ``<data_dir>``.
+Files are located by :func:`taskspace.tasks.files.task_files`: ``<task>_<k>_<seed>_{train,dev,test}.{jsonl,tsv}`` in
+``<data_dir>/<task>/`` or directly in ``<data_dir>``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from pathlib import Path
 from taskspace.errors import DataError
 from taskspace.store import write_text
 from taskspace.tasks.example import Example
+from taskspace.tasks.files import LAYOUTS, find_test_file, task_files  # re-exported: they were defined here
 
 __all__ = [
     "read_jsonl",
@@ -42,8 +43,6 @@ __all__ = [
 
 #: Split names, in the order used everywhere (files, split files, Task attributes).
 SPLITS: tuple[str, ...] = ("train", "dev", "test")
-#: File extensions of the two layouts, in order of preference when both exist.
-LAYOUTS: tuple[str, ...] = (".jsonl", ".tsv")
 
 # Tabs and line breaks are the only characters the TSV layout cannot carry inside a field. "\r" counts: many
 # readers (Python's universal newlines, CrossFit's loaders) treat it as a line end.
@@ -361,61 +360,6 @@ def read_examples(
     if path.suffix == ".tsv":
         return read_tsv(path, task, labels, parse_options=parse_options)
     raise DataError(f"unknown file type {path.suffix!r}; expected .jsonl or .tsv", path)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Locating files
-
-
-def _candidates(data_dir: Path, task: str, k: int, seed: int, split: str) -> list[Path]:
-    """Paths a split file may have, in order of preference: task folder first, JSONL before TSV."""
-    name = f"{task}_{k}_{seed}_{split}"
-    return [folder / f"{name}{ext}" for folder in (data_dir / task, data_dir) for ext in LAYOUTS]
-
-
-def _first_existing(paths: Iterable[Path]) -> Path | None:
-    for candidate in paths:
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def find_test_file(data_dir: str | Path, task: str, k: int, seed: int) -> Path | None:
-    """The test file for ``seed``, else the seed-100 test file (the shared-data convention: one test set serves
-    every seed), else None."""
-    data_dir = Path(data_dir)
-    found = _first_existing(_candidates(data_dir, task, k, seed, "test"))
-    if found is None and seed != 100:
-        found = _first_existing(_candidates(data_dir, task, k, 100, "test"))
-    return found
-
-
-def task_files(data_dir: str | Path, task: str, k: int, seed: int) -> dict[str, Path]:
-    """Locate the split files of one task for one seed.
-
-    Looks for ``<task>_<k>_<seed>_{train,dev,test}.{jsonl,tsv}`` in ``<data_dir>/<task>/`` and then directly in
-    ``<data_dir>`` (where CrossFit's own TSVs sometimes lie); per split, the task folder wins over ``data_dir`` and
-    JSONL over TSV. When the seed has no test file of its own, the seed-100 test file is used (the shared data
-    convention: the same test set serves every seed); the returned path shows which file that is. Returns
-    ``{"train": ..., "dev": ..., "test": ...}`` without "test" when there is no test file at all.
-
-    Raises DataError naming every path tried when the train or dev file is missing.
-    """
-    data_dir = Path(data_dir)
-    files: dict[str, Path] = {}
-    for split in ("train", "dev"):
-        tried = _candidates(data_dir, task, k, seed, split)
-        found = _first_existing(tried)
-        if found is None:
-            raise DataError(
-                f"no {split} file for task {task!r} (k={k}, seed={seed}); tried: " + ", ".join(str(p) for p in tried),
-                data_dir,
-            )
-        files[split] = found
-    test = find_test_file(data_dir, task, k, seed)
-    if test is not None:
-        files["test"] = test
-    return files
 
 
 # ----------------------------------------------------------------------------------------------------------------

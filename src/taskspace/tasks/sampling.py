@@ -16,7 +16,8 @@ from pathlib import Path
 from taskspace.errors import ConfigError, DataError
 from taskspace.tasks.catalog import CATALOG
 from taskspace.tasks.example import Example
-from taskspace.tasks.formats import read_examples, task_files
+from taskspace.tasks.files import task_files
+from taskspace.tasks.formats import read_examples
 
 __all__ = ["DEFAULT_SEEDS", "pool_examples", "resample"]
 
@@ -34,7 +35,7 @@ def pool_examples(
 ) -> list[Example]:
     """The distinct train and dev examples of the given seeds' few-shot files of a task.
 
-    Files are found by :func:`taskspace.tasks.formats.task_files` (either layout; TSV files get the catalog's
+    Files are found by :func:`taskspace.tasks.files.task_files` (either layout; TSV files get the catalog's
     fixed labels). Examples count as the same when input, references and options agree; the pool is sorted by
     (input, references, options), so it depends neither on file-system order nor on the order of ``seeds``.
     Every example carries ``task``. Raises DataError when a seed's train or dev file is missing.

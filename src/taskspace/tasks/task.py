@@ -13,7 +13,8 @@ from typing import Any
 from taskspace.errors import ConfigError, DataError, UnknownTaskError
 from taskspace.tasks.catalog import CATALOG, TaskInfo, close_task_names
 from taskspace.tasks.example import Example
-from taskspace.tasks.formats import SPLITS, find_test_file, read_examples, task_files
+from taskspace.tasks.files import find_test_file, task_files
+from taskspace.tasks.formats import SPLITS, read_examples
 from taskspace.tasks.metrics import resolve_metric
 from taskspace.tasks.sampling import DEFAULT_SEEDS, pool_examples
 from taskspace.tasks.sampling import resample as resample_examples
@@ -186,7 +187,7 @@ def load_task(
     """Load one task's splits from ``data_dir``.
 
     Reads ``<name>_<k>_<seed>_{train,dev,test}`` in whichever layout exists (JSONL or TSV; TSV files of
-    fixed-label tasks get the catalog labels as options), see :func:`taskspace.tasks.formats.task_files`; the test
+    fixed-label tasks get the catalog labels as options), see :func:`taskspace.tasks.files.task_files`; the test
     file falls back to the seed-100 one, and ``sources`` says which file each split came from. With
     ``resample=True``, train and dev are drawn instead from the pooled train + dev files of the seeds
     100, 13, 21, 42, 87 (:func:`pool_examples`) by :func:`resample` with ``seed`` as the sampling seed and
