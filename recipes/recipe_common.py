@@ -1,4 +1,5 @@
-"""What the recipe runners share: stage timing, stage configs from YAML settings, and fitted-or-loaded subspaces."""
+"""What the recipe runners share: stage timing, stage configs from YAML settings, fitted-or-loaded subspaces, and a
+score's printed form."""
 
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ class Stages:
             print(f"[{time.strftime('%H:%M:%S')}] {name}: {(time.time() - t) / 60:.1f} min"
                   f"{'' if finished else ' (interrupted)'}", flush=True)
         return out
+
+
+def fmt(x: float | None) -> str:
+    """A score (a fraction) as a percentage with one decimal; "–" for none."""
+    return "–" if x is None else f"{100 * x:.1f}"
 
 
 def train_config(d: dict[str, Any]) -> TrainConfig:

@@ -210,6 +210,16 @@ def _runner():
     return module
 
 
+def _recipes(name: str):
+    """A module of the runner's stages or report (``smol_report.figures``, ...), imported as recipes/smol.py imports
+    it (recipes/ on the path)."""
+    import importlib
+
+    if str(ROOT / "recipes") not in sys.path:
+        sys.path.insert(0, str(ROOT / "recipes"))
+    return importlib.import_module(name)
+
+
 ONE_SEED = ("smol-ipt-scale.yaml", "smol-ipt-sweep.yaml")
 
 
@@ -375,28 +385,28 @@ def test_the_dimension_plot_needs_two_dimensions(tmp_path):
     """E_rel against d is drawn for two d or more; with one d the CSV holds its numbers and no one-point figure
     is written."""
     pytest.importorskip("matplotlib")
-    runner = _runner()
+    figures = _recipes("smol_report.figures")
     scores = {"reference/prompt": {"a": {"0": 0.5, "1": 0.6}}, "ipt/d10": {"a": {"0": 0.4, "1": 0.5}},
               "ipt/d20": {"a": {"0": 0.5, "1": 0.5}}}
     cfg = {"unseen_tasks": ["a"], "seeds": [0, 1], "bank": {"methods": {"prompt": {}}},
            "ipt": {"dims": [10], "random_ae": False}}
-    one = runner.write_figures(tmp_path / "one", cfg, {"scores": scores, "frozen": {"a": 0.0}})
+    one = figures.write_figures(tmp_path / "one", cfg, {"scores": scores, "frozen": {"a": 0.0}})
     assert one == [tmp_path / "one.csv"] and not (tmp_path / "one-d.png").exists()
     rows = list(csv.DictReader((tmp_path / "one.csv").open()))
     assert float(next(r for r in rows if r["key"] == "ipt/d10")["e_rel"]) == pytest.approx(0.45 / 0.55)
-    two = runner.write_figures(tmp_path / "two", {**cfg, "ipt": {"dims": [10, 20], "random_ae": False}},
-                               {"scores": scores, "frozen": {"a": 0.0}})
+    two = figures.write_figures(tmp_path / "two", {**cfg, "ipt": {"dims": [10, 20], "random_ae": False}},
+                                {"scores": scores, "frozen": {"a": 0.0}})
     assert two == [tmp_path / "two.csv", tmp_path / "two-d.png"] and two[1].stat().st_size > 1000
 
 
 def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_path):
     """The paper's IPT figure (d = 250) says so beside another d; a stability stage with one run per task and
     kind writes a sentence, not a table of empty cells; one seed is "1 seed"."""
-    runner = _runner()
+    relative, analyses = _recipes("smol_report.relative"), _recipes("smol_report.analyses")
     ipt = {"what": "IPT", "key": "ipt/d10", "d": 10, "paper": 83.0}
-    assert runner._paper_cell(ipt) == "83.0 (d = 250)" and runner._paper_cell({**ipt, "d": 250}) == "83.0"
-    assert runner._paper_cell({"key": "udt/lora", "d": 100, "paper": 88.7}) == "88.7"
-    assert runner._paper_cell({**ipt, "paper": None}) == "–"
+    assert relative.paper_cell(ipt) == "83.0 (d = 250)" and relative.paper_cell({**ipt, "d": 250}) == "83.0"
+    assert relative.paper_cell({"key": "udt/lora", "d": 100, "paper": 88.7}) == "88.7"
+    assert relative.paper_cell({**ipt, "paper": None}) == "–"
     header = ["kind", "mean std", "tasks", "tasks with one run", "runs"]
     scores = {"reference/prompt": {"a": {"0": 0.5}}, "ipt/d10": {"a": {"0": 0.4}},
               "stability/finetune": {"a": {"0": 0.6}}}
@@ -405,7 +415,7 @@ def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_pa
 
     def section(rows):
         results = {"scores": scores, "analyses": {"stability": {"header": header, "summary": rows, "tasks": ["a"]}}}
-        return "\n".join(runner.analyses_lines(cfg, results, tmp_path, tmp_path / "r", png=False)[0])
+        return "\n".join(analyses.analyses_lines(cfg, results, tmp_path, tmp_path / "r", png=False)[0])
 
     one = section([["prompt", None, 0, 1, 1], ["finetune", None, 0, 1, 1]])
     assert "no spread to measure" in one and "| kind |" not in one and "(1 seed;" in one

@@ -1,0 +1,117 @@
+"""The report's main sections of one recipe (or part): the setting, the unseen tasks' scores, the relative
+performance, IPT's learnt against random subspace and its challenges, UDT's transfer, and the stage times."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from taskspace import __version__
+from taskspace.analysis import mean, mean_interval, ratio
+from taskspace.tasks import CATALOG
+
+from recipe_common import fmt
+
+from .relative import GAIN_MARGIN, PAPER, Numbers, ci, paper_cell, relative_records, transfer_cells
+
+#: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
+ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/", "scale/")
+
+
+def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title: str) -> list[str]:
+    """The main sections of one recipe (or part), headed ``title``, from its results and stage times."""
+    unseen, train_tasks = list(cfg["unseen_tasks"]), list(cfg["train_tasks"])
+    seeds = list(cfg["seeds"])
+    num = Numbers(results, seeds)
+    setting = results.get("setting", {})
+    methods = list(cfg["bank"]["methods"])
+    lines = [f"{title}: {setting.get('backbone', cfg.get('backbone'))}", ""]
+    total = sum(stages.values())
+    describe = setting.get("describe", {})
+    lines += [
+        f"taskspace {__version__}, {setting.get('backbone')} (weights sha256 {str(setting.get('fingerprint'))[:16]}..., "
+        f"{describe.get('dtype')}, decode={describe.get('decode')}), {setting.get('threads')} CPU threads, Python "
+        f"{platform.python_version()}, torch {torch.__version__}. Wall time of all stages: **{total / 60:.1f} "
+        "minutes** (summed over the invocations that ran them).", "",
+        f"Setting: {len(train_tasks)} training tasks and {len(unseen)} unseen tasks from "
+        f"{os.path.relpath(args.data_dir)} (16-shot files of seed {cfg['data_seed']}; lists in {args.config}); test "
+        f"scores on a fixed random subset of at most {cfg['max_test_examples']} test examples per task. Seeds "
+        f"{seeds} for every unseen-task run; each mean is given with its 95 % interval over the seeds (Student's t). "
+        "E_rel: the mean over tasks of score / reference, the reference being the same task tuned in the original "
+        "space (mean over its seeds). Gain kept: the share of the reference's gain over the frozen model that a "
+        f"score keeps, over the tasks where that gain is at least {100 * GAIN_MARGIN:.0f} points (0 = no better than "
+        "the frozen model).", ""]
+    sizes = setting.get("sizes", {})
+    lines += ["Original-space tuning: " + "; ".join(f"{m} {cfg['bank']['methods'][m]} (D = {sizes.get(m, 0):,})"
+                                                    for m in methods)
+              + f", {cfg['bank']['train']}.", ""]
+
+    # absolute scores of the unseen tasks -----------------------------------------------------------------------
+    keys = [k for k in num.scores if not k.startswith(("bank/", "transfer/") + ANALYSIS_KEYS) and "/same" not in k
+            and "/other" not in k]
+    header = ["task", "category", "frozen"] + keys
+    lines += ["## Unseen tasks: test scores (%)", "", "| " + " | ".join(header) + " |",
+              "| " + " | ".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + " |"]
+    for t in unseen:
+        row = [t, CATALOG[t].category if t in CATALOG else "–", fmt(num.frozen.get(t))]
+        row += [ci(*num.absolute(k, t)[:2]) for k in keys]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+
+    ipt_method = cfg.get("ipt", {}).get("method", "prompt")
+
+    # relative performance --------------------------------------------------------------------------------------
+    rows = [[r["what"], ci(r["e_rel"], r["e_rel_half"]), ci(r["gain_kept"], r["gain_kept_half"]),
+             "–" if r["low_tasks"] is None else ci(r["low_e_rel"], r["low_e_rel_half"]) + f" ({r['low_tasks']})",
+             "–" if r["seeds"] is None else str(r["seeds"]), paper_cell(r)]
+            for r in relative_records(cfg, results)]
+    lines += ["## Relative performance on the unseen tasks", "",
+              "| what | E_rel % | gain kept % | E_rel % where frozen < half the reference (tasks) | seeds | paper |",
+              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    lines.append("")
+
+    # the headline: learnt vs random ------------------------------------------------------------------------------
+    if "ipt" in cfg and cfg["ipt"].get("random_ae", True):
+        refs = num.reference(ipt_method, unseen)
+        lines += ["## Learnt vs random subspace (unseen tasks)", "",
+                  "| d | IPT E_rel % | random E_rel % | difference (paired by seed) | gain kept: IPT | random |",
+                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for d in cfg["ipt"]["dims"]:
+            a = num.per_seed(f"ipt/d{d}", unseen, refs)
+            b = num.per_seed(f"random-ae/d{d}", unseen, refs)
+            diff = [x - y for x, y in zip(a, b) if x is not None and y is not None]
+            lines.append(f"| {d} | {ci(*mean_interval(a)[:2])} | {ci(*mean_interval(b)[:2])} | "
+                         f"{ci(*mean_interval(diff)[:2])} | "
+                         f"{ci(*num.relative(f'ipt/d{d}', unseen, refs, gain=True)[:2])} | "
+                         f"{ci(*num.relative(f'random-ae/d{d}', unseen, refs, gain=True)[:2])} |")
+        lines.append("")
+        n = cfg["ipt"].get("challenge_tasks", 0)
+        if n:
+            d = max(cfg["ipt"]["dims"])
+            seen = train_tasks[:n]
+            bank_refs = num.means(f"bank/{ipt_method}", seen)
+            lines += [f"## IST on {n} training tasks, d = {d} (first seed; reference: their bank entries)", "",
+                      "| data | E_rel % | paper |", "| --- | ---: | ---: |"]
+            for label, paper in (("same", None), ("other", PAPER["ipt_seen_other_d250"])):
+                got = num.means(f"ipt/d{d}/{label}", seen)
+                value = mean([ratio(got[t], bank_refs[t]) for t in seen])
+                lines.append(f"| {label} | {fmt(value)} | {'–' if paper is None else paper} |")
+            lines.append("")
+
+    # transfer ----------------------------------------------------------------------------------------------------
+    if "udt" in cfg:
+        ms, cells = transfer_cells(cfg, results)
+        lines += ["## UDT transfer (E_rel % against the target method in its original space, unseen tasks)", "",
+                  "| source \\ target | " + " | ".join(ms) + " |", "| --- |" + " ---: |" * len(ms)]
+        lines += [f"| {src} | " + " | ".join(ci(*cells[src][tgt]) for tgt in ms) + " |" for src in ms]
+        off = [cells[a][b][0] for a in ms for b in ms if a != b and cells[a][b][0] is not None]
+        lines += ["", f"Mean of the off-diagonal cells: {fmt(mean(off))} % (paper: {PAPER['udt_transfer']} %). "
+                  "Each z is decoded by the target's up-projection at the evaluation step whose transferred result "
+                  "is best on dev (the paper's selection).", ""]
+
+    lines += ["## Stage times", "", "| stage | minutes |", "| --- | ---: |"]
+    lines += [f"| {name} | {sec / 60:.1f} |" for name, sec in stages.items()]
+    return lines + [""]

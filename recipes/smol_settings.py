@@ -1,0 +1,154 @@
+"""A recipe file of recipes/smol.py: its parts, each with its preset applied, the run folder's record files, and the
+checks of the sections that are more than a library config (the analyses, UDT's landscape)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from taskspace.errors import ConfigError
+from taskspace.presets import preset_values
+from taskspace.tasks import CATALOG
+
+from recipe_common import refuse_unknown, require, train_config
+
+#: A run folder's records: every test score by stage, task and seed; the minutes of each stage.
+RESULTS, STAGES = "results.json", "stages.json"
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` laid over ``base``, nested dicts merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def with_preset(cfg: dict) -> dict:
+    """The recipe with its ``preset``'s values under the file's own (which win)."""
+    name = cfg.get("preset")
+    if name is None:
+        return cfg
+    cfg = copy.deepcopy(cfg)
+    tuning = preset_values(name, "tuning")
+    bank = cfg.setdefault("bank", {})
+    methods = bank.get("methods") or dict.fromkeys(tuning.get("methods", {}), {})
+    bank["methods"] = {m: _merged(tuning.get("methods", {}).get(m, {}), opts or {}) for m, opts in methods.items()}
+    bank["lr"] = {**tuning.get("lr", {}), **bank.get("lr", {})}
+    bank["train"] = _merged(tuning.get("train", {}), bank.get("train", {}))
+    tune = preset_values(name, "subspace-tune")
+    if "ipt" in cfg:
+        cfg["ipt"]["msf"] = _merged(preset_values(name, "fit-subspace", "ipt"), cfg["ipt"].get("msf", {}))
+        cfg["ist"] = _merged(tune, cfg.get("ist", {}))
+    if "udt" in cfg:
+        cfg["udt"]["fit"] = _merged(preset_values(name, "fit-subspace", "unified"), cfg["udt"].get("fit", {}))
+        cfg["udt"]["subspace_train"] = _merged(tune.get("train", {}), cfg["udt"].get("subspace_train", {}))
+    return cfg
+
+
+def parts_of(cfg: dict, out: Path) -> list[tuple[str, dict, Path]]:
+    """(name, recipe with its preset applied, output folder) of each part of a recipe file."""
+    if "parts" in cfg:
+        return [(name, with_preset(part), out / name) for name, part in cfg["parts"].items()]
+    return [("", with_preset(cfg), out)]
+
+
+def analyses_settings(cfg: dict) -> dict:
+    """The ``analyses`` section with its intrinsic dimension filled in, checked against the recipe: it needs
+    ``ipt``, its d among the IPT dims, its tasks among the unseen tasks, and each excluded type among the unseen
+    tasks' types."""
+    a = dict(cfg["analyses"] or {})
+    if "ipt" not in cfg:
+        raise ConfigError("analyses: the analyses are IPT's and need the recipe's 'ipt' section")
+    refuse_unknown(a, ("d", "d_sweep", "pca", "stability", "multitask", "task_fractions", "subset_seed",
+                       "exclude_types", "data_scale"), "analyses")
+    dims = list(cfg["ipt"]["dims"])
+    a.setdefault("d", min(dims))
+    if a["d"] not in dims:
+        raise ConfigError(f"analyses: d = {a['d']} is not among the IPT dims {dims}: the analyses read those runs")
+    sweep = a.get("d_sweep")
+    if sweep is not None:
+        _listing(sweep, "analyses.d_sweep", "dims", {"tasks": cfg["unseen_tasks"]}, optional=("challenge_tasks",))
+        n = sweep.get("challenge_tasks", 0)
+        if not (isinstance(n, int) and 0 <= n <= len(cfg["train_tasks"])):
+            raise ConfigError(f"analyses.d_sweep.challenge_tasks: {n!r}; expected a whole number of training tasks "
+                              f"from 0 to {len(cfg['train_tasks'])}")
+        if n and "other_data_seed" not in cfg:
+            raise ConfigError("analyses.d_sweep.challenge_tasks: the other-data challenge needs the recipe's "
+                              "'other_data_seed'")
+        for x in sweep["dims"]:
+            if x in dims:
+                raise ConfigError(f"analyses.d_sweep.dims: {x!r} is not a positive whole number outside the IPT "
+                                  f"dims {dims} (those are the headline's runs already), listed once")
+    if a.get("data_scale") is not None:
+        scale = a["data_scale"] = {"train_tasks": list(cfg["train_tasks"]), **_mapping(a["data_scale"],
+                                                                                       "analyses.data_scale")}
+        _listing(scale, "analyses.data_scale", "k", {"train_tasks": cfg["train_tasks"], "tasks": cfg["unseen_tasks"]})
+    s = a.get("stability")
+    if s is not None:
+        refuse_unknown(s, ("tasks", "finetune", "from_ist"), "analyses.stability")
+        outside = sorted(set(s.get("tasks", [])) - set(cfg["unseen_tasks"]))
+        if outside:
+            raise ConfigError(f"analyses.stability.tasks: {outside[0]} is not an unseen task of the recipe")
+        if "finetune" in s:
+            train_config({**cfg["bank"]["train"], **s["finetune"]})
+    if "multitask" in a:
+        require(a["multitask"], ("train",), "analyses.multitask")
+        train_config(a["multitask"]["train"])
+    for f in a.get("task_fractions", []):
+        if not (isinstance(f, (int, float)) and 0 < f < 1):
+            raise ConfigError(f"analyses.task_fractions: {f!r} is not a fraction between 0 and 1 (the whole set of "
+                              "training tasks is the headline's subspace)")
+    for kind in a.get("exclude_types", []):
+        if not any(t in CATALOG and CATALOG[t].type == kind for t in cfg["unseen_tasks"]):
+            raise ConfigError(f"analyses.exclude_types: no unseen task has type {kind!r}")
+        if all(t in CATALOG and CATALOG[t].type == kind for t in cfg["train_tasks"]):
+            raise ConfigError(f"analyses.exclude_types: every training task has type {kind!r}")
+    return a
+
+
+def _mapping(section: Any, where: str) -> dict:
+    if not isinstance(section, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {section!r}")
+    return section
+
+
+def _listing(section: Any, where: str, numbers: str, among: dict[str, list[str]], optional=()) -> None:
+    """A section of one list of positive whole numbers (``numbers``, each listed once) and lists of tasks, each
+    key of ``among`` naming the recipe's tasks it must come from (and ``optional`` keys, checked by the caller)."""
+    keys = (numbers, *among)
+    refuse_unknown(_mapping(section, where), (*keys, *optional), where)
+    require(section, keys, where)
+    for key in keys:
+        if not (isinstance(section[key], list) and section[key]):
+            raise ConfigError(f"{where}.{key}: expected a list, got {section[key]!r}")
+    for x in section[numbers]:
+        if not (isinstance(x, int) and x >= 1) or section[numbers].count(x) > 1:
+            raise ConfigError(f"{where}.{numbers}: {x!r} is not a positive whole number, listed once")
+    for key, tasks in among.items():
+        twice = sorted({t for t in section[key] if section[key].count(t) > 1})
+        if twice:
+            raise ConfigError(f"{where}.{key}: {twice[0]} is listed twice")
+        outside = sorted(set(section[key]) - set(tasks))
+        if outside:
+            kind = "an unseen" if key == "tasks" else "a training"
+            raise ConfigError(f"{where}.{key}: {outside[0]} is not {kind} task of the recipe")
+
+
+def landscape_settings(cfg: dict) -> dict:
+    """``udt.landscape`` with its defaults filled in (the first seed, dev, span 4, step 0.4), checked against the
+    recipe: its task among the unseen tasks, its seed among the seeds, three methods to span the plane."""
+    land = dict(cfg["udt"]["landscape"] or {})
+    require(land, ("task",), "udt.landscape")
+    refuse_unknown(land, ("task", "seed", "split", "span", "step"), "udt.landscape")
+    land = {"seed": cfg["seeds"][0], "split": "dev", "span": 4.0, "step": 0.4, **land}
+    if land["task"] not in cfg["unseen_tasks"]:
+        raise ConfigError(f"udt.landscape.task: {land['task']} is not an unseen task of the recipe")
+    if land["seed"] not in cfg["seeds"]:
+        raise ConfigError(f"udt.landscape.seed: {land['seed']} is not among the recipe's seeds {cfg['seeds']}")
+    if land["split"] not in ("dev", "test"):
+        raise ConfigError(f"udt.landscape.split: {land['split']!r}; expected dev or test")
+    if len(cfg["udt"]["fit"].get("methods", ())) < 3:
+        raise ConfigError("udt.landscape: the plane needs three methods in udt.fit.methods")
+    return land
