@@ -38,7 +38,8 @@ def _argv(llama_dir, data_dir, out, *extra):
 def bf16_run(tmp_path_factory, llama_dir, data_dir):
     """A LoRA run whose frozen weights were bfloat16 (answers generated, so they can differ in many ways)."""
     root = tmp_path_factory.mktemp("bf16")
-    assert main(_argv(llama_dir, data_dir, root, "--backbone-opt", "dtype=bfloat16", "--run-name", "lora")) == 0
+    assert main(_argv(llama_dir, data_dir, root, "--backbone-opt", "dtype=bfloat16", "--run-name", "lora",
+                      "--eval-batch-size", "3")) == 0
     return root / "lora"
 
 
@@ -94,7 +95,7 @@ def test_auto_is_recorded_as_what_it_resolved_to(monkeypatch, data_dir):
 def test_the_summary_names_the_dtype_and_the_same_command_returns_the_run(bf16_run, llama_dir, data_dir, capsys):
     assert json.loads((bf16_run / "config.json").read_text())["backbone"]["dtype"] == "bfloat16"
     assert main(_argv(llama_dir, data_dir, bf16_run.parent, "--backbone-opt", "dtype=bfloat16",
-                      "--run-name", "lora")) == 0
+                      "--run-name", "lora", "--eval-batch-size", "3")) == 0
     assert "| dtype bfloat16 |" in capsys.readouterr().out.splitlines()[0]
 
 
@@ -128,14 +129,17 @@ def test_an_interrupted_bfloat16_run_resumes_to_the_uninterrupted_one(tmp_path, 
     assert json.loads((tmp_path / "cut" / "r" / "checkpoint" / "state.json").read_text())["step"] == 2
     monkeypatch.setattr(checkpoint_module.Checkpoint, "save", real_save)
     assert main(cut) == 0
-    for name in ("theta.safetensors", "scores.json", "predictions/test.jsonl"):
+    for name in ("theta.safetensors", "predictions/dev.jsonl", "predictions/test.jsonl"):
         assert (tmp_path / "whole" / "r" / name).read_bytes() == (tmp_path / "cut" / "r" / name).read_bytes(), name
+    whole, cut = (json.loads((tmp_path / run / "r" / "scores.json").read_text()) for run in ("whole", "cut"))
+    assert {k: v for k, v in whole.items() if k != "train_seconds"} == {k: v for k, v in cut.items()
+                                                                        if k != "train_seconds"}
 
 
 def test_predict_gives_the_runs_own_test_predictions(bf16_run, data_dir):
     examples = capped_test_split(load_task("glue-sst2", str(data_dir)), 8, 0)
     predictor = Predictor.load(bf16_run)
-    assert predictor.backbone.dtype == torch.bfloat16 and predictor.batch_size == 32  # the run's batching
+    assert predictor.backbone.dtype == torch.bfloat16 and predictor.batch_size == 3  # the run's batching
     saved = [json.loads(line)["prediction"] for line in (bf16_run / "predictions" / "test.jsonl").read_text()
              .splitlines()]
     assert predictor.predict([Query(e.input, e.options) for e in examples]) == saved
@@ -166,9 +170,7 @@ def test_a_bfloat16_run_exports_merged_in_float32(bf16_run, tmp_path):
         theirs = merged(**batch).logits
     ours_fp32 = _logits(fp32.backbone, fp32.method, fp32.theta)
     torch.testing.assert_close(theirs, ours_fp32, rtol=1e-4, atol=1e-4)  # the run's theta, computed in float32
-    ours_bf16 = _logits(run.backbone, run.method, run.theta)
-    assert not torch.allclose(_logits(run.backbone), ours_bf16, atol=1e-3)  # the delta moves the model
-    torch.testing.assert_close(theirs, ours_bf16, rtol=5e-2, atol=5e-2)  # and agrees with the run within bf16
+    assert not torch.allclose(_logits(fp32.backbone), ours_fp32, atol=1e-3)  # the delta moves the model
 
 
 def test_a_bfloat16_predictor_is_refused_with_the_fix(bf16_run, tmp_path):
@@ -194,6 +196,11 @@ def test_a_bfloat16_run_exports_to_peft_and_imports_back(bf16_run, tmp_path, lla
                                    padding=True)
     with torch.no_grad():
         theirs = peft_model(**batch).logits.float()
-    torch.testing.assert_close(theirs, _logits(run.backbone, run.method, run.theta), rtol=5e-2, atol=5e-2)
+    ours = _logits(run.backbone, run.method, run.theta)
+    fp32 = Predictor.load(bf16_run, dtype="float32")
+    ours_fp32 = _logits(fp32.backbone, fp32.method, fp32.theta)
+    # peft and taskspace, both in bfloat16, agree more closely than bfloat16 agrees with float32 (the 260K
+    # model's bfloat16 logits are ~9 % off its float32 ones; peft's ~3 % off taskspace's, measured)
+    assert (theirs - ours).norm() < 0.5 * (ours - ours_fp32).norm()
     method, theta, _ = import_peft(out, load_backbone(llama_dir, dtype="bfloat16"))
     assert method.describe() == run.method.describe() and torch.equal(theta, run.theta)

@@ -122,13 +122,13 @@ def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor:
     import transformers
 
     p = predictor if predictor is not None else Predictor.load(run_dir, dtype="float32")
+    name = p.method.name
+    if name not in _MERGERS:
+        raise ConfigError(f"export --format merged: {name} cannot be merged: {_REFUSALS.get(name, 'no merger')}")
     if p.backbone.dtype != torch.float32:
         raise ConfigError(f"export --format merged merges in float32, and this predictor's backbone computes in "
                           f"{str(p.backbone.dtype).removeprefix('torch.')}: pass the run directory, or a predictor "
                           "loaded with Predictor.load(run, dtype='float32')")
-    name = p.method.name
-    if name not in _MERGERS:
-        raise ConfigError(f"export --format merged: {name} cannot be merged: {_REFUSALS.get(name, 'no merger')}")
     model = copy.deepcopy(p.backbone.model)
     theta = p.theta.detach().to(p.backbone.device).float()
     with torch.no_grad():
