@@ -34,18 +34,37 @@ def data_dir(shared_dir: Path) -> Path:
     return shared_dir / "data" / "crossfit"
 
 
+#: Set by pytest-xdist in each worker process (``gw0``, ``gw1``, ...).
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+
+if XDIST_WORKER is not None:
+    import torch
+
+    # Workers share the cores: one thread each (and each process a test starts), or their OpenMP threads
+    # oversubscribe the cores many times over.
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def smollm2_cache(tmp_path_factory):
-    """A fresh taskspace cache folder holding the real SmolLM2 conversion, made once per test session; every test
-    that loads the default backbone uses it (so a session converts once, and never reads a user's cache)."""
+    """A fresh taskspace cache folder holding the real SmolLM2 conversion, made once per test session (shared by
+    the workers of a ``pytest -n`` session: the first converts, the others wait for it); every test that loads the
+    default backbone uses it (so a session converts once, and never reads a user's cache)."""
+    from filelock import FileLock
+
     from taskspace.backbones import smollm2
     from taskspace.cache import CACHE_ENV
 
-    root = tmp_path_factory.mktemp("taskspace-cache")
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if XDIST_WORKER is not None else base) / "taskspace-cache"
+    root.mkdir(exist_ok=True)
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(root)
     try:
-        yield root, smollm2.smollm2_folder()
+        with FileLock(str(root) + ".lock"):
+            folder = smollm2.smollm2_folder()
+        yield root, folder
     finally:
         if previous is None:
             os.environ.pop(CACHE_ENV, None)
