@@ -78,3 +78,24 @@ def smol(smollm2_cache):
     from taskspace.backbones import load_backbone
 
     return load_backbone("smollm2")
+
+
+#: Fixtures that take many seconds to build (the SmolLM2 conversion and load): a test that uses one is slow.
+SLOW_FIXTURES = {"smol", "smollm2_cache"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier (``-m "not slow"``) leaves out every test marked slow, and every test that needs SmolLM2.
+
+    Then the modules with the most slow tests run first (each module's tests in their own order): with ``-n 2
+    --dist loadscope`` a worker takes a whole module at a time, and the long ones started last would leave one
+    worker running alone at the end."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+    slow: dict[str, int] = {}
+    for item in items:
+        slow[item.nodeid.split("::")[0]] = slow.get(item.nodeid.split("::")[0], 0) + (
+            item.get_closest_marker("slow") is not None)
+    order = {module: rank for rank, module in enumerate(slow)}
+    items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], order[item.nodeid.split("::")[0]]))

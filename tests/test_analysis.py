@@ -35,6 +35,7 @@ def test_pca_separates_planted_clusters():
     assert explained[0] > 0.9 and explained.sum() <= 1.0 + 1e-6
 
 
+@pytest.mark.slow
 def test_stability_command_on_runs_of_two_seeds(tmp_path, data_dir, shared_dir, capsys):
     llama = f"{shared_dir}/models/stories260K"
     runs = []
@@ -64,6 +65,7 @@ def test_stability_command_on_runs_of_two_seeds(tmp_path, data_dir, shared_dir, 
     assert "Stability over seeds" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_pca_command_on_ist_runs_and_training_codes(tmp_path, data_dir, shared_dir, capsys):
     pytest.importorskip("matplotlib")
     llama = f"{shared_dir}/models/stories260K"
@@ -110,6 +112,7 @@ def test_the_landscape_plane_is_orthonormal_and_goes_through_the_three_points():
         plane(a, p, a + 2 * (p - a))
 
 
+@pytest.mark.slow
 def test_landscape_command_on_a_tiny_unified_subspace(tmp_path, data_dir, shared_dir, capsys):
     pytest.importorskip("matplotlib")
     llama = f"{shared_dir}/models/stories260K"
@@ -193,6 +196,7 @@ def test_one_theta_for_several_tasks(tmp_path, data_dir, shared_dir, capsys):
     assert "a task is named twice" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_task_types_command_included_and_excluded(tmp_path, data_dir, shared_dir, capsys):
     """IPT's Fig. 4: a subspace fitted without the topic tasks (--exclude-type topic) and one fitted with them;
     IST on a topic task through each is reported as excluded and included, relative to prompt tuning."""

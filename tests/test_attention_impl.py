@@ -35,7 +35,7 @@ def _prefix_loss(backbone, examples, grad=True, seed=0):
     return loss.detach(), torch.autograd.grad(loss.sum(), theta)[0]
 
 
-@pytest.mark.parametrize("impl", ["eager", "flex_attention"])
+@pytest.mark.parametrize("impl", ["eager", pytest.param("flex_attention", marks=pytest.mark.slow)])  # flex compiles
 def test_prefix_wraps_the_chosen_implementation(impl, shared_dir, examples):
     """A prefix under eager or flex attention gives the losses and gradients it gives under sdpa; without a
     prefix the backbone computes exactly what the model loaded with that implementation computes. (PyTorch has no

@@ -24,6 +24,7 @@ def test_passes_group_tasks_of_one_method_and_seed():
     assert sorted(e for g in groups for e in g) == sorted(entries)
 
 
+@pytest.mark.slow
 def test_a_batched_bank_is_the_bank_of_one_task_at_a_time(tmp_path, data_dir, shared_dir, monkeypatch):
     import taskspace.subspace.bank as bank_module
 

@@ -16,6 +16,7 @@ COMMANDS = ["tune", "evaluate", "predict", "export", "reproduce", "multitask", "
             "subspace-tune", "transfer", "stability", "task-types", "pca", "landscape"]
 
 
+@pytest.mark.slow
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "taskspace.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0
@@ -49,6 +50,7 @@ def _tune(args, tmp_path, data_dir, capsys):
     return code, capsys.readouterr()
 
 
+@pytest.mark.slow
 def test_tune_end_to_end_with_the_default_backbone(tmp_path, data_dir, capsys, smollm2_cache):
     args = ["--task", "glue-sst2", "--method", "lora", "--steps", "4", "--eval-every", "2", "--batch-size", "4",
             "--max-test-examples", "8", "--run-name", "run", "--backbone-opt", "max_output_length=3"]
@@ -168,6 +170,7 @@ def test_convert_writes_crossfit_tsv(tmp_path, data_dir, capsys):
     assert " (A) " in first and " (B) " in first and "\t" in first
 
 
+@pytest.mark.slow
 def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
     llama = f"{shared_dir}/models/stories260K"
     common = ["--steps", "2", "--eval-every", "2", "--no-progress"]

@@ -16,6 +16,9 @@ import torch
 
 from taskspace.store import read_tensors
 
+#: Every test here trains or fits for seconds to minutes: the fast tier (-m "not slow") leaves them out.
+pytestmark = pytest.mark.slow
+
 RUN = "import sys; from taskspace.cli import main; sys.exit(main(sys.argv[1:]))"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 

@@ -9,9 +9,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from taskspace.cli import main
+
+#: Every test here trains or fits for seconds to minutes: the fast tier (-m "not slow") leaves them out.
+pytestmark = pytest.mark.slow
 
 TASKS = ["glue-sst2", "superglue-copa"]
 

@@ -34,6 +34,9 @@ from taskspace.subspace import (FitData, MSFConfig, RandomAEConfig, SubspaceTune
 from taskspace.tasks import Example, load_task
 from taskspace.train import TrainConfig
 
+#: Every test here trains or fits for seconds to minutes: the fast tier (-m "not slow") leaves them out.
+pytestmark = pytest.mark.slow
+
 D_PLANTED = 2
 TRAIN_TASKS = [f"planted{i}" for i in range(12)]
 HELD_OUT = ["held0", "held1"]

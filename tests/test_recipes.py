@@ -64,6 +64,7 @@ def _run(config: Path, out: Path, data_dir: Path, *extra: str) -> str:
     return done.stdout
 
 
+@pytest.mark.slow
 def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY.format(llama=f"{shared_dir}/models/stories260K"))
@@ -261,11 +262,32 @@ def test_shipped_recipes_are_valid(name, tmp_path, data_dir):
         assert udt["udt"]["subspace_train"]["optimizer"] == "adafactor"
 
 
-def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
-    """A misspelt or missing key, a missing file: one line, exit status 2, nothing written."""
+def _refused(argv: list[str], capsys) -> str:
+    """What recipes/smol.py prints on stderr for ``argv``, run in this process as its command line runs it (through
+    ``run_main``), after checking that it exits with status 2."""
+    import signal
+
+    runner = _runner()
+    handler = signal.getsignal(signal.SIGTERM)
+    saved = sys.argv
+    sys.argv = [str(ROOT / "recipes" / "smol.py"), *argv]
+    try:
+        with pytest.raises(SystemExit) as stop:
+            _recipes("recipe_common").run_main(runner.main)
+    finally:
+        sys.argv = saved
+        signal.signal(signal.SIGTERM, handler)
+    assert stop.value.code == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir, capsys):
+    """A misspelt or missing key, a missing file: one line, exit status 2, nothing written. The first case runs as
+    a command (its own process), the others in this process through the same entry point."""
     bad = tmp_path / "bad.yaml"
     good = TINY.format(llama="x")
-    for text, expected in (("seeds: [0]\n", "the recipe has no 'data_seed'"),
+    for number, (text, expected) in enumerate((("seeds: [0]\n", "the recipe has no 'data_seed'"),
                            (good.replace("hidden: 4", "hiden: 4"), "hiden"),
                            (good.replace("exclude_types: [sentiment]", "exclude_types: [topic]"),
                             "no unseen task has type 'topic'"),
@@ -285,16 +307,22 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir):
                             "udt.landscape.seed: 7 is not among the recipe's seeds"),
                            (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'"),
                            ("[1, 2]\n", "expected a mapping of settings"),
-                           (None, "cannot read the recipe")):
+                           (None, "cannot read the recipe"))):
         if text is not None:
             bad.write_text(text)
         else:
             bad.unlink()
-        done = subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), str(bad), "--out",
-                               str(tmp_path / "out"), "--report", str(tmp_path / "r.md"), "--data-dir", str(data_dir)],
-                              capture_output=True, text=True, cwd=ROOT)
-        assert done.returncode == 2 and expected in done.stderr and "Traceback" not in done.stderr, done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1
+        argv = [str(bad), "--out", str(tmp_path / "out"), "--report", str(tmp_path / "r.md"), "--data-dir",
+                str(data_dir)]
+        if number == 0:
+            done = subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), *argv], capture_output=True,
+                                  text=True, cwd=ROOT)
+            assert done.returncode == 2
+            err = done.stderr
+        else:
+            err = _refused(argv, capsys)
+        assert expected in err and "Traceback" not in err, err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("smol.py: error: ")
         assert not (tmp_path / "out").exists()
 
 
@@ -316,6 +344,7 @@ def test_a_stage_writes_the_results_it_recorded_even_when_interrupted(tmp_path, 
     assert set(json.loads((tmp_path / "stages.json").read_text())) == {"an analysis"}
 
 
+@pytest.mark.slow
 def test_a_stage_stopped_by_sigterm_keeps_its_time(tmp_path):
     """The recipes' stage times are what a stage cost: a stage killed with SIGTERM (a scheduler's stop, ``kill``)
     records its time so far, and the runner exits with 128 + 15."""
@@ -345,6 +374,7 @@ def test_a_stage_stopped_by_sigterm_keeps_its_time(tmp_path):
     assert "long: 0.0 min (interrupted)" in out
 
 
+@pytest.mark.slow
 def test_one_part_of_a_file_with_parts(tmp_path, shared_dir, data_dir):
     """``--part NAME`` runs that part alone; every part's settings are checked before any trains; an unknown part
     is refused in one line."""

@@ -52,6 +52,7 @@ def test_files_are_readable_like_any_file_the_user_writes(tmp_path):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
 
 
+@pytest.mark.slow
 def test_the_same_tensors_give_the_same_bytes_in_every_process(tmp_path):
     """safetensors writes metadata keys in a per-process hash order; taskspace's files do not depend on it."""
     import subprocess

@@ -49,6 +49,7 @@ def bank(llama, data_dir, tmp_path_factory):
     return build_bank(tmp_path_factory.mktemp("bank"), spec, llama)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_bank_entries_and_their_common_anchor(bank):
     thetas, init = bank.stacked(TASKS, "lora")
     assert thetas.shape == (3, bank.method("lora").size)
@@ -63,6 +64,7 @@ def test_bank_entries_and_their_common_anchor(bank):
         torch.testing.assert_close(e.delta, e.theta - init)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_bank_records_the_learning_rate_each_method_used(bank, data_dir):
     """bank.json holds every method's learning rate (given or default), never an unused placeholder."""
     record = json.loads((bank.root / "bank.json").read_text())["spec"]
@@ -73,6 +75,7 @@ def test_bank_records_the_learning_rate_each_method_used(bank, data_dir):
         BankSpec(tasks=TASKS, methods={"lora": {}}, data_dir=str(data_dir), lr={"prompt": 0.5})
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_rebuilding_a_bank_verifies_instead_of_retraining(bank, llama, data_dir):
     mtimes = {p: p.stat().st_mtime_ns for p in bank.root.rglob("theta.safetensors")}
     again = build_bank(bank.root, bank.spec, llama)
@@ -82,6 +85,7 @@ def test_rebuilding_a_bank_verifies_instead_of_retraining(bank, llama, data_dir)
         build_bank(bank.root, other, llama)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_missing_or_corrupt_entries_are_errors_never_stand_ins(bank, tmp_path):
     copy = tmp_path / "bank"
     shutil.copytree(bank.root, copy)
@@ -97,11 +101,13 @@ def test_missing_or_corrupt_entries_are_errors_never_stand_ins(bank, tmp_path):
         bank.entry("trec", "prompt")
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_a_bank_refuses_another_backbone(bank, shared_dir):
     with pytest.raises(ConfigError, match="tuned on backbone"):
         Bank(bank.root, tiny_backbone("gpt2", str(shared_dir)))
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_msf_reconstruction_falls(bank, tmp_path):
     thetas, _ = bank.stacked(TASKS[:2], "prompt")
     # lm_loss="mean": the unsmoothed mean token loss, against which alpha = 200 makes the fit mostly reconstruction.
@@ -125,6 +131,7 @@ def _fresh_autoencoder(D, config):
     return IPTEncoder(D, config.d, seed=config.seed), IPTDecoder(config.d, D, config.hidden, seed=config.seed + 1)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_ist_trains_only_d_numbers(bank, data_dir, tmp_path):
     space = fit_bank("ipt", MSFConfig(d=5, hidden=16, train=quick()), bank, TASKS[:2], tmp_path / "ipt")
     decoder_before = {k: v.clone() for k, v in space["prompt"].up.state_dict().items()}
@@ -162,6 +169,7 @@ def test_mixing_weights_follow_the_paper():
     torch.testing.assert_close(draws.mean(0), torch.tensor([0.5, 0.25, 0.25]), atol=0.02, rtol=0)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_path, monkeypatch):
     import taskspace.subspace.finders.unified as unified
 
@@ -218,6 +226,7 @@ def test_unified_subspace_transfer_and_round_trip(bank, llama, data_dir, tmp_pat
     assert tables[0].header == ["source \\ target", "adapter", "lora", "prefix"]
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_subspace_refuses_other_backbones_and_layouts(bank, shared_dir, tmp_path):
     folder = tmp_path / "udt"
     space = fit_bank("unified", UnifiedConfig(methods=("adapter", "lora"), d=3, train=quick(steps=2)), bank,
@@ -286,6 +295,7 @@ def test_gain_kept_by_hand():
     assert gain_kept(scores, reference, frozen, margin=0.5) == ([], None, None)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_ipt_with_adapters(bank, tmp_path):
     """IPT (Adapter): the same pipeline with the adapter bank; the decoder outputs adapter thetas, and MSF learns
     to reconstruct the adapter solutions (an untrained auto-encoder would not)."""
@@ -303,6 +313,7 @@ def test_ipt_with_adapters(bank, tmp_path):
     assert after < 0.9 * before, (float(before), float(after))
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, tmp_path):
     from taskspace.store import load_delta
     from taskspace.tuning import TuneConfig, tune
@@ -320,6 +331,7 @@ def test_prompt_tuning_initialised_from_an_ist_solution(bank, llama, data_dir, t
     torch.testing.assert_close(init, load_delta(ist / "theta", space["prompt"].method)[0])
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_udt_micro_batches_share_their_steps_mixing_weights(bank, tmp_path, monkeypatch):
     """A UDT fit with each step's batch in micro-batches draws one set of mixing weights per step, as without
     them, and so fits the same subspace (up to float rounding)."""
@@ -339,6 +351,7 @@ def test_udt_micro_batches_share_their_steps_mixing_weights(bank, tmp_path, monk
             torch.testing.assert_close(parts[key], one[key], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_udt_up_projections_start_at_zero_on_request(bank, tmp_path):
     """``up_init="zeros"``: every decoded solution starts at its method's anchor, so one AdamW step of rate lr moves
     an up-projection weight by at most lr; nn.Linear's uniform start (the authors' code) is far from that."""
@@ -399,6 +412,7 @@ def test_msf_task_loss_forms(llama, data_dir):
         assert float(code) > 2 * float(plain)  # summed over tokens and examples, not averaged
 
 
+@pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_a_bank_refuses_entries_scored_another_way(bank, shared_dir):
     """bank.json records how its entries are scored (decode protocol, lengths): resuming the bank with another
     --decode is refused, not mixed in; a bank written before those settings were recorded still resumes."""

@@ -13,6 +13,9 @@ from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, Ra
                                 transfer)
 from taskspace.train import TrainConfig
 
+#: Every test here trains or fits for seconds to minutes: the fast tier (-m "not slow") leaves them out.
+pytestmark = pytest.mark.slow
+
 TASKS = ["glue-sst2", "superglue-copa"]
 OPTIONS = {"prompt": {"n_tokens": 2}, "lora": {"r": 2}, "adapter": {"r": 2}, "prefix": {"n_tokens": 2, "hidden": 4},
            "bitfit": {}, "finetune": {}}
