@@ -7,10 +7,10 @@
 #
 # The run: tests/test_cuda.py (what only a GPU shows: exact resume with the CUDA generator, a run killed on the
 # GPU, bfloat16 weights with float32 theta and optimiser, flex-attention prefix gradients, Fastfood across
-# devices, several tasks in one pass), then benchmarks/multitask.py, step_time.py and fastfood.py on CUDA.
+# devices, several tasks in one pass), then benchmarks/multitask.py, step_time.py, fastfood.py and dtype.py on CUDA.
 # SmolLM2's GGUF file (98 MB) is too large to carry: the benchmarks use a model of SmolLM2's exact shape (its
 # config and tokenizer) with random weights, which costs what SmolLM2 costs. Each stage has its own time limit and
-# its output lands in $OUT at once, so a stage that overruns leaves the others' results. About 8 minutes on an H200.
+# its output lands in $OUT at once, so a stage that overruns leaves the others' results. About 10 minutes on an H200.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,6 +58,11 @@ EOF
     timeout 100 python3 step_time.py --backbone "$model" --data-dir "$data" --steps 10 --warmup 3 \
         --methods prompt prefix lora adapter bitfit 2>&1 | tee "$out/step_time.txt"
     timeout 90 python3 fastfood.py --device cuda --max-log2 26 2>&1 | tee "$out/fastfood.txt"
+    # the CUDA default dtype (bfloat16 where supported) is chosen from this: the time of float32 and bfloat16
+    # (the random weights make the scores meaningless; the scores' drift is measured on the CPU with SmolLM2)
+    timeout 150 python3 dtype.py --backbone "$model" --data-dir "$data" --backbone-opt device=cuda \
+        --tasks glue-sst2 ag_news --data-seeds 100 --steps 30 --eval-every 15 --max-test-examples 50 2>&1 \
+        | tee "$out/dtype.txt"
 }
 
 case "${1:-}" in
