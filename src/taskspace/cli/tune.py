@@ -78,8 +78,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         same &= value == scores[split]
     print("identical to the saved scores" if same else "DIFFERENT from the saved scores")
     if then is not None and then != now:
-        print(f"the run computed in {then} and this evaluation in {now} (its dtype setting resolves to {now} here): "
-              f"scores can differ for that reason alone; --dtype {then} evaluates as the run did")
+        why = f"--dtype {args.dtype}" if args.dtype else f"the run's dtype setting resolves to {now} on this host"
+        print(f"the run computed in {then} and this evaluation in {now} ({why}): scores can differ for that reason "
+              f"alone; --dtype {then} evaluates as the run did")
     return 0 if same else 1
 
 

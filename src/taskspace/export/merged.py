@@ -9,7 +9,7 @@ have), and BitFit biases that the architecture cannot hold (T5's projections, RM
 
 The weights are merged, saved and checked in float32, whatever dtype the run computed in: the run's backbone is
 reloaded in float32 from its recorded settings, and a bfloat16 run's delta merged into it (rounding the merged
-weights to bfloat16 would lose most of a small delta). Before anything is kept, the saved folder is loaded back and
+weights to bfloat16 could lose a small delta). Before anything is kept, the saved folder is loaded back and
 its logits on a probe batch are compared with the run's theta bound to the float32 backbone; a difference beyond
 float32 tolerance removes the folder and raises. Load the folder with ``dtype=torch.bfloat16`` to compute as a
 bfloat16 run did.
