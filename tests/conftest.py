@@ -46,14 +46,10 @@ if XDIST_WORKER is not None:
     torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="session")
-def smollm2_cache(tmp_path_factory):
-    """A fresh taskspace cache folder holding the real SmolLM2 conversion, made once per test session (shared by
-    the workers of a ``pytest -n`` session: the first converts, the others wait for it); every test that loads the
-    default backbone uses it (so a session converts once, and never reads a user's cache)."""
-    from filelock import FileLock
-
-    from taskspace.backbones import smollm2
+@pytest.fixture(scope="session", autouse=True)
+def cache_folder(tmp_path_factory):
+    """A fresh taskspace cache folder for the whole test session (shared by the workers of a ``pytest -n``
+    session): tests never read or fill a user's cache (converted models, file digests, the frozen models' scores)."""
     from taskspace.cache import CACHE_ENV
 
     base = tmp_path_factory.getbasetemp()
@@ -62,14 +58,25 @@ def smollm2_cache(tmp_path_factory):
     previous = os.environ.get(CACHE_ENV)
     os.environ[CACHE_ENV] = str(root)
     try:
-        with FileLock(str(root) + ".lock"):
-            folder = smollm2.smollm2_folder()
-        yield root, folder
+        yield root
     finally:
         if previous is None:
             os.environ.pop(CACHE_ENV, None)
         else:
             os.environ[CACHE_ENV] = previous
+
+
+@pytest.fixture(scope="session")
+def smollm2_cache(cache_folder):
+    """The session's cache folder holding the real SmolLM2 conversion, made once per test session (by the first
+    worker of a ``pytest -n`` session while the others wait); every test that loads the default backbone uses it."""
+    from filelock import FileLock
+
+    from taskspace.backbones import smollm2
+
+    with FileLock(str(cache_folder) + ".lock"):
+        folder = smollm2.smollm2_folder()
+    return cache_folder, folder
 
 
 @pytest.fixture(scope="session")

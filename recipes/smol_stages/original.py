@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from taskspace.evaluation import evaluate
+from taskspace.frozen import frozen_score
 from taskspace.subspace import BankSpec
 
 from recipe_common import fmt, train_config
@@ -53,6 +53,6 @@ def frozen(run: Runner) -> None:
         for t in tasks:
             if t not in done:
                 task, test = spec.test_split(t)
-                done[t] = evaluate(run.backbone, test, task.metric)[0]
+                done[t] = frozen_score(run.backbone, test, task.metric)  # shared with the runs' zero_shot
                 print(f"    {t:34s} frozen   test {fmt(done[t])}", flush=True)
                 run.save()

@@ -1,7 +1,8 @@
 """taskspace's cache folder and file digests.
 
 The cache folder holds what taskspace derives once and reuses: converted backbones (see
-:mod:`taskspace.backbones.smollm2`) and ``file-digests.json``, the SHA-256 of large files keyed by path, size and
+:mod:`taskspace.backbones.smollm2`), the frozen backbones' scores (``frozen-scores/``, see :mod:`taskspace.frozen`)
+and ``file-digests.json``, the SHA-256 of large files keyed by path, size and
 modification time, so that a multi-GB checkpoint is read through once, not on every load.
 
 Location: ``$TASKSPACE_CACHE`` if set, else ``$XDG_CACHE_HOME/taskspace``, else ``~/.cache/taskspace``.

@@ -35,6 +35,7 @@ from .backbones import Backbone
 from .deltas import DeltaMethod, FlatParameters
 from .errors import ConfigError
 from .evaluation import evaluate, evaluate_splits, write_predictions
+from .frozen import frozen_scores
 from .reporting import Reported
 from .store import read_json, read_tensors, save_delta, write_json, write_tensors
 from .tasks import Example, Task
@@ -143,11 +144,12 @@ def trajectory(run_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
 
 def _zero_shot(path: Path, backbone: Backbone, method: DeltaMethod, source: ThetaSource, task: Task,
                test: Sequence[Example], batch_size: int, progress: bool = False) -> dict[str, Any]:
-    """Scores of the frozen backbone and of the initial theta (computed once, kept in ``zero_shot.json``)."""
+    """Scores of the frozen backbone (computed once per exact computation, see :mod:`taskspace.frozen`) and of
+    the initial theta, kept in ``zero_shot.json``."""
     if path.is_file():
         return read_json(path)
     splits = {name: examples for name, examples in (("dev", task.dev), ("test", test)) if examples}
-    frozen = evaluate_splits(backbone, splits, task.metric, batch_size=batch_size, progress=progress)
+    frozen = frozen_scores(backbone, splits, task.metric, batch_size=batch_size, progress=progress)
     start = source.current()
     # A neutral initial theta computes exactly the frozen model: its scores are the frozen ones.
     init = frozen if method.is_neutral(start) else evaluate_splits(
