@@ -106,7 +106,7 @@ def test_a_run_is_never_returned_for_another_dtype(tmp_path, llama_dir, data_dir
     config.train = config.train.replace(steps=2, eval_every=2, progress=False)
     tune(config, tmp_path / "r", backbone=load_backbone(llama_dir, max_output_length=2))
     bf16 = load_backbone(llama_dir, dtype="bfloat16", max_output_length=2)
-    with pytest.raises(ConfigError, match="computed with the backbone in float32; this backbone computes in "
+    with pytest.raises(ConfigError, match="computed with the backbone's dtype float32; this backbone's is "
                                           "bfloat16: pass --backbone-opt dtype=float32"):
         tune(config, tmp_path / "r", backbone=bf16)
 

@@ -4,9 +4,10 @@
     predictions = Predictor.load("runs/ag_news-lora-...").predict(["Stocks fell ...", "The match ended ..."])
 
 The run's backbone is loaded with the settings it recorded (the decode protocol, input and output lengths, the
-dtype), its delta is read and checked against it, and every input is formatted as the run's task formatted its
-own (``[task] input``). An input may come with options: with the ``rank`` protocol the most likely option is the
-answer, with ``generate`` the options only reach the model as part of the input text, as in training.
+dtype, the input template), its delta is read and checked against it, and every input is formatted as the run's
+task formatted its own (``[task] input``, in the run's template). An input may come with options: with the
+``rank`` protocol the most likely option is the answer, with ``generate`` the options only reach the model as part
+of the input text, as in training.
 """
 
 from __future__ import annotations

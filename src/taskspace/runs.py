@@ -52,7 +52,8 @@ def is_finished(run_dir: Path) -> bool:
 def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool, backbone: Backbone | None = None) -> None:
     """Make ``run_dir`` ready for a run described by ``record``: deleted first with ``overwrite``; refused when it
     holds a run whose ``config.json`` differs from ``record`` in any of its keys, or whose backbone computed in
-    another dtype than ``backbone`` does (resuming, or returning a finished run, is only safe for the same run)."""
+    another dtype or input template than ``backbone`` has (resuming, or returning a finished run, is only safe for
+    the same run)."""
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
@@ -64,7 +65,7 @@ def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool, bac
                 "or pass --overwrite to replace it"
             )
         if backbone is not None:
-            check_same_dtype(saved, backbone, run_dir)
+            check_same_computation(saved, backbone, run_dir)
 
 
 def recorded_dtype(saved_config: dict[str, Any]) -> str | None:
@@ -72,13 +73,23 @@ def recorded_dtype(saved_config: dict[str, Any]) -> str | None:
     return (saved_config.get("backbone") or {}).get("dtype")
 
 
-def check_same_dtype(saved_config: dict[str, Any], backbone: Backbone, where: Path) -> None:
-    """Refuse to resume or return a run computed in another dtype than ``backbone`` computes in, naming the fix."""
-    then, now = recorded_dtype(saved_config), str(backbone.dtype).removeprefix("torch.")
-    if then is not None and then != now:
-        raise ConfigError(f"{where} holds a run computed with the backbone in {then}; this backbone computes in "
-                          f"{now}: pass --backbone-opt dtype={then} to resume or return it, or choose another "
-                          "--out/--run-name")
+#: Backbone settings that change what a run computes without being among its options when left at their
+#: defaults (the default dtype and template depend on the host and the model), and the value a record made before
+#: the setting existed stands for.
+HIDDEN_SETTINGS = {"dtype": None, "template": "plain"}
+
+
+def check_same_computation(saved_config: dict[str, Any], backbone: Backbone, where: Path) -> None:
+    """Refuse to resume or return a run computed with another dtype or input template than ``backbone`` has,
+    naming the fix."""
+    saved = saved_config.get("backbone") or {}
+    now = backbone.describe()
+    for key, before in HIDDEN_SETTINGS.items():
+        then = saved.get(key, before)
+        if then is not None and then != now[key]:
+            raise ConfigError(f"{where} holds a run computed with the backbone's {key} {then}; this backbone's is "
+                              f"{now[key]}: pass --backbone-opt {key}={then} to resume or return it, or choose "
+                              "another --out/--run-name")
 
 
 #: How a message names the parts of a run's record.

@@ -252,6 +252,7 @@ def reload_backbone(description: dict, **overrides) -> Backbone:
     # gradient checkpointing only saves memory in training; what reloads a backbone evaluates or exports with it
     valid = _valid_options(FAMILIES[family]) - {"device", "gradient_checkpointing"}
     options = {k: v for k, v in description.items() if k in valid}
+    options.setdefault("template", "plain")  # recorded before templates existed: the plain form
     return load_backbone(description["name"], **{**options, **overrides})
 
 

@@ -102,6 +102,13 @@ class Backbone(LayerCheckpointing, nn.Module):
     #: as a string) or ``rank`` (an example with options gets its most likely option).
     decode_modes: ClassVar[tuple[str, ...]] = ("generate", "rank")
 
+    #: The input templates this family can use (:mod:`.templates`): the papers' ``[task] input`` form only.
+    templates: ClassVar[tuple[str, ...]] = ("plain",)
+
+    @classmethod
+    def default_template(cls, tokenizer) -> str:
+        return "plain"
+
     @classmethod
     def default_max_input_length(cls, path: str, local: bool) -> int:
         """The input length a model of this family is truncated to unless told otherwise."""
@@ -120,9 +127,16 @@ class Backbone(LayerCheckpointing, nn.Module):
         decode: str | None = None,
         dropout: bool = False,
         gradient_checkpointing: bool = False,
+        template: str | None = None,
         weight_files: Sequence[str | Path] | None = None,
     ):
         super().__init__()
+        template = self.default_template(tokenizer) if template is None else template
+        if template not in self.templates:
+            raise ConfigError(f"template={template!r}: the {self.family} family takes "
+                              f"{' or '.join(self.templates)} (see taskspace.backbones.templates)")
+        #: How an input is laid out before its answer (:mod:`.templates`); recorded in every artefact.
+        self.template = template
         decode = self.decode_modes[0] if decode is None else decode
         if decode not in self.decode_modes:
             raise ConfigError(
@@ -235,6 +249,7 @@ class Backbone(LayerCheckpointing, nn.Module):
             "max_input_length": self.max_input_length,
             "max_output_length": self.max_output_length,
             "task_prefix": self.task_prefix,
+            "template": self.template,
             "label_smoothing": self.label_smoothing,
             "decode": self.decode,
             "dtype": str(self.dtype).removeprefix("torch."),

@@ -10,6 +10,7 @@ from transformers.cache_utils import DynamicCache
 from ..tasks.example import Example
 from .base import Backbone, Batch, first_not_none, token_nll
 from .decoding import option_rows, take_tokens
+from .templates import TEMPLATES, Template, default_template
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -20,6 +21,11 @@ def _positions(mask: torch.Tensor) -> torch.Tensor:
 class CausalBackbone(Backbone):
     family = "causal"
     auto_class = "AutoModelForCausalLM"
+    templates = TEMPLATES
+
+    @classmethod
+    def default_template(cls, tokenizer) -> str:
+        return default_template(tokenizer)
 
     def __init__(self, model, tokenizer, **options):
         super().__init__(model, tokenizer, **options)
@@ -34,14 +40,17 @@ class CausalBackbone(Backbone):
             plain = tokenizer("answer", add_special_tokens=False).input_ids
             spaced = tokenizer(" answer", add_special_tokens=False).input_ids
             self._write_space = not (spaced == plain or spaced[1:] == plain)
+        self._template = Template.build(self.template, tokenizer, self._write_space) if tokenizer is not None else None
 
     # ------------------------------------------------------------------------------------------------------------
     def _prompt_ids(self, example: Example) -> list[int]:
-        ids = self.tokenizer(self.format_input(example)).input_ids
-        return ids[: self.max_input_length]
+        """The template around the formatted input; an input too long for ``max_input_length`` keeps its end."""
+        body = self.tokenizer(self.format_input(example), add_special_tokens=False).input_ids
+        return self._template.prompt_ids(body, self.max_input_length)
 
     def _answer_ids(self, text: str) -> list[int]:
-        ids = self.tokenizer((" " + text) if self._write_space else text, add_special_tokens=False).input_ids
+        spaced = self._template.answer_space
+        ids = self.tokenizer((" " + text) if spaced else text, add_special_tokens=False).input_ids
         return ids[: self.max_output_length - 1] + [self.eos_id]
 
     def _left_padded(self, prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,7 +112,7 @@ class BankEntry:
 
 
 #: The backbone settings every entry of a bank is scored with, recorded in bank.json (a bank cannot mix them).
-SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing")
+SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing", "template")
 
 
 def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
@@ -187,6 +187,8 @@ def build_bank(
         mine = dict(record["backbone"])
         if "settings" not in saved.get("backbone", {}):  # a bank written before the settings were recorded
             mine.pop("settings")
+        else:  # a bank written before templates was tuned on the plain form
+            saved["backbone"]["settings"].setdefault("template", "plain")
         if saved.get("spec") != record["spec"] or saved.get("backbone") != mine:
             raise ConfigError(
                 f"{root / BANK_FILE} describes another bank (different tasks, methods, settings, backbone or "
@@ -238,6 +240,10 @@ class Bank:
                 f"{self.root}: the bank was tuned on backbone {meta['backbone']['name']!r} (weights sha256 "
                 f"{fingerprint[:12]}...), not on {backbone.name!r} ({backbone.fingerprint()[:12]}...)"
             )
+        template = meta["backbone"].get("settings", {}).get("template", "plain")  # before templates: plain
+        if template != backbone.template:
+            raise ConfigError(f"{self.root}: the bank was tuned with the {template} input template; this backbone "
+                              f"uses {backbone.template} (load it with --backbone-opt template={template})")
         self.backbone = backbone
         self._methods: dict[str, DeltaMethod] = {}
 

@@ -105,7 +105,7 @@ class Subspace:
             "recipe": self.recipe,
             "d": self.d,
             "backbone": {"name": self.backbone.name, "model_type": self.backbone.model_type,
-                         "fingerprint": self.backbone.fingerprint()},
+                         "fingerprint": self.backbone.fingerprint(), "template": self.backbone.template},
             "methods": methods,
             "info": self.info,
         })
@@ -121,6 +121,11 @@ class Subspace:
                 f"{saved_bb['fingerprint'][:12]}...), not on {backbone.name!r} "
                 f"({backbone.fingerprint()[:12]}...)"
             )
+        template = saved_bb.get("template", "plain")  # a subspace saved before templates: the plain form
+        if template != backbone.template:
+            raise IncompatibleError(f"{folder / SUBSPACE_JSON}: the subspace was fitted to solutions tuned with the "
+                                    f"{template} input template; this backbone uses {backbone.template} (load it with "
+                                    f"--backbone-opt template={template})")
         tensors = read_tensors(folder / SUBSPACE_TENSORS, backbone.device)
         methods = {}
         for name, m in meta["methods"].items():

@@ -1,0 +1,104 @@
+"""The input template: how a causal backbone lays out ``[task] input`` before the answer it continues with.
+
+A decoder-only model answers after the input's last token, so what stands between the input and the answer
+decides what it has learnt to continue with there. Three templates:
+
+- ``chat``: the tokenizer's own chat template (instruct models): the formatted input is the user's turn, the
+  answer the assistant's turn (then the end-of-turn token, the tokenizer's EOS). The default of a backbone whose
+  tokenizer has one (SmolLM2-135M-Instruct: +18-20 test points over ``plain`` in 60 steps, SPEC section 1).
+- ``boundary``: the formatted input, a newline and ``Answer:``, then the answer after a space.
+- ``plain``: the formatted input and the answer right after it, with no boundary: taskspace's form before
+  templates (and the papers' text-to-text form, the only one of the seq2seq and encoder families). The default of
+  causal backbones without a chat template until one is measured to be better.
+
+A template is split once into the token ids before and after the formatted input (:class:`Template`), so that an
+input longer than ``max_input_length`` is cut at its beginning and keeps its end (the question) and both sides of
+the template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+#: The templates of causal backbones; seq2seq and encoder backbones take ``plain`` only.
+TEMPLATES = ("chat", "boundary", "plain")
+#: What ``boundary`` puts between the input and the answer.
+BOUNDARY = "\nAnswer:"
+#: Stands for the user's message while the chat template is rendered (split at it afterwards).
+_SLOT = "\u2063TASKSPACE-INPUT\u2063"
+
+
+def has_chat_template(tokenizer) -> bool:
+    return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
+
+
+def default_template(tokenizer) -> str:
+    """``chat`` where the tokenizer has a chat template, else ``plain``."""
+    return "chat" if has_chat_template(tokenizer) else "plain"
+
+
+def _special_sides(tokenizer) -> tuple[list[int], list[int]]:
+    """The special tokens the tokenizer adds before and after a text of its own (e.g. Llama's BOS)."""
+    plain = tokenizer("a", add_special_tokens=False).input_ids
+    full = tokenizer("a", add_special_tokens=True).input_ids
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return [], []
+
+
+def _continuation(tokenizer, text: str) -> list[int]:
+    """The ids of ``text`` as it is tokenized after other text (a sentencepiece tokenizer marks the start of a text
+    with a space of its own, which a continuation does not have)."""
+    if not text:
+        return []
+    lead = tokenizer("a", add_special_tokens=False).input_ids
+    both = tokenizer("a" + text, add_special_tokens=False).input_ids
+    if both[: len(lead)] == lead:
+        return both[len(lead) :]
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
+@dataclass(frozen=True)
+class Template:
+    """A template's fixed token ids: ``head`` before the formatted input, ``tail`` after it; and whether an answer
+    starts with a space (a byte-level BPE tokenizer needs it written out after a word, not after a chat turn)."""
+
+    name: str
+    head: list[int]
+    tail: list[int]
+    answer_space: bool
+
+    @classmethod
+    def build(cls, name: str, tokenizer, write_space: bool) -> "Template":
+        if name not in TEMPLATES:
+            raise ConfigError(f"template={name!r}: expected {', '.join(TEMPLATES)}")
+
+        def ids(text: str) -> list[int]:
+            return tokenizer(text, add_special_tokens=False).input_ids if text else []
+
+        if name == "chat":
+            if not has_chat_template(tokenizer):
+                raise ConfigError("template='chat': this tokenizer has no chat template; use template=boundary or "
+                                  "template=plain")
+            text = tokenizer.apply_chat_template([{"role": "user", "content": _SLOT}], tokenize=False,
+                                                 add_generation_prompt=True)
+            if text.count(_SLOT) != 1:
+                raise ConfigError("template='chat': this tokenizer's chat template does not place the user's message "
+                                  "as it is; use template=boundary")
+            before, after = text.split(_SLOT)
+            return cls(name, ids(before), _continuation(tokenizer, after), answer_space=False)
+        head, tail = _special_sides(tokenizer)
+        if name == "boundary":
+            tail = _continuation(tokenizer, BOUNDARY) + tail
+        return cls(name, head, tail, answer_space=write_space)
+
+    def prompt_ids(self, body: list[int], max_length: int) -> list[int]:
+        """``head + body + tail`` within ``max_length`` tokens: a long body loses its beginning."""
+        room = max_length - len(self.head) - len(self.tail)
+        if room < 1:
+            raise ConfigError(f"max_input_length={max_length}: the {self.name} template alone takes "
+                              f"{len(self.head) + len(self.tail)} tokens; expected a larger max_input_length")
+        return self.head + body[-room:] + self.tail

@@ -1,0 +1,99 @@
+"""The input template of causal backbones: SmolLM2 answers in its own chat template, a long input keeps its end and
+the template, ``plain`` is the form taskspace used before templates, and an artefact made with one template is
+never used with another."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from taskspace.backbones import load_backbone, reload_backbone
+from taskspace.cli import main
+from taskspace.errors import ConfigError, IncompatibleError
+from taskspace.subspace import Subspace
+from taskspace.tasks import Example
+from taskspace.tuning import TuneConfig, tune
+from tiny import tiny_backbone
+
+SHORT = Example("The stock market rose today.", ("business",), (), task="ag_news")
+LONG = Example("filler " * 3000 + "Which topic is this?", ("business",), (), task="ag_news")
+
+
+@pytest.fixture(scope="module")
+def llama_dir(shared_dir):
+    return f"{shared_dir}/models/stories260K"
+
+
+def test_smollm2_answers_in_its_chat_template(smol):
+    assert smol.template == "chat" and smol.describe()["template"] == "chat"
+    tok = smol.tokenizer
+    expected = tok.apply_chat_template([{"role": "user", "content": "[ag_news] The stock market rose today."}],
+                                       tokenize=False, add_generation_prompt=True)
+    assert tok.decode(smol._prompt_ids(SHORT)) == expected
+    ids = tok.apply_chat_template([{"role": "user", "content": "[ag_news] The stock market rose today."}],
+                                  tokenize=True, add_generation_prompt=True)
+    assert smol._prompt_ids(SHORT) == list(ids["input_ids"] if hasattr(ids, "keys") else ids)  # the same tokens
+    assert smol._answer_ids("business") == tok("business", add_special_tokens=False).input_ids + [smol.eos_id]
+    assert tok.convert_ids_to_tokens(smol.eos_id) == "<|im_end|>"  # the assistant's turn ends as the template's
+
+
+@pytest.mark.parametrize("template", ["chat", "boundary", "plain"])
+def test_a_long_input_keeps_its_end_and_the_template(smol, template):
+    backbone = smol if template == "chat" else load_backbone("smollm2", template=template)
+    ids = backbone._prompt_ids(LONG)
+    assert len(ids) == backbone.max_input_length
+    text = backbone.tokenizer.decode(ids)
+    short = backbone.tokenizer.decode(backbone._prompt_ids(SHORT))
+    head, tail = short.split("[ag_news] The stock market rose today.")
+    assert text.startswith(head) and text.endswith("Which topic is this?" + tail)  # the question and the boundary
+    assert "[ag_news]" not in text  # the beginning went
+    if template == "boundary":
+        assert tail == "\nAnswer:"
+    if template == "plain":
+        assert (head, tail) == ("", "")
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_plain_is_the_form_before_templates(kind, shared_dir):
+    backbone = tiny_backbone(kind, str(shared_dir))
+    assert backbone.template == "plain"  # no chat template: the form taskspace always used
+    assert backbone._prompt_ids(SHORT) == backbone.tokenizer(backbone.format_input(SHORT)).input_ids
+    boundary = tiny_backbone(kind, str(shared_dir), template="boundary")
+    assert boundary.tokenizer.decode(boundary._prompt_ids(SHORT), skip_special_tokens=True).endswith(
+        "today.\nAnswer:")
+
+
+def test_templates_a_family_cannot_use_are_refused(shared_dir, llama_dir):
+    with pytest.raises(ConfigError, match="template='chat': this tokenizer has no chat template"):
+        load_backbone(llama_dir, template="chat")
+    with pytest.raises(ConfigError, match="template='boundary': the seq2seq family takes plain"):
+        tiny_backbone("t5", str(shared_dir), template="boundary")
+    with pytest.raises(ConfigError, match="template='fancy'"):
+        load_backbone(llama_dir, template="fancy")
+
+
+def test_an_artefact_of_one_template_is_never_used_with_another(tmp_path, llama_dir, data_dir):
+    config = TuneConfig(task="glue-sst2", method="lora", data_dir=str(data_dir), backbone=llama_dir,
+                        method_options={"r": 2}, max_test_examples=4, zero_shot=False)
+    config.train = config.train.replace(steps=2, eval_every=2, progress=False)
+    run = tune(config, tmp_path / "r", backbone=load_backbone(llama_dir)).run_dir
+    with pytest.raises(ConfigError, match="template plain; this backbone's is boundary: pass --backbone-opt "
+                                          "template=plain"):
+        tune(config, tmp_path / "r", backbone=load_backbone(llama_dir, template="boundary"))
+    described = dict(__import__("json").loads((run / "config.json").read_text())["backbone"])
+    described.pop("template")  # a record made before templates: the plain form
+    assert reload_backbone(described).template == "plain"
+
+    assert main(["fit-subspace", "--recipe", "fastfood", "--d", "4", "--backbone", llama_dir,
+                 "--out", str(tmp_path / "ff")]) == 0
+    assert Subspace.load(tmp_path / "ff", load_backbone(llama_dir)).d == 4
+    with pytest.raises(IncompatibleError, match="tuned with the plain input template; this backbone uses boundary"):
+        Subspace.load(tmp_path / "ff", load_backbone(llama_dir, template="boundary"))
+
+
+def test_the_template_changes_what_the_model_sees(shared_dir):
+    """The same example, the same weights: the boundary's tokens reach the model, so the loss differs."""
+    plain, boundary = (tiny_backbone("llama", str(shared_dir), template=t) for t in ("plain", "boundary"))
+    with torch.no_grad():
+        a, b = (bb.loss(bb.collate([SHORT])) for bb in (plain, boundary))
+    assert not torch.allclose(a, b)
