@@ -451,3 +451,26 @@ def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_pa
     assert "no spread to measure" in one and "| kind |" not in one and "(1 seed;" in one
     two = section([["prompt", 2.5, 1, 0, 2]])
     assert "| kind | mean std |" in two and "no spread" not in two
+
+
+def test_the_templates_recipe_documents_what_it_finished(tmp_path, monkeypatch):
+    """recipes/templates.py --report-only trains nothing and writes a table of every (task, method, template), the
+    unfinished ones as dashes, then a finished run's test score beside its frozen score."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("templates_recipe", ROOT / "recipes" / "templates.py")
+    recipe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(recipe)
+    doc = tmp_path / "templates.md"
+    argv = ["templates.py", "--out", str(tmp_path / "runs"), "--doc", str(doc), "--report-only"]
+    monkeypatch.setattr(sys, "argv", argv)
+    recipe.main()
+    rows = [line for line in doc.read_text().splitlines() if line.startswith("| glue-sst2 | lora |")]
+    assert rows == ["| glue-sst2 | lora | – | – | – |"] and "0 runs finished" in doc.read_text()
+    finished = tmp_path / "runs" / "glue-sst2" / "lora" / "chat"
+    finished.mkdir(parents=True)
+    (finished / "scores.json").write_text(json.dumps({"test": 0.82, "zero_shot": {"frozen": {"test": 0.1}}}))
+    (finished / "timing.json").write_text(json.dumps({"seconds": 90.0}))
+    recipe.main()
+    text = doc.read_text()
+    assert "| glue-sst2 | lora | – | – | 82.0 (10.0) |" in text and "1 runs finished, 1.5 minutes" in text
