@@ -4,6 +4,8 @@ never used with another."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ from taskspace.cli import main
 from taskspace.errors import ConfigError, IncompatibleError
 from taskspace.subspace import Subspace
 from taskspace.tasks import Example
-from taskspace.tuning import TuneConfig, tune
+from taskspace.tuning import TuneConfig, load_run, tune
 from tiny import tiny_backbone
 
 SHORT = Example("The stock market rose today.", ("business",), (), task="ag_news")
@@ -80,9 +82,11 @@ def test_an_artefact_of_one_template_is_never_used_with_another(tmp_path, llama_
     with pytest.raises(ConfigError, match="template plain; this backbone's is boundary: pass --backbone-opt "
                                           "template=plain"):
         tune(config, tmp_path / "r", backbone=load_backbone(llama_dir, template="boundary"))
-    described = dict(__import__("json").loads((run / "config.json").read_text())["backbone"])
+    described = dict(json.loads((run / "config.json").read_text())["backbone"])
     described.pop("template")  # a record made before templates: the plain form
     assert reload_backbone(described).template == "plain"
+    boundary_run = tune(config, tmp_path / "b", backbone=load_backbone(llama_dir, template="boundary")).run_dir
+    assert load_run(boundary_run)[2].backbone.template == "boundary"  # re-scored as it was made
 
     assert main(["fit-subspace", "--recipe", "fastfood", "--d", "4", "--backbone", llama_dir,
                  "--out", str(tmp_path / "ff")]) == 0

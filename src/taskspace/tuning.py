@@ -203,7 +203,10 @@ def load_run(run_dir: str | Path, *, backbone: Backbone | None = None, data_dir:
                         "no run settings") + "); `taskspace evaluate` re-scores tune runs", run_dir / "config.json")
     config = TuneConfig.from_dict(run, **({"data_dir": data_dir} if data_dir is not None else {}))
     if backbone is None:
-        backbone = load_backbone(config.backbone, **{**config.backbone_options,
+        # the input template the run was made with (recorded in its backbone; before templates: plain), unless the
+        # run's options name one; the dtype as the run's options resolve here unless ``dtype`` replaces it
+        template = (saved.get("backbone") or {}).get("template", "plain")
+        backbone = load_backbone(config.backbone, **{"template": template, **config.backbone_options,
                                                      **({"dtype": dtype} if dtype is not None else {})})
     method = build_method(config.method, backbone, config.method_options)
     theta, _, _ = load_delta(run_dir / "theta", method)
