@@ -97,12 +97,16 @@ def pytest_collection_modifyitems(config, items):
     Then the modules with the most slow tests run first (each module's tests in their own order): with ``-n 2
     --dist loadscope`` a worker takes a whole module at a time, and the long ones started last would leave one
     worker running alone at the end."""
+    slow: dict[str, int] = {}  # slow tests per module, in collection order
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
-    slow: dict[str, int] = {}
-    for item in items:
-        slow[item.nodeid.split("::")[0]] = slow.get(item.nodeid.split("::")[0], 0) + (
-            item.get_closest_marker("slow") is not None)
+        module = item.nodeid.split("::")[0]
+        slow[module] = slow.get(module, 0) + (item.get_closest_marker("slow") is not None)
     order = {module: rank for rank, module in enumerate(slow)}
-    items.sort(key=lambda item: (-slow[item.nodeid.split("::")[0]], order[item.nodeid.split("::")[0]]))
+
+    def key(item) -> tuple[int, int]:
+        module = item.nodeid.split("::")[0]
+        return -slow[module], order[module]
+
+    items.sort(key=key)  # stable: a module's tests keep their order
