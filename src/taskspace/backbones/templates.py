@@ -5,7 +5,7 @@ decides what it has learnt to continue with there. Three templates:
 
 - ``chat``: the tokenizer's own chat template (instruct models): the formatted input is the user's turn, the
   answer the assistant's turn (then the end-of-turn token, the tokenizer's EOS). The default of a backbone whose
-  tokenizer has one (SmolLM2-135M-Instruct: +18-20 test points over ``plain`` in 60 steps, SPEC section 1).
+  tokenizer has one, as SmolLM2-135M-Instruct's does (docs/templates.md measures the three templates on it).
 - ``boundary``: the formatted input, a newline and ``Answer:``, then the answer after a space.
 - ``plain``: the formatted input and the answer right after it, with no boundary: taskspace's form before
   templates (and the papers' text-to-text form, the only one of the seq2seq and encoder families). The default of
