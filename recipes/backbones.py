@@ -26,7 +26,8 @@ from taskspace.analysis import Table
 from taskspace.backbones import load_backbone
 from taskspace.deltas import METHODS as REGISTRY
 from taskspace.errors import DataError
-from taskspace.evaluation import capped_test_split, evaluate_splits
+from taskspace.evaluation import capped_test_split
+from taskspace.frozen import frozen_scores as cached_frozen_scores
 from taskspace.store import read_json, write_json, write_text
 from taskspace.tasks import CATALOG, load_task
 from taskspace.train import TrainConfig
@@ -53,7 +54,7 @@ def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
     if path.is_file():
         return read_json(path)
     started = time.time()
-    scores = evaluate_splits(backbone, {"dev": task.dev, "test": test}, task.metric, batch_size=batch_size)
+    scores = cached_frozen_scores(backbone, {"dev": task.dev, "test": test}, task.metric, batch_size=batch_size)
     scores["seconds"] = round(time.time() - started, 1)
     write_json(path, scores)
     return scores

@@ -12,6 +12,7 @@ computes them again. The key is stored beside the scores and compared in full wh
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from pathlib import Path
@@ -25,6 +26,7 @@ from .tasks import Example
 FOLDER = "frozen-scores"
 
 
+@functools.lru_cache(maxsize=1)
 def _code_digest() -> str:
     """SHA-256 of the source files that decide what the frozen model answers and how it is scored."""
     from . import evaluation
