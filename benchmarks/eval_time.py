@@ -7,6 +7,9 @@
 - Generation (``decode=generate``): taskspace drops a row from the batch once it has produced EOS; the naive path
   keeps every row in the batch until the last one stops (what a fixed-batch greedy loop does). The generated
   texts must be identical.
+- Settled generation (``evaluate(..., settle=True)``, used wherever only a score is kept): on tasks scored by EM
+  or ACC, an answer stops once no continuation can change its score (:mod:`taskspace.tasks.settled`), against
+  generation to EOS or ``max_output_length``; frozen model and perturbed LoRA. The scores must be identical.
 
 Both are timed interleaved on the same batches (medians of ``--repeats``); only ratios measured in the same run
 are meaningful. Usage:
@@ -27,6 +30,7 @@ from common import describe_device, timed
 from taskspace.backbones import load_backbone
 from taskspace.cli import parse_options
 from taskspace.deltas import build_method
+from taskspace.evaluation import evaluate
 from taskspace.tasks import load_task
 
 
@@ -69,6 +73,8 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[1].parent / "shared/data/crossfit"))
     ap.add_argument("--examples", type=int, default=32, help="test examples, one batch")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--settle-tasks", nargs="*", default=["glue-sst2", "lama-trex"],
+                    help="tasks scored by EM or ACC for the settled-generation timing (their test examples)")
     ap.add_argument("--lora-seed", type=int, default=0,
                     help="generation is timed under a randomly perturbed LoRA so that rows stop at different steps")
     args = ap.parse_args()
@@ -104,6 +110,19 @@ def main() -> None:
     lengths = [len(backbone.tokenizer(t, add_special_tokens=False).input_ids) for t in fast]
     print(f"generation      taskspace {fast_ms:9.1f} ms   every row to the end  {slow_ms:9.1f} ms   "
           f"speed-up {slow_ms / fast_ms:5.2f}x   (answers of {min(lengths)}-{max(lengths)} tokens, identical)")
+
+    for name in args.settle_tasks:
+        settle_task = load_task(name, args.data_dir)
+        test = settle_task.test[: args.examples]
+        for label, bound in (("frozen", {}), ("perturbed LoRA", {"method": lora, "theta": theta})):
+            def run(settle, bound=bound):
+                return evaluate(backbone, test, settle_task.metric, batch_size=len(test), settle=settle, **bound)[0]
+
+            fast_ms, fast = _median_ms(lambda: run(True), args.repeats, backbone.device)
+            slow_ms, slow = _median_ms(lambda: run(False), args.repeats, backbone.device)
+            assert fast == slow, f"{name}: settled score {fast} differs from {slow}"
+            print(f"settled {name:12s} {label:15s} {fast_ms:9.1f} ms   to EOS / max length {slow_ms:9.1f} ms   "
+                  f"speed-up {slow_ms / fast_ms:5.2f}x   ({settle_task.metric} {100 * fast:.1f}, identical)")
 
 
 if __name__ == "__main__":

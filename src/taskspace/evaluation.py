@@ -17,13 +17,15 @@ import torch
 from .backbones import Backbone
 from .deltas import DeltaMethod
 from .tasks import Example, Task, compute_metric
+from .tasks.settled import settled_check
 
 
 def predict(backbone: Backbone, examples: Sequence[Example], *, method: DeltaMethod | None = None,
             theta: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
-            desc: str = "predict") -> list[str]:
+            desc: str = "predict", settle=None) -> list[str]:
     """Predictions for ``examples`` under ``method`` bound to ``theta`` (the frozen backbone if no method);
-    ``progress`` shows a bar of the examples answered (on stderr), named ``desc``."""
+    ``progress`` shows a bar of the examples answered (on stderr), named ``desc``; ``settle``: see
+    :meth:`Backbone.predict <taskspace.backbones.Backbone.predict>`."""
     from tqdm.auto import tqdm
 
     order = sorted(range(len(examples)), key=lambda i: len(examples[i].input))  # less padding per batch
@@ -36,7 +38,7 @@ def predict(backbone: Backbone, examples: Sequence[Example], *, method: DeltaMet
         with torch.no_grad(), bound:
             for start in range(0, len(order), batch_size):
                 idx = order[start : start + batch_size]
-                for i, p in zip(idx, backbone.predict(backbone.collate([examples[j] for j in idx]))):
+                for i, p in zip(idx, backbone.predict(backbone.collate([examples[j] for j in idx]), settle)):
                     out[i] = p
                 bar.update(len(idx))
     finally:
@@ -51,19 +53,23 @@ def score(metric: str, examples: Sequence[Example], predictions: Sequence[str]) 
 
 def evaluate(backbone: Backbone, examples: Sequence[Example], metric: str, *, method: DeltaMethod | None = None,
              theta: torch.Tensor | None = None, batch_size: int = 32, progress: bool = False,
-             desc: str = "evaluate") -> tuple[float, list[str]]:
-    """The metric's score of ``examples`` and the predictions it was computed from."""
+             desc: str = "evaluate", settle: bool = False) -> tuple[float, list[str]]:
+    """The metric's score of ``examples`` and the predictions it was computed from. With ``settle``, an answer
+    stops being generated once no continuation can change its score (:mod:`taskspace.tasks.settled`, for the
+    metrics where that can be known): the score is the same, the predictions may be cut short, so use it where
+    only the score is kept."""
     preds = predict(backbone, examples, method=method, theta=theta, batch_size=batch_size, progress=progress,
-                    desc=desc)
+                    desc=desc, settle=settled_check(metric) if settle else None)
     return score(metric, examples, preds), preds
 
 
 def evaluate_splits(backbone: Backbone, splits: Mapping[str, Sequence[Example]], metric: str, *,
                     method: DeltaMethod | None = None, theta: torch.Tensor | None = None,
                     batch_size: int = 32, progress: bool = False) -> dict[str, float | None]:
-    """``{split: score}`` for each named split (None for an empty one)."""
+    """``{split: score}`` for each named split (None for an empty one); answers stop once their scores are
+    settled (only the scores are kept)."""
     return {name: evaluate(backbone, examples, metric, method=method, theta=theta, batch_size=batch_size,
-                           progress=progress, desc=name)[0]
+                           progress=progress, desc=name, settle=True)[0]
             if examples else None for name, examples in splits.items()}
 
 

@@ -31,10 +31,11 @@ def _code_digest() -> str:
     """SHA-256 of the source files that decide what the frozen model answers and how it is scored."""
     from . import evaluation
     from .backbones import base
-    from .tasks import metrics
+    from .tasks import metrics, settled
 
     h = hashlib.sha256()
-    files = [Path(evaluation.__file__), Path(metrics.__file__), *sorted(Path(base.__file__).parent.glob("*.py"))]
+    files = [Path(evaluation.__file__), Path(metrics.__file__), Path(settled.__file__),
+             *sorted(Path(base.__file__).parent.glob("*.py"))]
     for path in files:
         h.update(path.name.encode())
         h.update(path.read_bytes())
@@ -77,7 +78,7 @@ def frozen_score(backbone: Backbone, examples: Sequence[Example], metric: str, *
             return saved["score"]
     except (OSError, ValueError, AttributeError):
         pass  # not computed yet, or a damaged file: compute it again
-    value = evaluate(backbone, examples, metric, batch_size=batch_size, progress=progress, desc=desc)[0]
+    value = evaluate(backbone, examples, metric, batch_size=batch_size, progress=progress, desc=desc, settle=True)[0]
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, {"key": key, "score": value})

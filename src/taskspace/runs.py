@@ -231,7 +231,7 @@ class PreparedRun:
     def dev_score(self) -> float:
         return evaluate(self.backbone, self.task.dev, self.task.metric, method=self.method,
                         theta=self.source.current(), batch_size=self.eval_batch_size,
-                        progress=self.train_config.progress, desc="dev")[0]
+                        progress=self.train_config.progress, desc="dev", settle=True)[0]
 
     def reported(self) -> Reported:
         return Reported(self.log, self.train_config.report_to, self.run_dir, self.record)

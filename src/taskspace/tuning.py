@@ -294,9 +294,9 @@ def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Ba
         per_task = {}
         for name, task in data.tasks.items():
             dev = evaluate(backbone, task.dev, task.metric, method=method, theta=theta,
-                           batch_size=config.eval_batch_size)[0]
+                           batch_size=config.eval_batch_size, settle=True)[0]
             test = (evaluate(backbone, tests[name], task.metric, method=method, theta=theta,
-                             batch_size=config.eval_batch_size)[0] if tests[name] else None)
+                             batch_size=config.eval_batch_size, settle=True)[0] if tests[name] else None)
             per_task[name] = {"metric": task.metric, "dev": dev, "test": test, "n_test": len(tests[name])}
         tested = [v["test"] for v in per_task.values() if v["test"] is not None]
         scores = {"tasks": per_task, "dev": sum(v["dev"] for v in per_task.values()) / len(per_task),

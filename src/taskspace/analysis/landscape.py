@@ -27,6 +27,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import score
 from ..store import append_jsonl
 from ..tasks import Example
+from ..tasks.settled import settled_check
 
 POINTS_FILE = "landscape.jsonl"
 
@@ -88,6 +89,7 @@ def evaluate_points(method_space, examples: Sequence[Example], metric: str, zs: 
     with torch.no_grad():
         thetas = [method_space.theta(z.to(backbone.device)) for z in zs]
     n = len(examples)
+    settle = settled_check(metric)  # only the scores are kept: answers stop once their scores are settled
     predictions: list[list[str]] = [[""] * n for _ in zs]
     if method.supports_per_example:
         rows = [(p, i) for p in range(len(zs)) for i in range(n)]
@@ -96,13 +98,14 @@ def evaluate_points(method_space, examples: Sequence[Example], metric: str, zs: 
                 chunk = rows[start:start + batch_size]
                 theta = torch.stack([thetas[p] for p, _ in chunk])
                 with method.bind(theta):
-                    answers = backbone.predict(backbone.collate([examples[i] for _, i in chunk]))
+                    answers = backbone.predict(backbone.collate([examples[i] for _, i in chunk]), settle)
                 for (p, i), a in zip(chunk, answers):
                     predictions[p][i] = a
     else:
         from ..evaluation import predict
 
-        predictions = [predict(backbone, examples, method=method, theta=t, batch_size=batch_size) for t in thetas]
+        predictions = [predict(backbone, examples, method=method, theta=t, batch_size=batch_size, settle=settle)
+                       for t in thetas]
     return [score(metric, examples, preds) for preds in predictions]
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Sequence
@@ -412,15 +413,18 @@ class Backbone(LayerCheckpointing, nn.Module):
             raise ConfigError(f"label_smoothing={smoothing}: expected a value in [0, 1)")
         return smoothing
 
-    def predict(self, batch: Batch) -> list[str]:
+    def predict(self, batch: Batch, settle=None) -> list[str]:
         """One prediction per example: generated text (``decode="generate"``), or with ``decode="rank"`` the most
-        likely option for examples with options and generated text for the others."""
+        likely option for examples with options and generated text for the others. With ``settle`` (a metric's
+        :func:`~taskspace.tasks.settled.settled_check`), generation of an example stops once its score is settled:
+        the scores are those of full answers, the texts may stop early (for scoring only, not for showing)."""
+        generate = self.generate if settle is None else partial(self.generate, settle=settle)
         if self.decode == "generate":
             ranked, generated = [], list(range(len(batch)))
         else:
             ranked, generated = group_options(batch.examples)
         predictions: list[str] = [""] * len(batch)
-        for indices, fill in ((ranked, self._choose_options), (generated, self.generate)):
+        for indices, fill in ((ranked, self._choose_options), (generated, generate)):
             if not indices:
                 continue
             if len(indices) == len(batch):
@@ -440,8 +444,12 @@ class Backbone(LayerCheckpointing, nn.Module):
         """A score per option of every example (all examples of ``batch`` must have options); higher is better."""
         raise NotImplementedError
 
-    def generate(self, batch: Batch) -> list[str]:
+    def generate(self, batch: Batch, settle=None) -> list[str]:
         raise NotImplementedError(f"the {self.family} family does not generate text")
+
+    def _decode_answer(self, tokens: list[int]) -> str:
+        """A generated answer's text: the tokens decoded without special tokens, surrounding whitespace stripped."""
+        return self.tokenizer.decode(tokens, skip_special_tokens=True).strip()
 
     def check_task(self, has_options: bool, task: str) -> None:
         """Raise ConfigError if this family cannot handle a task (only the encoder family rejects some)."""

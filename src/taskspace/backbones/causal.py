@@ -9,7 +9,7 @@ from transformers.cache_utils import DynamicCache
 
 from ..tasks.example import Example
 from .base import Backbone, Batch, first_not_none, token_nll
-from .decoding import option_rows, take_tokens
+from .decoding import option_rows, settled_rows, take_tokens
 from .templates import TEMPLATES, Template, default_template
 
 
@@ -184,7 +184,7 @@ class CausalBackbone(Backbone):
         return [-nll[a:b] for a, b in spans]
 
     @torch.no_grad()
-    def generate(self, batch: Batch) -> list[str]:
+    def generate(self, batch: Batch, settle=None) -> list[str]:
         """Greedy continuation of each input up to ``max_output_length`` tokens or EOS.
 
         A row that has produced EOS leaves the batch (its cache rows are dropped), so the remaining steps cost only
@@ -193,10 +193,11 @@ class CausalBackbone(Backbone):
         n = len(batch)
         cache, mask, last, logits = self._prefill([self._prompt_ids(e) for e in batch.examples])
         tokens: list[list[int]] = [[] for _ in range(n)]
+        done = settled_rows(settle, tokens, batch.examples, self._decode_answer)
         active = torch.arange(n, device=self.device)  # rows of the batch still generating
         for step in range(self.max_output_length):
             nxt = logits.argmax(-1)
-            kept = take_tokens(tokens, active, nxt, self.eos_id, step == self.max_output_length - 1)
+            kept = take_tokens(tokens, active, nxt, self.eos_id, step == self.max_output_length - 1, done)
             if kept is None:
                 break
             if len(kept) < len(active):
@@ -208,4 +209,4 @@ class CausalBackbone(Backbone):
                 out = self.model(input_ids=nxt[:, None], attention_mask=mask, position_ids=last[:, None],
                                  past_key_values=cache, use_cache=True)
             logits = out.logits[:, -1]
-        return [s.strip() for s in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        return [self._decode_answer(t) for t in tokens]

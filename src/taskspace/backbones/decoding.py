@@ -3,7 +3,7 @@ ranking, and a step of greedy generation."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -28,13 +28,29 @@ def option_rows(examples: Sequence[Example], device: torch.device) -> tuple[torc
 
 
 def take_tokens(tokens: list[list[int]], active: torch.Tensor, nxt: torch.Tensor, eos_id: int,
-                last_step: bool) -> torch.Tensor | None:
+                last_step: bool, done: Callable[[int], bool] | None = None) -> torch.Tensor | None:
     """One step of greedy generation with finished rows leaving the batch: append each active row's token
     ``nxt`` to ``tokens[row]``; return the positions (within the active rows) that go on generating, or None when
-    none does (all produced EOS, or this was the last step). The caller keeps those rows of its per-row state."""
-    for row, token in zip(active.tolist(), nxt.tolist()):
+    none does (all produced EOS, or this was the last step). A row also leaves when ``done(row)`` (asked after its
+    token was appended) says its answer's score is settled. The caller keeps those rows of its per-row state."""
+    rows = active.tolist()
+    for row, token in zip(rows, nxt.tolist()):
         tokens[row].append(token)
     keep = nxt != eos_id
     if last_step or not bool(keep.any()):
         return None
+    if done is not None:
+        keep = keep & torch.tensor([bool(k) and not done(row) for row, k in zip(rows, keep.tolist())],
+                                   dtype=torch.bool, device=keep.device)
+        if not bool(keep.any()):
+            return None
     return keep.nonzero().squeeze(1)
+
+
+def settled_rows(settle: Callable[[str, Sequence[str]], bool] | None, tokens: list[list[int]], examples, decode
+                 ) -> Callable[[int], bool] | None:
+    """``done(row)`` for :func:`take_tokens`: whether row's text so far (``decode(tokens[row])``) settles its
+    example's score under ``settle`` (:func:`taskspace.tasks.settled.settled_check`); None without ``settle``."""
+    if settle is None:
+        return None
+    return lambda row: settle(decode(tokens[row]), examples[row].references)

@@ -11,7 +11,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from ..errors import ConfigError
 from ..tasks.example import Example
 from .base import Backbone, Batch, first_not_none, token_nll
-from .decoding import option_rows, take_tokens
+from .decoding import option_rows, settled_rows, take_tokens
 
 
 def shift_right(labels: torch.Tensor, start_id: int, pad_id: int) -> torch.Tensor:
@@ -110,7 +110,7 @@ class Seq2SeqBackbone(Backbone):
         return [-nll[a:b] for a, b in spans]
 
     @torch.no_grad()
-    def generate(self, batch: Batch) -> list[str]:
+    def generate(self, batch: Batch, settle=None) -> list[str]:
         """Greedy decoding up to ``max_output_length`` tokens; a row that has produced EOS leaves the batch."""
         encoder_out, mask = self._encode(batch["input_ids"], batch["attention_mask"])
         n = mask.shape[0]
@@ -118,6 +118,7 @@ class Seq2SeqBackbone(Backbone):
         cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
         step_ids = torch.full((n, 1), self.decoder_start_id, dtype=torch.long, device=mask.device)
         tokens: list[list[int]] = [[] for _ in range(n)]
+        done = settled_rows(settle, tokens, batch.examples, self._decode_answer)
         active = torch.arange(n, device=mask.device)  # rows of the batch still generating
         for step in range(self.max_output_length):
             with self.row_map(active):
@@ -131,11 +132,11 @@ class Seq2SeqBackbone(Backbone):
                 )
             cache = out.past_key_values
             nxt = out.logits[:, -1].argmax(-1)
-            kept = take_tokens(tokens, active, nxt, self.eos_id, step == self.max_output_length - 1)
+            kept = take_tokens(tokens, active, nxt, self.eos_id, step == self.max_output_length - 1, done)
             if kept is None:
                 break
             if len(kept) < len(active):
                 active, nxt, mask, hidden = active[kept], nxt[kept], mask[kept], hidden[kept]
                 cache.batch_select_indices(kept)
             step_ids = nxt[:, None]
-        return [s.strip() for s in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]
+        return [self._decode_answer(t) for t in tokens]

@@ -51,7 +51,8 @@ class MultiTask:
         for i, (name, task) in enumerate(self.tasks.items()):
             with torch.no_grad():
                 theta = theta_of_task(i)
-            out[name] = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=batch_size)[0]
+            out[name] = evaluate(backbone, task.dev, task.metric, method=method, theta=theta, batch_size=batch_size,
+                                 settle=True)[0]
         return out
 
     def mean_dev_score(self, backbone: Backbone, method: DeltaMethod, theta_of_task: Callable[[int], torch.Tensor],

@@ -18,7 +18,7 @@ def _bank_test_score(space: Subspace, bank: Bank, task_name: str, method: str, t
     if not test:
         return None
     return evaluate(space.backbone, test, task.metric, method=space[method].method, theta=theta,
-                    batch_size=bank.spec.eval_batch_size)[0]
+                    batch_size=bank.spec.eval_batch_size, settle=True)[0]
 
 
 def reconstruction_scores(space: Subspace, bank: Bank, tasks: Sequence[str],

@@ -1,0 +1,209 @@
+"""How long and how fast each method should learn: a small sweep on SmolLM2, selected on dev, reported on test.
+
+    python recipes/budget.py --out runs/budget --doc docs/budget.md [--methods prompt lora ...]
+
+For each method, each of its configurations (a learning rate, for prompt tuning also the initialisation) and each
+template it is swept in (prompt tuning and LoRA: ``chat`` and ``boundary``; the others: the backbone's default),
+one ``tune`` run per task (two tasks with options, two generative; 16-shot seed-100 files, test capped at 100
+examples) of ``--steps`` steps of ``--batch-size``, linear decay, dev evaluated every ``--eval-every`` steps and no
+early stopping, so that each run's log holds its whole dev curve. The document then reads, on dev only:
+
+- the configuration and template with the best mean dev score over the tasks (test reported beside it);
+- how the mean best-so-far dev score grows with the steps (where learning finishes);
+- what early stopping with a patience of p evaluations would have kept and saved on these curves.
+
+A run's curve comes from one run of ``--steps`` steps with linear decay: a shorter run decays sooner, so the
+best-so-far column says where the long run stopped improving, not exactly what a shorter run would reach. The
+document is written again after every finished run; the same command resumes (finished runs are verified and
+reused). ``--report-only`` writes it from finished runs without training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from taskspace.backbones import load_backbone
+from taskspace.store import read_json, write_json, write_text
+from taskspace.tuning import TuneConfig, tune
+
+TASKS = ["glue-sst2", "ag_news", "lama-trex", "tweet_qa"]
+#: method -> configurations: (name, learning rate, method options)
+GRID: dict[str, list[tuple[str, float, dict]]] = {
+    "prompt": [("lr 0.03", 0.03, {}), ("lr 0.3", 0.3, {}), ("lr 0.3, init vocab", 0.3, {"init": "vocab"})],
+    "lora": [("lr 5e-4", 5e-4, {}), ("lr 2e-3", 2e-3, {})],
+    "prefix": [("lr 3e-3", 3e-3, {}), ("lr 1e-2", 1e-2, {})],
+    "adapter": [("lr 5e-4", 5e-4, {}), ("lr 2e-3", 2e-3, {})],
+    "bitfit": [("lr 5e-3", 5e-3, {}), ("lr 2e-2", 2e-2, {})],
+    "finetune": [("lr 2e-5", 2e-5, {}), ("lr 1e-4", 1e-4, {})],
+}
+SWEPT_TEMPLATES = {"prompt": ("chat", "boundary"), "lora": ("chat", "boundary")}
+PATIENCES = (1, 2, 3, 4, 6)
+
+
+def _slug(name: str) -> str:
+    return name.replace(", ", "-").replace(" ", "")
+
+
+def run_folder(out: Path, method: str, template: str, config: str, task: str) -> Path:
+    return out / method / template / _slug(config) / task
+
+
+def run_one(args, backbone, method: str, template: str, config: tuple, task: str) -> dict:
+    name, lr, options = config
+    folder = run_folder(Path(args.out), method, template, name, task)
+    tc = TuneConfig(task=task, method=method, method_options=dict(options), data_dir=args.data_dir,
+                    backbone=args.backbone, backbone_options={"template": template},
+                    max_test_examples=args.max_test_examples)
+    tc.train = tc.train.replace(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, lr=lr,
+                                patience=None, progress=False)
+    started = time.time()
+    tune(tc, folder, backbone=backbone)
+    if not (folder / "timing.json").is_file():
+        write_json(folder / "timing.json", {"seconds": round(time.time() - started, 1)})
+    return read_result(folder)
+
+
+def read_result(folder: Path) -> dict | None:
+    if not (folder / "scores.json").is_file():
+        return None
+    log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    curve = [(e["step"], e["dev"]) for e in log if "dev" in e]
+    return {**read_json(folder / "scores.json"), **read_json(folder / "timing.json"), "curve": curve}
+
+
+def best_so_far(curve: list, upto: int) -> float:
+    return max(d for s, d in curve if s <= upto)
+
+
+def with_patience(curve: list, patience: int) -> tuple[float, int]:
+    """The dev score early stopping with ``patience`` evaluations would have kept, and the last step it trained,
+    counted as :func:`taskspace.train.train` counts: evaluations of trained states only; the untrained state (step
+    0) is kept when it is strictly better than every trained one."""
+    initial = curve[0][1] if curve[0][0] == 0 else None
+    best, bad, last = None, 0, curve[-1][0]
+    for step, dev in (c for c in curve if c[0] > 0):
+        if best is None or dev > best:
+            best, bad = dev, 0
+        else:
+            bad += 1
+        if bad >= patience:
+            last = step
+            break
+    return (initial if initial is not None and initial > best else best), last
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _pct(x):
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def document(args, results: dict) -> str:
+    lines = [
+        "# Training budget: what each method needs on SmolLM2",
+        "",
+        f"One `tune` run per method, configuration, template and task on {args.backbone} (float32 weights), "
+        f"16-shot seed-100 files, {args.steps} steps of {args.batch_size} with linear decay, dev every "
+        f"{args.eval_every} steps, no early stopping, answers generated, test capped at {args.max_test_examples} "
+        f"examples. Tasks: {', '.join(TASKS)}. Made by `python recipes/budget.py --out {args.out} --doc {args.doc}`."
+        " Selection is on dev only (mean over the tasks of the best dev score); test is the run's test score at "
+        "its best dev step. – : not run yet.",
+        "",
+    ]
+    minutes = 0.0
+    for method, configs in GRID.items():
+        templates = SWEPT_TEMPLATES.get(method, (args.template,))
+        cells = {(t, c[0]): [results.get((method, t, c[0], task)) for task in TASKS] for t in templates
+                 for c in configs}
+        if not any(r for rs in cells.values() for r in rs):
+            continue
+        lines += [f"## {method}", "",
+                  "| template | configuration | " + " | ".join(f"{t} dev / test (best step)" for t in TASKS)
+                  + " | mean dev | mean test |",
+                  "| --- | --- | " + " | ".join("---:" for _ in TASKS) + " | ---: | ---: |"]
+        ranked = []
+        for (template, name), rs in cells.items():
+            row = []
+            for r in rs:
+                if r is None:
+                    row.append("–")
+                    continue
+                minutes += r.get("seconds", 0.0) / 60
+                row.append(f"{_pct(r['dev'])} / {_pct(r['test'])} ({r['best_step']})")
+            done = [r for r in rs if r is not None]
+            dev, test = _mean([r["dev"] for r in done]), _mean([r["test"] for r in done])
+            if len(done) == len(TASKS):
+                ranked.append((dev, template, name, rs))
+            lines.append(f"| {template} | {name} | " + " | ".join(row) + f" | {_pct(dev)} | {_pct(test)} |")
+        lines.append("")
+        if not ranked:
+            continue
+        dev, template, name, rs = max(ranked, key=lambda x: x[0])
+        lines += [f"Best on dev: **{template}, {name}** (mean dev {_pct(dev)}).", ""]
+        steps = [s for s, _ in rs[0]["curve"] if s > 0]
+        lines += ["Mean best-so-far dev score by step (this configuration):", "",
+                  "| step | " + " | ".join(str(s) for s in steps) + " |",
+                  "| --- | " + " | ".join("---:" for _ in steps) + " |",
+                  "| dev | " + " | ".join(_pct(_mean([best_so_far(r["curve"], s) for r in rs])) for s in steps)
+                  + " |", ""]
+        lines += ["Early stopping on these curves (patience in evaluations):", "",
+                  "| patience | mean dev kept | mean steps trained |", "| ---: | ---: | ---: |"]
+        for p in PATIENCES:
+            kept = [with_patience(r["curve"], p) for r in rs]
+            lines.append(f"| {p} | {_pct(_mean([k[0] for k in kept]))} | {_mean([k[1] for k in kept]):.0f} |")
+        lines.append(f"| none | {_pct(dev)} | {args.steps} |")
+        lines.append("")
+    lines += [f"{len(results)} runs finished, {minutes:.1f} minutes of wall time (frozen evaluations included).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--doc", required=True)
+    ap.add_argument("--methods", nargs="+", default=list(GRID), choices=list(GRID))
+    ap.add_argument("--template", default="chat", help="the template of the methods whose template is not swept")
+    ap.add_argument("--backbone", default="smollm2")
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--eval-every", type=int, default=25)
+    ap.add_argument("--max-test-examples", type=int, default=100)
+    ap.add_argument("--report-only", action="store_true")
+    args = ap.parse_args()
+    out = Path(args.out)
+    results: dict = {}
+    for method, configs in GRID.items():
+        for template in SWEPT_TEMPLATES.get(method, (args.template,)):
+            for name, *_ in configs:
+                for task in TASKS:
+                    r = read_result(run_folder(out, method, template, name, task))
+                    if r is not None:
+                        results[(method, template, name, task)] = r
+    if not args.report_only:
+        backbones: dict = {}
+        for method in args.methods:
+            for template in SWEPT_TEMPLATES.get(method, (args.template,)):
+                for config in GRID[method]:
+                    for task in TASKS:
+                        if (method, template, config[0], task) in results:
+                            continue
+                        if template not in backbones:
+                            backbones.clear()
+                            backbones[template] = load_backbone(args.backbone, template=template)
+                        r = results[(method, template, config[0], task)] = run_one(
+                            args, backbones[template], method, template, config, task)
+                        print(f"{method:8s} {template:8s} {config[0]:20s} {task:10s} dev {_pct(r['dev'])} "
+                              f"test {_pct(r['test'])} step {r['best_step']} ({r['seconds']:.0f} s)", flush=True)
+                        write_text(args.doc, document(args, results))
+    write_text(args.doc, document(args, results))
+
+
+if __name__ == "__main__":
+    main()
