@@ -169,6 +169,9 @@ def main() -> None:
     ap.add_argument("--doc", required=True)
     ap.add_argument("--methods", nargs="+", default=list(GRID), choices=list(GRID))
     ap.add_argument("--template", default="chat", help="the template of the methods whose template is not swept")
+    ap.add_argument("--templates", nargs="+", choices=("chat", "boundary", "plain"),
+                    help="run only these templates (default: every template the method is swept in)")
+    ap.add_argument("--configs", nargs="+", help="run only these configurations (by name, e.g. 'lr 0.3')")
     ap.add_argument("--backbone", default="smollm2")
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
     ap.add_argument("--steps", type=int, default=200)
@@ -190,7 +193,11 @@ def main() -> None:
         backbones: dict = {}
         for method in args.methods:
             for template in SWEPT_TEMPLATES.get(method, (args.template,)):
+                if args.templates and template not in args.templates:
+                    continue
                 for config in GRID[method]:
+                    if args.configs and config[0] not in args.configs:
+                        continue
                     for task in TASKS:
                         if (method, template, config[0], task) in results:
                             continue
