@@ -416,7 +416,7 @@ def add_commands(sub) -> None:
     k = sub.add_parser("tasks", help="list the task catalog", description="List tasks with metric and category.")
     k.add_argument("--category", choices=["cls", "non-cls"])
     k.add_argument("--type", help="finer type, e.g. sentiment, NLI, multiple-choice QA")
-    k.add_argument("--data-dir", help="only tasks present in this folder")
+    k.add_argument("--data-dir", help="only tasks present in this folder (or the one task it holds)")
     k.set_defaults(func=cmd_tasks)
 
     m = sub.add_parser("methods", help="list delta methods and their options",

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {
     "Example": "example",
+    "examples_digest": "example",
     "Task": "task",
     "load_task": "task",
     "load_task_as": "task",
@@ -46,7 +47,7 @@ __all__ = list(_EXPORTS)
 
 if TYPE_CHECKING:
     from taskspace.tasks.catalog import CATALOG, TaskInfo, catalog_markdown, task_info, tasks_where
-    from taskspace.tasks.example import Example
+    from taskspace.tasks.example import Example, examples_digest
     from taskspace.tasks.files import task_files
     from taskspace.tasks.formats import read_examples, read_jsonl, read_split_file, read_tsv, write_tsv
     from taskspace.tasks.metrics import METRICS, compute_metric

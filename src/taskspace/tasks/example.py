@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -44,3 +47,11 @@ class Example:
             if ref in self.options:
                 return self.options.index(ref)
         raise ValueError(f"none of the references {self.references!r} is among the options {self.options!r}")
+
+
+def examples_digest(examples: Sequence[Example]) -> str:
+    """SHA-256 of what ``examples`` hold: each one's task, input, references and options, in order (not where they
+    were read from: a moved file keeps its digest). Options inferred from the outputs
+    (:mod:`taskspace.tasks.classlabels`) are part of it, so whatever is keyed by it sees them."""
+    rows = [[e.task, e.input, list(e.references), list(e.options)] for e in examples]
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()

@@ -8,11 +8,13 @@ A task of your own is a folder (``<data_dir>/<task>/``, or the data folder itsel
   ``load_from_disk``. A hub name (``hub:NAME`` or ``hub:NAME:CONFIG`` as the data folder) is downloaded once with
   ``load_dataset`` and saved under taskspace's cache folder, then read like a local one.
 
-:class:`Columns` names the input, output and options columns (defaults: ``input``, ``output``, ``options``).
-An output cell is one reference string, or (JSON lines, ``datasets`` sequences) a list of references; a
+:class:`Columns` names the input, output and options columns (defaults: ``input``, ``output``, ``options``; a
+file without an ``input`` / ``output`` column but with ``text`` / ``label``, the Hugging Face names, is read by
+those). An output cell is one reference string, or (JSON lines, ``datasets`` sequences) a list of references; a
 ``datasets`` ``ClassLabel`` output is read as its label names, which also become the task's options unless an
 options column is given. An options cell is a list (JSON lines, ``datasets``) or, in CSV and TSV, a JSON array
-such as ``["yes", "no"]``. Every example's output must then be one of its options.
+such as ``["yes", "no"]``. Every example's output must then be one of its options. Outputs without options that
+look like class labels (a few values, each recurring) become the options: see :mod:`taskspace.tasks.classlabels`.
 
 ``datasets`` is an optional dependency (``pip install "taskspace[datasets]"``): only saved datasets and hub names
 need it.
@@ -27,10 +29,11 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 from taskspace.config import Config, option
 from taskspace.errors import ConfigError, DataError
+from taskspace.tasks.classlabels import MAX_CLASS_LABELS
 from taskspace.tasks.example import Example
 
 __all__ = ["Columns", "OWN_SPLITS", "HUB_PREFIX", "is_own_task", "own_task_folder", "read_own_splits",
@@ -43,6 +46,8 @@ _SUFFIXES = (".csv", ".tsv", ".jsonl")
 _SAVED_DATASET = ("dataset_dict.json", "state.json")
 #: A data folder spelled ``hub:NAME[/CONFIG]`` is a dataset on the Hugging Face hub.
 HUB_PREFIX = "hub:"
+#: The Hugging Face convention's input and output column names, read where ``input`` / ``output`` are absent.
+HF_COLUMNS = {"input_column": "text", "output_column": "label"}
 
 
 def _column_name(v: Any) -> str | None:
@@ -58,6 +63,9 @@ class Columns(Config):
                                           "or a class label)", check=_column_name)
     options_column: str = option("options", "your own data: the column of the options, if any (a list; in CSV "
                                             "and TSV a JSON array)", check=_column_name)
+    infer_options: bool = option(True, f"your own data without options: outputs of at most {MAX_CLASS_LABELS} "
+                                       "distinct values, each recurring, that hold every dev and test output "
+                                       "become the options (as datasets' ClassLabel)", since="0.2")
 
     @property
     def input(self) -> str:
@@ -70,6 +78,21 @@ class Columns(Config):
     @property
     def options(self) -> str:
         return self.options_column
+
+    def found_in(self, names: Collection[str]) -> Columns:
+        """These columns, with ``text`` / ``label`` (the Hugging Face names) for an input / output column left at
+        its default name when ``names`` (a file's columns) lack it and hold the Hugging Face one."""
+        default = Columns()
+        found = {f: hf for f, hf in HF_COLUMNS.items()
+                 if getattr(self, f) == getattr(default, f) and getattr(self, f) not in names and hf in names}
+        return self.replace(**found) if found else self
+
+    def missing(self, what: str, names: Collection[str]) -> str:
+        """The message for a file whose columns ``names`` lack the ``what`` ("input" or "output") column."""
+        name = getattr(self, what)
+        hf = HF_COLUMNS[f"{what}_column"]
+        also = f" (nor {hf!r})" if name == getattr(Columns(), what) else ""
+        return f"no {what} column {name!r}{also} (columns: {', '.join(map(str, names))}); name it with --{what}-column"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -159,11 +182,12 @@ def _read_table(path: Path, task: str, columns: Columns) -> list[Example]:
     examples = []
     header_checked = False
     for number, row in _rows(path):
+        if not examples:  # the first row's (a CSV / TSV header's) names decide for the whole file
+            columns = columns.found_in(row)
         if not header_checked:
             for what in ("input", "output"):
                 if getattr(columns, what) not in row:
-                    raise DataError(f"no {what} column {getattr(columns, what)!r} (columns: {', '.join(map(str, row))}); "
-                                    f"name it with --{what}-column", path, 1 if path.suffix != ".jsonl" else number)
+                    raise DataError(columns.missing(what, row), path, 1 if path.suffix != ".jsonl" else number)
             header_checked = path.suffix != ".jsonl"  # JSON lines are checked one by one
         options = row.get(columns.options)
         if isinstance(options, str) and path.suffix != ".jsonl":
@@ -241,10 +265,10 @@ def _read_saved_dataset(folder: Path, task: str, columns: Columns) -> tuple[dict
 def _dataset_examples(dataset, task: str, columns: Columns, where: Path) -> list[Example]:
     import datasets
 
+    columns = columns.found_in(dataset.column_names)
     for what in ("input", "output"):
         if getattr(columns, what) not in dataset.column_names:
-            raise DataError(f"no {what} column {getattr(columns, what)!r} (columns: {', '.join(dataset.column_names)}); "
-                            f"name it with --{what}-column", where)
+            raise DataError(columns.missing(what, dataset.column_names), where)
     feature = dataset.features[columns.output]
     names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     has_options = columns.options in dataset.column_names

@@ -12,6 +12,7 @@ from typing import Any
 
 from taskspace.errors import ConfigError, DataError, UnknownTaskError
 from taskspace.tasks.catalog import CATALOG, TaskInfo, close_task_names
+from taskspace.tasks.classlabels import with_class_labels
 from taskspace.tasks.example import Example
 from taskspace.tasks.files import find_test_file, task_files
 from taskspace.tasks.formats import SPLITS, read_examples
@@ -88,11 +89,15 @@ def available_tasks(data_dir: str | Path) -> list[str]:
 
     A task counts when ``<data_dir>/<task>/`` holds a ``<task>_<k>_<seed>_train.{jsonl,tsv}`` file, or when such a
     file lies directly in ``data_dir``; or when ``<data_dir>/<task>/`` holds a task of your own
-    (:mod:`taskspace.tasks.sources`).
+    (:mod:`taskspace.tasks.sources`). A ``data_dir`` that is itself one task of your own is that one task, under
+    its folder's name (:func:`load_task` reads it under any name; its subfolders, a saved dataset's splits, are no
+    tasks).
     """
     data_dir = local_data_dir(data_dir)
     if not data_dir.is_dir():
         raise ConfigError(f"data folder {data_dir} does not exist")
+    if is_own_task(data_dir):
+        return [data_dir.resolve().name]
     names: set[str] = set()
     for entry in data_dir.iterdir():
         if entry.is_dir() and is_own_task(entry):
@@ -204,7 +209,10 @@ def load_task(
     ``data_dir`` may also hold a task of your own (or be one): split files with a header or a saved ``datasets``
     dataset, with ``columns`` naming its input, output and options columns; or be ``hub:NAME[:CONFIG]``, a hub
     dataset (see :mod:`taskspace.tasks.sources`). Such data are used as they are (``k`` and ``seed`` do not
-    select files, and ``resample`` is refused), and are not checked against the catalog.
+    select files, and ``resample`` is refused), and are not checked against the catalog; but outputs without
+    options that look like class labels become every example's options (and ``info.labels``), said once and
+    recorded in ``sources["options"]``, unless ``columns`` names an options column or sets ``infer_options``
+    false (:mod:`taskspace.tasks.classlabels`).
 
     Raises UnknownTaskError (with close names) for a task that has no files in ``data_dir``; DataError for
     missing or malformed files; ConfigError for an unknown metric.
@@ -227,11 +235,14 @@ def load_task(
             raise ConfigError(f"--resample: task {name!r} is your own data ({own}), used as it is; resampling "
                               "draws from CrossFit's few-shot files")
         splits, sources = read_own_splits(own, name, columns)
-        return _own_task(name, info, metric, splits, sources, k, seed)
+        labels: tuple[str, ...] = ()
+        if columns.infer_options and columns.options == Columns().options:  # --options-column names them instead
+            splits, labels = with_class_labels(name, splits, sources)
+        return _own_task(name, info, metric, splits, sources, k, seed, labels)
     if columns != Columns():
-        raise ConfigError(f"--input-column/--output-column/--options-column: task {name!r} is read from CrossFit "
-                          "files, whose columns are fixed; the column options apply to your own files (a folder "
-                          "with train/dev files with a header, or a saved dataset)")
+        raise ConfigError(f"--input-column/--output-column/--options-column/--no-infer-options: task {name!r} is "
+                          "read from CrossFit files, whose columns are fixed (and options given); these options "
+                          "apply to your own files (a folder with train/dev files with a header, or a saved dataset)")
     if not _has_files(data_dir, name):
         known = sorted(set(CATALOG) | set(available_tasks(data_dir)))
         close = [c for c in close_task_names(name, known) if c != name]
@@ -299,7 +310,8 @@ def _uncatalogued(name: str, metric: str | None, splits, sources: dict[str, str]
 
 
 def _own_task(name: str, info: TaskInfo | None, metric: str | None, splits: dict[str, list[Example]],
-              sources: dict[str, str], k: int, seed: int) -> Task:
+              sources: dict[str, str], k: int, seed: int, labels: tuple[str, ...]) -> Task:
+    """A task of your own; ``labels``: the class labels its outputs were read as (the options of every example)."""
     train, dev, test = splits["train"], splits["dev"], splits.get("test", [])
     if "test" not in sources:
         sources["test"] = "none: no test split in your data"
@@ -307,7 +319,7 @@ def _own_task(name: str, info: TaskInfo | None, metric: str | None, splits: dict
         has_options = any(e.options for split in (train, dev, test) for e in split)
         chosen = metric or info.metric
         sources["metric"] = f"{chosen}, " + ("as given" if metric else f"the catalog's for {name}")
-        info = TaskInfo(name, chosen, has_options, (), "unknown", "unknown")
+        info = TaskInfo(name, chosen, has_options, labels, "unknown", "unknown")
     else:
-        info = _uncatalogued(name, metric, (train, dev, test), sources)
+        info = replace(_uncatalogued(name, metric, (train, dev, test), sources), labels=labels)
     return Task(name, info, train, dev, test, k, seed, sources)
