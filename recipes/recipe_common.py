@@ -12,7 +12,7 @@ from typing import Any
 
 from taskspace.errors import ConfigError, DataError, TaskspaceError
 from taskspace.store import read_json, write_json
-from taskspace.subspace import FitData, Subspace, build_finder
+from taskspace.subspace import FitData, Subspace, fit_subspace
 from taskspace.train import TrainConfig
 
 
@@ -62,9 +62,7 @@ def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
     """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there."""
     if (folder / "subspace.json").is_file():
         return Subspace.load(folder, data.backbone)
-    space = build_finder(name, config).fit(data, work_dir=folder)
-    space.save(folder)
-    return space
+    return fit_subspace(name, data, config=config, out=folder)
 
 
 def recipe_arguments(description: str, *, figures: bool = False, parts: bool = False) -> argparse.Namespace:

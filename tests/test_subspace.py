@@ -16,8 +16,8 @@ from taskspace.errors import ConfigError, DataError, IncompatibleError
 from taskspace.projections import build_projection
 from taskspace.store import read_tensors
 from taskspace.subspace import (Bank, BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, SharedConfig,
-                                Subspace, SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, load_z,
-                                mixing_weights, subspace_tune, transfer)
+                                Subspace, SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, fit_subspace,
+                                load_z, mixing_weights, subspace_tune, transfer)
 from taskspace.subspace.finders import AutoEncoder
 from taskspace.subspace.reconstruction import reconstruction_scores
 from taskspace.train import TrainConfig
@@ -33,9 +33,7 @@ def quick(steps=4, **kw):
 
 def fit_bank(finder, config, bank, tasks, folder):
     """Fit ``finder`` to ``bank``'s solutions of ``tasks`` (its training state in ``folder``) and save it there."""
-    space = build_finder(finder, config).fit(FitData.from_bank(bank, tasks), work_dir=folder)
-    space.save(folder)
-    return space
+    return fit_subspace(finder, bank, tasks, config=config, out=folder)
 
 
 @pytest.fixture(scope="module")

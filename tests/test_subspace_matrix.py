@@ -9,8 +9,8 @@ import torch
 from taskspace.backbones import load_backbone
 from taskspace.projections import build_projection
 from taskspace.subspace import (BankSpec, FastfoodConfig, FitData, MSFConfig, RandomAEConfig, SharedConfig, Subspace,
-                                SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, load_z, subspace_tune,
-                                transfer)
+                                SubspaceTuneConfig, UnifiedConfig, build_bank, build_finder, fit_subspace, load_z,
+                                subspace_tune, transfer)
 from taskspace.train import TrainConfig
 
 #: Every test here trains or fits for seconds to minutes: the fast tier (-m "not slow") leaves them out.
@@ -52,11 +52,9 @@ CASES = [
 @pytest.mark.parametrize("finder,config", CASES, ids=lambda c: c if isinstance(c, str) else
                          "-".join(getattr(c, "methods", None) or [getattr(c, "method", getattr(c, "fastfood_mode", ""))]))
 def test_fit_save_load_tune_transfer(finder, config, bank, llama, data_dir, tmp_path):
-    found = build_finder(finder, config)
-    data = FitData.from_bank(bank, TASKS) if found.needs_bank else FitData(
+    data = bank if build_finder(finder, config).needs_bank else FitData(
         llama, TASKS, data_dir=str(data_dir), method_options=OPTIONS)
-    space = found.fit(data, work_dir=tmp_path / "space")
-    space.save(tmp_path / "space")
+    space = fit_subspace(finder, data, config=config, out=tmp_path / "space")
     loaded = Subspace.load(tmp_path / "space", llama)
     assert list(loaded.methods) == list(space.methods) and loaded.d == config.d
     z = torch.randn(config.d, generator=torch.Generator().manual_seed(1))

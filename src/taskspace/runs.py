@@ -51,9 +51,9 @@ def is_finished(run_dir: Path) -> bool:
 
 def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool, backbone: Backbone | None = None) -> None:
     """Make ``run_dir`` ready for a run described by ``record``: deleted first with ``overwrite``; refused when it
-    holds a run whose ``config.json`` differs from ``record`` in any of its keys, or whose backbone computed in
-    another dtype or input template than ``backbone`` has (resuming, or returning a finished run, is only safe for
-    the same run)."""
+    holds a run whose ``config.json`` differs from ``record`` in any of its keys, or whose backbone had other
+    weights or computed in another dtype or input template than ``backbone`` has (resuming, or returning a finished
+    run, is only safe for the same run)."""
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
@@ -80,9 +80,15 @@ HIDDEN_SETTINGS = {"dtype": None, "template": "plain"}
 
 
 def check_same_computation(saved_config: dict[str, Any], backbone: Backbone, where: Path) -> None:
-    """Refuse to resume or return a run computed with another dtype or input template than ``backbone`` has,
-    naming the fix."""
+    """Refuse to resume or return a run made on other weights, or computed with another dtype or input template,
+    than ``backbone`` has, naming the fix. The weights are compared by fingerprint, so two backbones of one name
+    (models of your own, wrapped in memory) never share a run."""
     saved = saved_config.get("backbone") or {}
+    then = saved.get("fingerprint")
+    if then is not None and then != backbone.fingerprint():
+        raise ConfigError(f"{where} holds a run of backbone {saved.get('name')!r} with other weights (sha256 "
+                          f"{then[:12]}...) than this {backbone.name!r} has ({backbone.fingerprint()[:12]}...); "
+                          "choose another --out/--run-name or pass --overwrite to replace it")
     now = backbone.describe()
     for key, before in HIDDEN_SETTINGS.items():
         then = saved.get(key, before)

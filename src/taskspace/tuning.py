@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from .backbones import DEFAULT_BACKBONE, Backbone, display_name, load_backbone
 from .config import Config, option, positive_count
 from .deltas import METHODS, DeltaMethod, FlatParameters, build_method, default_lr
 from .errors import ConfigError, DataError
@@ -54,7 +54,8 @@ class BaseTuneConfig(FewShotRunConfig):
 
     method: str = option(help="delta method", choices=METHODS, cli=False)
     method_options: dict[str, Any] = option(help="method options (see `taskspace methods`)", factory=dict)
-    backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name", cli=False)
+    backbone: str = option(DEFAULT_BACKBONE, "backbone name, folder or hub name (of a backbone given to the run: "
+                                             "its name)", cli=False)
     backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
     seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
     train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
@@ -106,14 +107,25 @@ def default_run_name(config: TuneConfig) -> str:
     return f"{config.task}-{config.method}-{backbone}-{data}-s{config.seed}-{digest}"
 
 
+def run_backbone(config: BaseTuneConfig, backbone: Backbone | None) -> Backbone:
+    """The backbone a run tunes on: the config's, loaded, or ``backbone`` when one is given (one already loaded,
+    or a model of your own, :func:`taskspace.backbones.wrap_model`), which must be the one the config names: a
+    run is named and recorded under the config's backbone."""
+    if backbone is None:
+        return load_backbone(config.backbone, **config.backbone_options)
+    if display_name(config.backbone) != backbone.name:
+        raise ConfigError(f"the config's backbone is {config.backbone!r}, the backbone given is {backbone.name!r}: "
+                          f"set the config's backbone to {backbone.name!r} (runs are recorded under it)")
+    return backbone
+
+
 def _setup(config: TuneConfig, run_dir: Path, backbone: Backbone | None, overwrite: bool, method=None):
     """Everything that can be checked before a run directory is touched, so that bad input leaves nothing behind:
     the task, the backbone (loaded if not given), the method (``method``: one already built, shared by runs of
     the same settings) and the initial theta."""
     config.validate()  # the config may have been edited since its construction
     task = load_task_as(config)
-    if backbone is None:
-        backbone = load_backbone(config.backbone, **config.backbone_options)
+    backbone = run_backbone(config, backbone)
     backbone.check_task(task.info.has_options, task.name)
     method = method if method is not None else build_method(config.method, backbone, config.method_options)
     check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite, backbone=backbone)
@@ -136,7 +148,10 @@ def tune(
     backbone: Backbone | None = None,
     overwrite: bool = False,
 ) -> RunResult:
-    """Tune ``config.method`` on ``config.task`` into ``run_dir`` (see :mod:`taskspace.runs`)."""
+    """Tune ``config.method`` on ``config.task`` into ``run_dir`` (see :mod:`taskspace.runs`) on the config's
+    backbone, or on ``backbone`` when given (one already loaded, or a model of your own wrapped by
+    :func:`taskspace.wrap_model`; the config must name it). Called again, it resumes an unfinished run or returns
+    the finished one."""
     run_dir = Path(run_dir)
     task, backbone, method, theta_init = _setup(config, run_dir, backbone, overwrite)
     with exclusive(run_dir):  # creates it; a second process on the same run is refused
@@ -257,8 +272,7 @@ def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Ba
     run_dir = Path(run_dir)
     config.validate()
     data = MultiTask.load(config.tasks, config.data_dir, k=config.k, seed=config.data_seed)
-    if backbone is None:
-        backbone = load_backbone(config.backbone, **config.backbone_options)
+    backbone = run_backbone(config, backbone)
     data.check(backbone)
     method = build_method(config.method, backbone, config.method_options)
     record = {"multitask": config.identity()}

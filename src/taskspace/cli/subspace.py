@@ -112,7 +112,7 @@ def cmd_fit_subspace(args: argparse.Namespace) -> int:
 
 def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
     from ..analysis.reports import reconstruction_table, shared_table
-    from ..subspace import Bank, FitData, build_finder
+    from ..subspace import Bank, FitData, build_finder, fit_subspace
     from ..subspace.bank import BANK_FILE
     from ..subspace.reconstruction import reconstruction_scores, task_vector_scores
 
@@ -140,8 +140,7 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
         given = {name: value for name, value in vars(args).items() if name in ("k", "data_seed", "resample", "resample_k")}
         data = FitData(backbone, tasks, data_dir=data_dir_from(args) if finder.needs_tasks else None,
                        method_options=method_options_from(args.opt, methods), **given)
-    space = finder.fit(data, work_dir=out)
-    space.save(out)
+    space = fit_subspace(finder, data, out=out)
     print(f"{space.recipe} subspace, d = {space.d}, methods {list(space.methods)}: saved in {out}")
     tables = []
     if finder.needs_bank:

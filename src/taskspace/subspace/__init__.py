@@ -3,7 +3,7 @@ variant, random baselines), tuning inside a subspace, and transfer between metho
 
 from .bank import Bank, BankEntry, BankSpec, build_bank
 from .finders import (FINDERS, FastfoodConfig, Finder, FitData, MSFConfig, RandomAEConfig, SharedConfig, UnifiedConfig,
-                      build_finder, finder_class, mixing_weights)
+                      build_finder, finder_class, fit_subspace, mixing_weights)
 from .multitask import MultiTask, mixed_loss
 from .space import MethodSpace, ProjectedTheta, Subspace
 from .transfer import transfer
@@ -29,6 +29,7 @@ __all__ = [
     "build_bank",
     "build_finder",
     "finder_class",
+    "fit_subspace",
     "load_z",
     "mixed_loss",
     "mixing_weights",
