@@ -22,6 +22,7 @@ from .backbones import Backbone
 from .cache import cache_dir
 from .evaluation import evaluate
 from .tasks import Example
+from .tasks.example import examples_digest
 
 FOLDER = "frozen-scores"
 
@@ -42,11 +43,6 @@ def _code_digest() -> str:
     return h.hexdigest()
 
 
-def _examples_digest(examples: Sequence[Example]) -> str:
-    rows = [[e.task, e.input, list(e.references), list(e.options)] for e in examples]
-    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
-
-
 def frozen_key(backbone: Backbone, examples: Sequence[Example], metric: str, batch_size: int) -> dict:
     """Everything the frozen model's score on ``examples`` depends on."""
     import torch
@@ -58,7 +54,7 @@ def frozen_key(backbone: Backbone, examples: Sequence[Example], metric: str, bat
         "device": backbone.device.type,
         "metric": metric,
         "batch_size": batch_size,
-        "examples": _examples_digest(examples),
+        "examples": examples_digest(examples),
         "code": _code_digest(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -44,3 +47,10 @@ class Example:
             if ref in self.options:
                 return self.options.index(ref)
         raise ValueError(f"none of the references {self.references!r} is among the options {self.options!r}")
+
+
+def examples_digest(examples: Iterable[Example]) -> str:
+    """The SHA-256 of examples' content in their order: task, input, references and options of each (not where they
+    were read from, so a moved file keeps its digest, and an edited label or a reordered line changes it)."""
+    rows = [[e.task, e.input, list(e.references), list(e.options)] for e in examples]
+    return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode()).hexdigest()
