@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 import subprocess
 import sys
@@ -126,26 +127,39 @@ def test_tune_errors_are_clear(args, message, tmp_path, data_dir, capsys, smollm
     assert list(tmp_path.iterdir()) == []  # nothing left behind
 
 
-def test_default_run_names_tell_settings_apart(tmp_path, monkeypatch):
-    """A sweep of --lr or --steps never shares a run directory; the same command (from anywhere) finds its run."""
+def test_default_run_names_tell_settings_apart(tmp_path, data_dir, monkeypatch):
+    """A sweep of --lr or --steps never shares a run directory; the same command on the same data (from anywhere,
+    wherever the data folder lies) finds its run; edited data gets another."""
     from taskspace import tuning
     from taskspace.cli import main as cli_main
 
     seen = []
     monkeypatch.setattr(tuning, "tune", lambda config, run_dir, **kw: seen.append((config, run_dir)) or 1 / 0)
-    base = ["tune", "--task", "glue-sst2", "--method", "lora", "--out", "runs"]
+    base = ["tune", "--task", "glue-sst2", "--method", "lora", "--out", str(tmp_path / "runs")]
     for extra in ([], ["--lr", "0.01"], ["--steps", "10"], ["--opt", "r=4"], [], ["--no-progress"]):
         with pytest.raises(ZeroDivisionError):
-            cli_main([*base, "--data-dir", "data", *extra])
+            cli_main([*base, "--data-dir", str(data_dir), *extra])
     names = [run_dir.name for _, run_dir in seen]
     assert len(set(names[:4])) == 4 and names[0] == names[4] == names[5]
     assert names[0].startswith("glue-sst2-lora-smollm2-d100-s0-") and len(names[0].rsplit("-", 1)[1]) == 8
-    # The data folder is recorded as an absolute path, and does not enter the name.
+    # The data folder is recorded as an absolute path, and does not enter the name: a copy elsewhere, named
+    # relative to the working folder, holds the same data.
     assert Path(seen[0][0].data_dir).is_absolute()
+    copy = tmp_path / "data" / "glue-sst2"
+    shutil.copytree(data_dir / "glue-sst2", copy)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ZeroDivisionError):
         cli_main([*base, "--data-dir", "data"])
     assert seen[-1][1].name == names[0] and seen[-1][0].data_dir != seen[0][0].data_dir
+    # One changed label in the train file: another run.
+    train = copy / "glue-sst2_16_100_train.jsonl"
+    lines = train.read_text().splitlines()
+    row = json.loads(lines[0])
+    row["output"] = next(o for o in row["options"] if o != row["output"])
+    train.write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+    with pytest.raises(ZeroDivisionError):
+        cli_main([*base, "--data-dir", "data"])
+    assert seen[-1][1].name != names[0]
 
 
 def test_tasks_and_methods_commands(capsys):

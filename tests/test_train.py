@@ -44,6 +44,19 @@ def _run(tmp_path, steps, fail_at=None, **overrides):
     return model, result
 
 
+def test_a_checkpoint_is_not_resumed_on_other_training_examples(tmp_path):
+    """A stage interrupted and run again after its data changed would mix two versions of it: refused."""
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path, steps=10, fail_at=6)
+    edited = [Example("x0", ("y9",)), *EXAMPLES[1:]]  # one label changed
+    model = Quadratic()
+    config = TrainConfig(steps=10, batch_size=3, lr=0.1, eval_every=2, progress=False)
+    with pytest.raises(ConfigError, match="trained on other training examples"):
+        train(model, model.loss, edited, config, evaluate=lambda: 0.0, run_dir=tmp_path)
+    resumed = train(model, model.loss, EXAMPLES, config, evaluate=lambda: 0.0, run_dir=tmp_path)
+    assert resumed.resumed_from == 4
+
+
 def test_resumed_run_reproduces_the_uninterrupted_run(tmp_path):
     _, whole = _run(tmp_path / "a", steps=10)
     with pytest.raises(KeyboardInterrupt):

@@ -51,7 +51,9 @@ class Checkpoint:
     def exists(self) -> bool:
         return self.meta.is_file()
 
-    def save(self, trainable, opt, step, best, initial, history, bad_evals, key, shapes) -> None:
+    def save(self, trainable, opt, step, best, initial, history, bad_evals, key, shapes, data) -> None:
+        """Save the training state; ``key``: the settings, ``shapes``: the trainable's, ``data``: the digest of
+        the training examples (:func:`taskspace.tasks.example.examples_digest`), all checked by :meth:`load`."""
         from .cache import file_sha256
 
         best_step, best_score, best_state = best
@@ -70,14 +72,16 @@ class Checkpoint:
         write_json(self.meta, {
             "step": step, "best_step": best_step, "best_score": best_score, "bad_evals": bad_evals,
             "initial_score": initial_score,
-            "history": history, "optimizer": opt_meta, "config": key, "shapes": shapes,
+            "history": history, "optimizer": opt_meta, "config": key, "shapes": shapes, "data": data,
             "tensors": name, "tensors_sha256": file_sha256(self.dir / name, remember=False),
         })
         for old in self.dir.glob("state*.safetensors"):
             if old.name != name:
                 old.unlink()
 
-    def load(self, key: str, shapes: dict) -> tuple[dict, dict[str, torch.Tensor]]:
+    def load(self, key: str, shapes: dict, data: str) -> tuple[dict, dict[str, torch.Tensor]]:
+        """The saved state, refused when it was made with other settings, parameters or training examples (a
+        checkpoint saved before the examples' digest was recorded is not checked on them)."""
         from .cache import file_sha256
 
         meta = read_json(self.meta)
@@ -86,6 +90,10 @@ class Checkpoint:
                 f"{self.meta}: this checkpoint was made with different training settings or parameters; "
                 "resume with the same settings, or start a fresh run directory (--overwrite)"
             )
+        if meta.get("data", data) != data:
+            raise ConfigError(f"{self.meta}: this checkpoint was trained on other training examples (the data "
+                              "changed since); resume on the data it was trained on, or start a fresh run directory "
+                              "(--overwrite)")
         tensors = self.dir / meta.get("tensors", "state.safetensors")
         if not tensors.is_file() or file_sha256(tensors, remember=False) != meta["tensors_sha256"]:
             raise DataError(f"does not match {self.meta.name} (changed or damaged after it was written); delete "

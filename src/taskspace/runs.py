@@ -3,7 +3,8 @@
 A run directory holds everything about one training run of a theta (plain tuning, or tuning through a
 subspace's up-projection):
 
-    config.json         the complete configuration, the backbone and its weights' SHA-256, data sources
+    config.json         the complete configuration, the backbone and its weights' SHA-256, data sources, and
+                        (``data_digest``) the SHA-256 of the content of each split the run was trained and scored on
     zero_shot.json      dev/test scores of the frozen backbone and of the initial theta (before training)
     log.jsonl           one line per evaluation: step, mean loss, learning rate, gradient norm, dev score
     checkpoint/         the last training state (for resuming an interrupted run)
@@ -18,6 +19,12 @@ subspace's up-projection):
 
 ``scores.json`` is written last: a directory without it is unfinished, and running the same command again
 resumes it from its checkpoint.
+
+A run is the same run wherever its data folder lies: what identifies its data is the digest of each split's content
+(train, dev and the test examples it is scored on), so a moved folder keeps its runs and an edited file gives a new
+one (a run directory named explicitly that holds a run of other data is refused). A run made before the digests
+were recorded cannot be compared on content: it is returned or resumed, as then, only from the data folder it
+recorded.
 """
 
 from __future__ import annotations
@@ -39,33 +46,73 @@ from .frozen import frozen_scores
 from .reporting import Reported
 from .store import read_json, read_tensors, save_delta, write_json, write_tensors
 from .tasks import Example, Task
+from .tasks.example import examples_digest
 from .train import TrainConfig, TrainJob, log_to, train, train_many
 
 SCORES = "scores.json"
 TRAJECTORY = "trajectory.safetensors"
+#: The key of a run's config.json that holds ``{task: {split: SHA-256}}`` of the data it was trained and scored on.
+DATA_DIGEST = "data_digest"
 
 
 def is_finished(run_dir: Path) -> bool:
     return (Path(run_dir) / SCORES).is_file()
 
 
-def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool, backbone: Backbone | None = None) -> None:
-    """Make ``run_dir`` ready for a run described by ``record``: deleted first with ``overwrite``; refused when it
-    holds a run whose ``config.json`` differs from ``record`` in any of its keys, or whose backbone had other
-    weights or computed in another dtype or input template than ``backbone`` has (resuming, or returning a finished
-    run, is only safe for the same run)."""
+def check_run_dir(run_dir: Path, record: dict[str, Any], *, overwrite: bool, backbone: Backbone | None = None,
+                  data: dict[str, dict[str, str]] | None = None) -> None:
+    """Make ``run_dir`` ready for a run described by ``record``, trained and scored on ``data`` (``{task:``
+    :func:`split_digests` ``}``): deleted first with ``overwrite``; refused when it holds a run whose ``config.json``
+    differs from ``record`` in any of its keys, that was trained or scored on other data, or whose backbone had
+    other weights or computed in another dtype or input template than ``backbone`` has (resuming, or returning a
+    finished run, is only safe for the same run). The data folder's path is compared only for a run that records
+    no digests (made before they were recorded)."""
     if run_dir.exists() and overwrite:
         shutil.rmtree(run_dir)
     if (run_dir / "config.json").is_file():
         saved = read_json(run_dir / "config.json")
-        differs = [_WHAT.get(key, key) for key, value in record.items() if saved.get(key) != value]
+        by_content = data is not None and DATA_DIGEST in saved
+        differs = [_WHAT.get(key, key) for key, value in record.items()
+                   if compared(saved.get(key), by_content) != compared(value, by_content)]
         if differs:
             raise ConfigError(
                 f"{run_dir} holds a run with a different {' and '.join(differs)}; choose another --out/--run-name "
                 "or pass --overwrite to replace it"
             )
+        if by_content:
+            check_same_data(saved[DATA_DIGEST], data, run_dir)
         if backbone is not None:
             check_same_computation(saved, backbone, run_dir)
+
+
+def split_digests(task: Task, test: Sequence[Example]) -> dict[str, str]:
+    """The SHA-256 of the content of each split a run on ``task`` is trained and scored on: train, dev, and
+    ``test``, the test examples it is scored on (the capped subset). Content, not place: a moved data folder, or a
+    resampled split drawn again the same way, gives the same digests; an edited label or input gives others."""
+    return {"train": examples_digest(task.train), "dev": examples_digest(task.dev), "test": examples_digest(test)}
+
+
+def compared(settings: Any, by_content: bool) -> Any:
+    """Recorded settings as they are compared: without the data folder's path when the data are compared by
+    their content (a moved data folder holds the same data)."""
+    if by_content and isinstance(settings, dict):
+        return {key: value for key, value in settings.items() if key != "data_dir"}
+    return settings
+
+
+def check_same_data(saved: dict[str, dict[str, str]], now: dict[str, dict[str, str]], where: Path, *,
+                    what: str = "a run", fix: str = "pass --overwrite to replace it, or choose another "
+                                                    "--out/--run-name") -> None:
+    """Refuse ``what`` ``where`` holds when it was made on other data than ``now`` (``{task: {split: digest}}``, as
+    :func:`split_digests`; only the splits in ``now`` are compared): one line naming each changed split, and
+    ``fix``."""
+    changed = []
+    for task, splits in now.items():
+        names = [split for split, digest in splits.items() if (saved.get(task) or {}).get(split) != digest]
+        if names:
+            changed.append(f"the {' and '.join(names)} split{'s' if len(names) > 1 else ''} of task {task!r}")
+    if changed:
+        raise ConfigError(f"{where} holds {what} made on other data: {'; '.join(changed)} changed since; {fix}")
 
 
 def recorded_dtype(saved_config: dict[str, Any]) -> str | None:
@@ -178,7 +225,8 @@ def _zero_shot(path: Path, backbone: Backbone, method: DeltaMethod, source: Thet
 
 def write_run_config(run_dir: Path, record: dict[str, Any], backbone: Backbone, method: DeltaMethod, task: Task,
                      test: list[Example]) -> None:
-    """A run's ``config.json``: ``record`` (the settings), the backbone, the method and the data it saw."""
+    """A run's ``config.json``: ``record`` (the settings), the backbone, the method and the data it saw (where
+    from, how many, and the digest of each split's content)."""
     write_json(run_dir / "config.json", {
         "taskspace_version": __version__,
         **record,
@@ -186,6 +234,7 @@ def write_run_config(run_dir: Path, record: dict[str, Any], backbone: Backbone, 
         "method": method.describe(),
         "data": {"sources": task.sources, "train": len(task.train), "dev": len(task.dev),
                  "test": len(test), "test_total": len(task.test), "metric": task.metric},
+        DATA_DIGEST: {task.name: split_digests(task, test)},
     })
 
 

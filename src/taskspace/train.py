@@ -30,7 +30,7 @@ from .errors import ConfigError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
 from .parallel import all_reduce_sum_, broadcast_object, group
 from .store import append_jsonl, write_text
-from .tasks.example import Example
+from .tasks.example import Example, examples_digest
 
 
 @dataclass
@@ -257,14 +257,14 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
     opt = make_optimizer(config.optimizer, [{"params": list(ps), "lr": config.lr * scale} for ps, scale in groups],
                          config.lr, config.weight_decay)
     shapes = {k: list(v.shape) for k, v in trainable.state_dict().items()}
-    key = config.resume_key()
+    key, data = config.resume_key(), examples_digest(examples)
 
     start, best_step, best_score, best_state, history, bad_evals, resumed = 0, None, None, None, [], 0, None
     # (score, state) of the untrained state, kept while it can still be the best (until a trained state reaches
     # its score).
     initial: tuple[float, dict[str, torch.Tensor]] | None = None
     ckpt = Checkpoint(Path(run_dir)) if run_dir is not None else None
-    saved = ckpt.load(key, shapes) if ckpt is not None and ckpt.exists() and rank == 0 else None
+    saved = ckpt.load(key, shapes, data) if ckpt is not None and ckpt.exists() and rank == 0 else None
     saved = broadcast_object(saved)  # data-parallel: every process resumes from rank 0's checkpoint
     if rank > 0:
         ckpt = None  # rank 0 writes the checkpoints
@@ -356,7 +356,7 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
                     log(record)
                 if ckpt is not None:
                     ckpt.save(trainable, opt, step, (best_step, best_score, best_state), initial, history, bad_evals,
-                              key, shapes)
+                              key, shapes, data)
         stopped_early = step < config.steps
     finally:
         bar.close()

@@ -2,7 +2,7 @@
 
 The run directory is described in :mod:`taskspace.runs`. Running the same command again resumes an unfinished
 run, and returns a finished one after checking that its files are complete and were made with the same
-configuration.
+configuration on the same data (the content of each split, wherever the data folder lies).
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from .config import Config, option, positive_count
 from .deltas import METHODS, DeltaMethod, FlatParameters, build_method, default_lr
 from .errors import ConfigError, DataError
 from .evaluation import capped_test_split, evaluate_splits
-from .runs import DirectTheta, PreparedRun, check_run_dir, fit_source, fit_thetas_together, is_finished
+from .runs import (DATA_DIGEST, DirectTheta, PreparedRun, check_run_dir, fit_source, fit_thetas_together,
+                   is_finished, split_digests)
 from .store import exclusive, load_delta, read_json
 from .tasks import Task, load_task_as
 from .tasks.sources import Columns
@@ -95,14 +96,19 @@ class RunResult:
     task: Task
 
 
-def default_run_name(config: TuneConfig) -> str:
+def default_run_name(config: TuneConfig, task: Task | None = None) -> str:
     """``<task>-<method>-<backbone>-d<data seed>-s<seed>-<hash>``: the hash (8 hex digits) covers every setting that
-    defines the run's results but the data folder, so runs of different settings (a sweep of --lr or --steps)
-    never share a directory, and the same command always finds its own run again."""
+    defines the run's results and the content of each split it is trained and scored on (``task``, loaded from
+    ``config`` unless given), but not the data folder's path: runs of different settings (a sweep of --lr or
+    --steps) or of edited data never share a directory, and the same command on the same data always finds its
+    own run again, wherever the data folder lies."""
     backbone = Path(config.backbone).name if Path(config.backbone).exists() else config.backbone.replace("/", "_")
     data = f"r{config.data_seed}" if config.resample else f"d{config.data_seed}"
+    task = task if task is not None else load_task_as(config)
     identity = config.identity()
     identity.pop("data_dir")
+    identity[DATA_DIGEST] = split_digests(task, capped_test_split(task, config.max_test_examples,
+                                                                  config.test_sample_seed))
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
     return f"{config.task}-{config.method}-{backbone}-{data}-s{config.seed}-{digest}"
 
@@ -119,21 +125,24 @@ def run_backbone(config: BaseTuneConfig, backbone: Backbone | None) -> Backbone:
     return backbone
 
 
-def _setup(config: TuneConfig, run_dir: Path, backbone: Backbone | None, overwrite: bool, method=None):
+def _setup(config: TuneConfig, run_dir: Path, backbone: Backbone | None, overwrite: bool, method=None,
+           task: Task | None = None):
     """Everything that can be checked before a run directory is touched, so that bad input leaves nothing behind:
-    the task, the backbone (loaded if not given), the method (``method``: one already built, shared by runs of
-    the same settings) and the initial theta."""
+    the task (loaded unless given) and the test examples the run is scored on, the backbone (loaded if not given),
+    the method (``method``: one already built, shared by runs of the same settings) and the initial theta."""
     config.validate()  # the config may have been edited since its construction
-    task = load_task_as(config)
+    task = task if task is not None else load_task_as(config)
+    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     backbone = run_backbone(config, backbone)
     backbone.check_task(task.info.has_options, task.name)
     method = method if method is not None else build_method(config.method, backbone, config.method_options)
-    check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite, backbone=backbone)
+    check_run_dir(run_dir, {"run": config.identity()}, overwrite=overwrite, backbone=backbone,
+                  data={task.name: split_digests(task, test)})
     if config.init_from is not None:
         theta_init = load_delta(config.init_from, method)[0]
     else:
         theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
-    return task, backbone, method, theta_init
+    return task, test, backbone, method, theta_init
 
 
 def _finished(run_dir: Path, method: DeltaMethod, task: Task) -> RunResult:
@@ -147,17 +156,18 @@ def tune(
     *,
     backbone: Backbone | None = None,
     overwrite: bool = False,
+    task: Task | None = None,
 ) -> RunResult:
     """Tune ``config.method`` on ``config.task`` into ``run_dir`` (see :mod:`taskspace.runs`) on the config's
     backbone, or on ``backbone`` when given (one already loaded, or a model of your own wrapped by
-    :func:`taskspace.wrap_model`; the config must name it). Called again, it resumes an unfinished run or returns
-    the finished one."""
+    :func:`taskspace.wrap_model`; the config must name it). ``task``: the task ``config`` names, when the caller
+    has loaded it already (else it is loaded here). Called again, it resumes an unfinished run or returns the
+    finished one."""
     run_dir = Path(run_dir)
-    task, backbone, method, theta_init = _setup(config, run_dir, backbone, overwrite)
+    task, test, backbone, method, theta_init = _setup(config, run_dir, backbone, overwrite, task=task)
     with exclusive(run_dir):  # creates it; a second process on the same run is refused
         if is_finished(run_dir):
             return _finished(run_dir, method, task)
-        test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
         source = DirectTheta(FlatParameters(theta_init, method.layout))
         scores = fit_source(task, test, method, source, config.train, run_dir, backbone=backbone,
                             eval_batch_size=config.eval_batch_size, record={"run": config.identity()},
@@ -185,12 +195,11 @@ def tune_together(configs: Sequence[TuneConfig], run_dirs: Sequence[str | Path],
     fits, method = [], None
     with ExitStack() as stack:
         for k, (config, run_dir) in enumerate(zip(configs, map(Path, run_dirs))):
-            task, backbone, method, theta_init = _setup(config, run_dir, backbone, False, method)
+            task, test, backbone, method, theta_init = _setup(config, run_dir, backbone, False, method)
             stack.enter_context(exclusive(run_dir))
             if is_finished(run_dir):
                 results[k] = _finished(run_dir, method, task)
                 continue
-            test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
             source = DirectTheta(FlatParameters(theta_init, method.layout))
             fits.append((k, PreparedRun(task, test, method, source, config.train, run_dir, backbone=backbone,
                                  eval_batch_size=config.eval_batch_size, record={"run": config.identity()},
@@ -276,20 +285,21 @@ def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Ba
     data.check(backbone)
     method = build_method(config.method, backbone, config.method_options)
     record = {"multitask": config.identity()}
-    check_run_dir(run_dir, record, overwrite=overwrite, backbone=backbone)
+    tests = {n: capped_test_split(t, config.max_test_examples, config.test_sample_seed) for n, t in data.tasks.items()}
+    digests = {n: split_digests(t, tests[n]) for n, t in data.tasks.items()}
+    check_run_dir(run_dir, record, overwrite=overwrite, backbone=backbone, data=digests)
     with exclusive(run_dir):
         if is_finished(run_dir):
             load_delta(run_dir / "theta", method)  # read and checked, never assumed
             return read_json(run_dir / "scores.json")
-        tests = {n: capped_test_split(t, config.max_test_examples, config.test_sample_seed)
-                 for n, t in data.tasks.items()}
         from . import __version__
 
         write_json(run_dir / "config.json", {
             "taskspace_version": __version__, **record,
             "backbone": {**backbone.describe(), "fingerprint": backbone.fingerprint()}, "method": method.describe(),
             "data": {n: {"sources": t.sources, "train": len(t.train), "dev": len(t.dev), "test": len(tests[n]),
-                         "metric": t.metric} for n, t in data.tasks.items()}})
+                         "metric": t.metric} for n, t in data.tasks.items()},
+            DATA_DIGEST: digests})
         theta_init = method.init(torch.Generator(device="cpu").manual_seed(config.seed))
         source = DirectTheta(FlatParameters(theta_init, method.layout))
 

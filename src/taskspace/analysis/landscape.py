@@ -9,8 +9,9 @@ its original space, from the bank), and the landscape is the mean over methods.
 
 Grid points are evaluated many at a time: one batch holds several points' copies of the split's examples, each
 row bound to its own point's theta (per-example theta); a method without per-example theta (fine-tuning) is
-evaluated point by point. Finished points are appended to ``landscape.jsonl``, so an interrupted run resumes; the
-number of forward passes is printed before the work starts.
+evaluated point by point. Finished points are appended to ``landscape.jsonl`` with the digest of the examples they
+were scored on, so an interrupted run resumes (on the same examples only); the number of forward passes is printed
+before the work starts.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ..errors import ConfigError, DataError
 from ..evaluation import score
 from ..store import append_jsonl
 from ..tasks import Example
+from ..tasks.example import examples_digest
 from ..tasks.settled import settled_check
 
 POINTS_FILE = "landscape.jsonl"
@@ -67,7 +69,9 @@ def grid(span: float, step: float) -> list[float]:
     return [round(i * step, 10) for i in range(-n, n + 1)]
 
 
-def _done(path: Path) -> dict[tuple[str, float, float], float]:
+def _done(path: Path, data: str) -> dict[tuple[str, float, float], float]:
+    """The points already scored, refused when they were scored on other examples than ``data`` (their digest; a
+    line written before digests were recorded is not checked)."""
     out = {}
     if path.is_file():
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
@@ -78,6 +82,9 @@ def _done(path: Path) -> dict[tuple[str, float, float], float]:
                 out[(r["method"], r["alpha"], r["beta"])] = r["score"]
             except (json.JSONDecodeError, KeyError):
                 raise DataError("damaged line; delete the file to start the landscape again", path, number) from None
+            if r.get("data", data) != data:
+                raise ConfigError(f"{path} holds points scored on other examples (the task's data changed since); "
+                                  "delete it to start the landscape again, or choose another --out")
     return out
 
 
@@ -129,7 +136,8 @@ def landscape(space, runs: dict[str, torch.Tensor], order: Sequence[str], exampl
     axis = grid(span, step)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    done = _done(out / POINTS_FILE)
+    data = examples_digest(examples)
+    done = _done(out / POINTS_FILE, data)
     todo = [(m, a, b) for m in order for a in axis for b in axis if (m, a, b) not in done]
     examples_per_point = len(examples)
     report(f"landscape: {len(axis)} x {len(axis)} points x {len(order)} methods x {examples_per_point} examples; "
@@ -142,7 +150,7 @@ def landscape(space, runs: dict[str, torch.Tensor], order: Sequence[str], exampl
             values = evaluate_points(space[m], examples, metric, [p.point(a, b) for a, b in chunk],
                                      batch_size=batch_size)
             for (a, b), value in zip(chunk, values):
-                append_jsonl(out / POINTS_FILE, {"method": m, "alpha": a, "beta": b, "score": value})
+                append_jsonl(out / POINTS_FILE, {"method": m, "alpha": a, "beta": b, "score": value, "data": data})
                 done[(m, a, b)] = value
     relative = {m: [[100 * done[(m, a, b)] / references[m] for a in axis] for b in axis] for m in order}
     mean = [[sum(relative[m][i][j] for m in order) / len(order) for j in range(len(axis))] for i in range(len(axis))]

@@ -22,7 +22,7 @@ from ..errors import ConfigError
 #: Keys of a record that the command line cannot set: accepted at the default of the command's config, else refused.
 _RECORD_ONLY = ("test_sample_seed", "zero_shot")
 #: Top-level sections of a taskspace record that describe rather than configure (the settings are under run / spec).
-_DESCRIPTIVE = ("backbone", "method", "data", "subspace")
+_DESCRIPTIVE = ("backbone", "method", "data", "data_digest", "subspace")
 
 
 def split_config_args(argv: Sequence[str]) -> tuple[str | None, list[str], list[str]]:

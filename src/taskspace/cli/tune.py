@@ -26,11 +26,14 @@ def tune_config_from(args: argparse.Namespace) -> TuneConfig:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    from ..tasks import load_task_as
     from ..tuning import default_run_name, tune
 
     config = tune_config_from(args)
-    run_dir = output_folder(args.out, "--out") / (args.run_name or default_run_name(config))
-    result = tune(config, run_dir, overwrite=args.overwrite)
+    out = output_folder(args.out, "--out")
+    task = load_task_as(config)  # once: the default name covers its content
+    run_dir = out / (args.run_name or default_run_name(config, task))
+    result = tune(config, run_dir, overwrite=args.overwrite, task=task)
     _print_scores(result.scores, result.task.name, args.method, run_dir)
     return 0
 
@@ -158,6 +161,7 @@ def _same_backbone_settings(bank, root: Path) -> None:
 
 def cmd_import_peft(args: argparse.Namespace) -> int:
     from ..export.imports import adapter_method, import_peft_run
+    from ..tasks import load_task_as
     from ..tuning import default_run_name
 
     folder = Path(args.adapter)
@@ -165,6 +169,7 @@ def cmd_import_peft(args: argparse.Namespace) -> int:
         raise ConfigError(f"ADAPTER {folder}: expected a PEFT adapter folder")
     method = adapter_method(folder)
     if args.bank:  # a new entry of an existing bank, with the bank's settings
+        from ..runs import split_digests
         from ..subspace import Bank
         from ..subspace.bank import BANK_FILE, entry_dir
 
@@ -177,15 +182,19 @@ def cmd_import_peft(args: argparse.Namespace) -> int:
         _same_backbone_settings(bank, Path(args.bank))
         config, run_dir = spec.tune_config(args.task, method, args.seed, bank.backbone), entry_dir(
             Path(args.bank), args.task, method, args.seed)
-        scores = import_peft_run(folder, config, run_dir, backbone=bank.backbone, keep_options=True)
+        task, test = spec.test_split(args.task)
+        bank.check_data({args.task: split_digests(task, test)})  # scored on the data the other entries were made on
+        scores = import_peft_run(folder, config, run_dir, backbone=bank.backbone, keep_options=True, task=task)
         print(f"task {config.task} | {method} imported from {folder} into the bank {args.bank} | "
               f"dev {_pct(scores['dev'])}   test {_pct(scores['test'])}")
         return 0
     base = TuneConfig(task=args.task, method=method, data_dir=data_dir_from(args),
                       backbone=args.backbone or DEFAULT_BACKBONE, backbone_options=backbone_options_from(args))
     config = from_args(base, args)
-    run_dir = output_folder(args.out, "--out") / (args.run_name or "imported-" + default_run_name(config))
-    scores = import_peft_run(folder, config, run_dir, overwrite=args.overwrite)
+    out = output_folder(args.out, "--out")
+    task = load_task_as(config)
+    run_dir = out / (args.run_name or "imported-" + default_run_name(config, task))
+    scores = import_peft_run(folder, config, run_dir, overwrite=args.overwrite, task=task)
     print(f"task {config.task} | {config.method} imported from {folder} | metric {scores['metric']} | run {run_dir}")
     print(f"dev {_pct(scores['dev'])}   test {_pct(scores['test'])}")
     return 0

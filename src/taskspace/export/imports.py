@@ -26,6 +26,7 @@ from ..store import read_json, read_tensors
 from .peft import CONFIG, WEIGHTS
 
 if TYPE_CHECKING:
+    from ..tasks import Task
     from ..tuning import TuneConfig
 
 _PREFIX = "base_model.model."
@@ -159,7 +160,7 @@ def import_peft(folder: str | Path, backbone: Backbone) -> tuple[DeltaMethod, to
 
 def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Path, *,
                     backbone: Backbone | None = None, overwrite: bool = False,
-                    keep_options: bool = False) -> dict[str, Any]:
+                    keep_options: bool = False, task: "Task | None" = None) -> dict[str, Any]:
     """Import the adapter in ``folder`` as a finished run in ``run_dir``, scored on ``config``'s task like a tune
     run (dev, and the same capped test subset), so that ``evaluate``, ``predict``, ``export`` and ``--init-from``
     read it. ``config.method`` and ``config.method_options`` are replaced by what the adapter holds; the training
@@ -167,15 +168,17 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
 
     ``keep_options``: the config's method options must be the adapter's already (a bank entry: the bank's options
     for the method), else the import is refused; the entry's ``theta_init`` is then the method's initialisation
-    with the config's seed, as a tuned entry's is, so that the bank's solutions share one anchor."""
+    with the config's seed, as a tuned entry's is, so that the bank's solutions share one anchor. ``task``: the task
+    ``config`` names, when the caller has loaded it already (else it is loaded here)."""
     from ..backbones import load_backbone
     from ..evaluation import capped_test_split
-    from ..runs import check_run_dir, finish_run, is_finished, write_run_config
+    from ..runs import check_run_dir, finish_run, is_finished, split_digests, write_run_config
     from ..store import exclusive
     from ..tasks import load_task_as
 
     run_dir = Path(run_dir)
-    task = load_task_as(config)
+    task = task if task is not None else load_task_as(config)
+    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     if backbone is None:
         backbone = load_backbone(config.backbone, **config.backbone_options)
     method, theta, adapter = import_peft(folder, backbone)
@@ -194,11 +197,10 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
         config = config.replace(method_options=method.config.to_dict())
     record = {"run": config.identity(), "imported": {"from": str(Path(folder).resolve()),
                                                      "peft_type": adapter.get("peft_type")}}
-    check_run_dir(run_dir, record, overwrite=overwrite, backbone=backbone)
+    check_run_dir(run_dir, record, overwrite=overwrite, backbone=backbone, data={task.name: split_digests(task, test)})
     with exclusive(run_dir):
         if is_finished(run_dir):
             return read_json(run_dir / "scores.json")
-        test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
         write_run_config(run_dir, record, backbone, method, task, test)
         return finish_run(run_dir, task, test, method, theta, theta_init, config.eval_batch_size,
                           {"best_step": None, "steps": 0, "imported_from": record["imported"]["from"]})

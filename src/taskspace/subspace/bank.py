@@ -2,12 +2,17 @@
 
 A bank is a folder:
 
-    bank.json                      what the bank holds: backbone, methods and options, tasks, seeds, settings
+    bank.json                      what the bank holds: backbone, methods and options, tasks, seeds, settings,
+                                   and the digest of each task's splits (their content) the entries are made on
     <task>/<method>/s<seed>/       one ordinary run directory (``taskspace tune``) per entry
 
 Building is resumable: every entry is a resumable run, and a finished entry is *verified* (its theta is read and
 checked against the backbone and method), never assumed from a file's existence. Reading a bank fails with a
 message naming the entry when one is missing, unfinished or does not match; it never substitutes anything.
+A bank's entries are all made on one version of its tasks' data: building it again after a task's files changed
+is refused (naming the task and split), and so is combining its solutions with other data (a subspace fit on the
+tasks' training data, an imported entry); a moved data folder is the same data. A bank made before the digests
+were recorded cannot be checked on content: it resumes, as then, only from the data folder it recorded.
 All entries of one method share their initialisation seed, so they share theta_init: subspaces are fitted to
 ``theta - theta_init`` (UDT) and decode around that common anchor.
 """
@@ -27,6 +32,7 @@ from ..config import Config, at_least, option, positive_count
 from ..deltas import METHODS, DeltaMethod, build_method, default_lr
 from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split
+from ..runs import check_same_data, compared, split_digests
 from ..store import exclusive, load_delta, read_json, write_json
 from ..tasks import Example, Task, load_task_as
 from ..train import TrainConfig
@@ -111,6 +117,9 @@ class BankEntry:
         return self.theta - self.theta_init
 
 
+#: What to do when a bank's data changed since its entries were made (a bank never mixes two versions of a task).
+_OTHER_DATA = "build a bank of the current data in another folder, or use the data the bank was built on"
+
 #: The backbone settings every entry of a bank is scored with, recorded in bank.json (a bank cannot mix them).
 SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing", "template")
 
@@ -181,7 +190,8 @@ def build_bank(
     described = backbone.describe()
     record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.identity(),
               "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint(),
-                           "settings": {k: described[k] for k in SCORING_SETTINGS}}}
+                           "settings": {k: described[k] for k in SCORING_SETTINGS}},
+              "data": {task: split_digests(*spec.test_split(task)) for task in spec.tasks}}
     if (root / BANK_FILE).is_file():
         saved = read_json(root / BANK_FILE)
         mine = dict(record["backbone"])
@@ -189,11 +199,15 @@ def build_bank(
             mine.pop("settings")
         else:  # a bank written before templates was tuned on the plain form
             saved["backbone"]["settings"].setdefault("template", "plain")
-        if saved.get("spec") != record["spec"] or saved.get("backbone") != mine:
+        by_content = "data" in saved  # else a bank written before digests: its data folder is compared
+        if (compared(saved.get("spec"), by_content) != compared(record["spec"], by_content)
+                or saved.get("backbone") != mine):
             raise ConfigError(
                 f"{root / BANK_FILE} describes another bank (different tasks, methods, settings, backbone or "
                 "backbone options such as --decode); use another folder"
             )
+        if by_content:
+            check_same_data(saved["data"], record["data"], root, what="entries", fix=_OTHER_DATA)
     from contextlib import nullcontext
 
     from tqdm.auto import tqdm
@@ -245,7 +259,17 @@ class Bank:
             raise ConfigError(f"{self.root}: the bank was tuned with the {template} input template; this backbone "
                               f"uses {backbone.template} (load it with --backbone-opt template={template})")
         self.backbone = backbone
+        #: ``{task: {split: digest}}`` of the data the entries were made on; None for a bank made before they were
+        #: recorded.
+        self.data: dict[str, dict[str, str]] | None = meta.get("data")
         self._methods: dict[str, DeltaMethod] = {}
+
+    def check_data(self, now: dict[str, dict[str, str]]) -> None:
+        """Refuse to combine the bank's entries with data other than they were made on (``now``: ``{task: {split:
+        digest}}`` as :func:`taskspace.runs.split_digests`; only the splits given are compared). A bank made before
+        the digests were recorded cannot be checked."""
+        if self.data is not None:
+            check_same_data(self.data, now, self.root, what="entries", fix=_OTHER_DATA)
 
     def method(self, name: str) -> DeltaMethod:
         if name not in self.spec.methods:

@@ -18,7 +18,7 @@ from ..config import option, positive, positive_count
 from ..deltas import METHODS
 from ..errors import ConfigError, DataError
 from ..evaluation import capped_test_split
-from ..runs import check_run_dir, fit_source, is_finished
+from ..runs import check_run_dir, fit_source, is_finished, split_digests
 from ..store import exclusive, read_json, read_tensors
 from ..tasks import load_task_as
 from ..tasks.sources import Columns
@@ -72,11 +72,12 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     run_dir = Path(run_dir)
     config.validate()
     record = {"run": config.identity(), "subspace": subspace_id(folder), "d": space.d}
+    task = load_task_as(config)
+    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite,
-                  backbone=space.backbone)
+                  backbone=space.backbone, data={task.name: split_digests(task, test)})
     ms = space[config.method]
     backbone = space.backbone
-    task = load_task_as(config)
     backbone.check_task(task.info.has_options, task.name)
     if is_finished(run_dir):
         z = read_tensors(run_dir / "trainable.safetensors")["z"]
@@ -85,7 +86,6 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
         return read_json(run_dir / "scores.json")
     z0 = initial_z(space.d, config.z_init, config.z_std, config.seed).to(backbone.device)
     source = ProjectedTheta(ms, z0)
-    test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
     with exclusive(run_dir):  # creates it; a second process on the same run is refused
         return fit_source(task, test, ms.method, source, config.train, run_dir, backbone=backbone,
                           eval_batch_size=config.eval_batch_size, record=record, theta_init=ms.anchor)

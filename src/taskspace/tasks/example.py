@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ class Example:
         raise ValueError(f"none of the references {self.references!r} is among the options {self.options!r}")
 
 
-def examples_digest(examples: Sequence[Example]) -> str:
+def examples_digest(examples: Iterable[Example]) -> str:
     """SHA-256 of what ``examples`` hold: each one's task, input, references and options, in order (not where they
     were read from: a moved file keeps its digest). Options inferred from the outputs
     (:mod:`taskspace.tasks.classlabels`) are part of it, so whatever is keyed by it sees them."""

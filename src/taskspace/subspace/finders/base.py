@@ -20,6 +20,7 @@ from ...config import Config
 from ...deltas import DeltaMethod, build_method
 from ...errors import ConfigError
 from ...registry import Registry
+from ...tasks.example import examples_digest
 from ...train import TrainResult, log_to, train
 from ..bank import Bank
 from ..multitask import MultiTask
@@ -57,11 +58,16 @@ class FitData:
         return build_method(name, self.backbone, self.method_options.get(name, {}))
 
     def multitask(self) -> MultiTask:
+        """The training tasks' data; with a bank, refused when a task of the bank's has other data than its
+        solutions were trained on (train and dev splits)."""
         if self.data_dir is None:
             raise ConfigError("this finder trains on the tasks' data: name the data folder (--data-dir)")
         data = MultiTask.load(self.tasks, self.data_dir, k=self.k, seed=self.data_seed, resample=self.resample,
                               resample_k=self.resample_k)
         data.check(self.backbone)
+        if self.bank is not None:
+            self.bank.check_data({name: {"train": examples_digest(task.train), "dev": examples_digest(task.dev)}
+                                  for name, task in data.tasks.items() if name in self.bank.spec.tasks})
         return data
 
     def require_bank(self, finder: str) -> Bank:
