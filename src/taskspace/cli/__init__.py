@@ -6,7 +6,7 @@ import sys
 from typing import Sequence
 
 from ..errors import TaskspaceError
-from . import analysis, subspace, tune
+from . import analysis, export, subspace, tune
 from .common import Parser, parse_options
 from .configfile import apply_config
 
@@ -18,6 +18,7 @@ def build_parser() -> Parser:
                description="Delta-tuning methods as flat vectors and the low-dimensional task subspaces they share.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tune.add_commands(sub)
+    export.add_commands(sub)
     subspace.add_commands(sub)
     analysis.add_commands(sub)
     for command in sub.choices.values():  # read by apply_config before parsing; listed here for --help
