@@ -79,6 +79,11 @@ CASES = {
         (["--data-dir", "{nowhere}"], r"data folder .* does not exist"),
         (["--data-dir", "{file}"], r"data folder .* does not exist"),
     ],
+    "import-peft": [
+        (["{nowhere}", "--task", "glue-sst2"], r"ADAPTER .*nowhere: expected a PEFT adapter folder"),
+        (["{tmp}", "--task", "glue-sst2"], r"no adapter_config.json: expected a PEFT adapter folder"),
+        (["{tmp}", "--task", "glue-sst2", "--no-progress"], r"no adapter_config.json: expected a PEFT adapter folder"),
+    ],
     "params": [
         (["--backbone", "{nowhere}", "--method", "lora"], r"backbone folder .* does not exist"),
         (["--backbone", "{llama}", "--method", "lora", "--opt", "r=-1"], r"lora r=-1: expected a positive rank"),

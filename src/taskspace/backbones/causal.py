@@ -42,6 +42,11 @@ class CausalBackbone(Backbone):
             self._write_space = not (spaced == plain or spaced[1:] == plain)
         self._template = Template.build(self.template, tokenizer, self._write_space) if tokenizer is not None else None
 
+    @property
+    def prompt_template(self) -> Template:
+        """The token ids around every formatted input (:mod:`.templates`), as an export records them."""
+        return self._template
+
     # ------------------------------------------------------------------------------------------------------------
     def _prompt_ids(self, example: Example) -> list[int]:
         """The template around the formatted input; an input too long for ``max_input_length`` keeps its end."""

@@ -7,7 +7,7 @@ from typing import Sequence
 
 from .. import __version__
 from ..errors import TaskspaceError
-from . import analysis, subspace, tune
+from . import analysis, export, subspace, tune
 from .common import Parser, parse_options
 from .configfile import apply_config
 
@@ -20,6 +20,7 @@ def build_parser() -> Parser:
     p.add_argument("--version", action="version", version=f"taskspace {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     tune.add_commands(sub)
+    export.add_commands(sub)
     subspace.add_commands(sub)
     analysis.add_commands(sub)
     for command in sub.choices.values():  # read by apply_config before parsing; listed here for --help

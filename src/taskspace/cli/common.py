@@ -181,8 +181,12 @@ def method_names() -> list[str]:
     return list(METHODS)
 
 
-def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_BACKBONE) -> None:
-    shown = default if default is not None else f"the one the artefact records, else {DEFAULT_BACKBONE}"
+def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAULT_BACKBONE,
+                      shown: str | None = None) -> None:
+    """``--backbone`` (``shown``: what its help says the default is, when ``default`` is None) and the backbone's
+    options."""
+    if shown is None:
+        shown = default if default is not None else f"the one the artefact records, else {DEFAULT_BACKBONE}"
     p.add_argument("--backbone", default=default,
                    help=f"smollm2 (SmolLM2-135M-Instruct), minilm (all-MiniLM-L6-v2), a model folder or a hub name "
                         f"(default: {shown})")

@@ -1,4 +1,5 @@
-"""The single-task commands of ``taskspace``: tune, evaluate, tasks, methods, params, convert."""
+"""The single-task commands of ``taskspace``: tune, evaluate, predict, plot, multitask, tasks, methods, params,
+convert (export and import-peft: :mod:`.export`)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from ..errors import ConfigError
 from ..presets import tuning_values
 from ..tuning import MultiTuneConfig, TuneConfig
 from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_runs_out_args,
-                     add_tasks_args, add_train_args, backbone_options_from, data_dir_from, load_backbone_from,
-                     method_fields, method_names, output_folder, parse_options)
+                     add_tasks_args, add_train_args, backbone_options_from, data_dir_from, method_fields,
+                     method_names, output_folder, parse_options)
 
 
 def tune_config_from(args: argparse.Namespace) -> TuneConfig:
@@ -123,80 +124,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         write_text(args.output, text)
         print(f"{len(answers)} predictions written to {args.output}", file=sys.stderr)
-    return 0
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_merged, export_peft
-
-    run = Path(args.run)
-    if not (run / "scores.json").is_file():
-        raise ConfigError(f"RUN {run}: expected a finished run directory (one that tune or subspace-tune wrote)")
-    out = output_folder(args.out, "--out")
-    if out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: the folder is not empty; expected a new or empty folder")
-    if args.format == "peft":
-        export_peft(run, out)
-        print(f"PEFT adapter written to {out} (load it with peft.PeftModel.from_pretrained(base, '{out}'))")
-    else:
-        export_merged(run, out)
-        print(f"merged model written to {out} (checked against the run; load it with from_pretrained('{out}'))")
-    return 0
-
-
-def _same_backbone_settings(bank, root: Path) -> None:
-    """An imported entry is scored as the bank's entries were: the same decode protocol and lengths."""
-    from ..store import read_json
-
-    mine = bank.backbone.describe()
-    for scores in sorted(root.glob("*/*/s*/scores.json")):
-        theirs = read_json(scores.parent / "config.json")["backbone"]
-        for key in ("decode", "max_input_length", "max_output_length", "task_prefix"):
-            if theirs.get(key) != mine.get(key):
-                raise ConfigError(f"--bank {root}: its entries were scored with {key}={theirs.get(key)!r}, this "
-                                  f"backbone has {mine.get(key)!r}; pass the same backbone options "
-                                  f"(--decode, --backbone-opt) as the bank")
-        return
-
-
-def cmd_import_peft(args: argparse.Namespace) -> int:
-    from ..export.imports import adapter_method, import_peft_run
-    from ..tasks import load_task_as
-    from ..tuning import default_run_name
-
-    folder = Path(args.adapter)
-    if not folder.is_dir():
-        raise ConfigError(f"ADAPTER {folder}: expected a PEFT adapter folder")
-    method = adapter_method(folder)
-    if args.bank:  # a new entry of an existing bank, with the bank's settings
-        from ..runs import split_digests
-        from ..subspace import Bank
-        from ..subspace.bank import BANK_FILE, entry_dir
-
-        bank = Bank(args.bank, load_backbone_from(args, Path(args.bank) / BANK_FILE))
-        spec = bank.spec
-        if args.task not in spec.tasks or method not in spec.methods or args.seed not in spec.seeds:
-            raise ConfigError(f"--bank {args.bank}: the bank has no ({args.task}, {method}, seed {args.seed}) entry; "
-                              f"its tasks: {', '.join(spec.tasks)}; methods: {', '.join(spec.methods)}; seeds: "
-                              f"{', '.join(map(str, spec.seeds))}")
-        _same_backbone_settings(bank, Path(args.bank))
-        config, run_dir = spec.tune_config(args.task, method, args.seed, bank.backbone), entry_dir(
-            Path(args.bank), args.task, method, args.seed)
-        task, test = spec.test_split(args.task)
-        bank.check_data({args.task: split_digests(task, test)})  # scored on the data the other entries were made on
-        scores = import_peft_run(folder, config, run_dir, backbone=bank.backbone, keep_options=True, task=task)
-        print(f"task {config.task} | {method} imported from {folder} into the bank {args.bank} | "
-              f"dev {_pct(scores['dev'])}   test {_pct(scores['test'])}")
-        return 0
-    base = TuneConfig(task=args.task, method=method, data_dir=data_dir_from(args),
-                      backbone=args.backbone or DEFAULT_BACKBONE, backbone_options=backbone_options_from(args))
-    config = from_args(base, args)
-    out = output_folder(args.out, "--out")
-    task = load_task_as(config)
-    run_dir = out / (args.run_name or "imported-" + default_run_name(config, task))
-    scores = import_peft_run(folder, config, run_dir, overwrite=args.overwrite, task=task)
-    print(f"task {config.task} | {config.method} imported from {folder} | metric {scores['metric']} | run {run_dir}")
-    print(f"dev {_pct(scores['dev'])}   test {_pct(scores['test'])}")
     return 0
 
 
@@ -360,36 +287,6 @@ def add_commands(sub) -> None:
                                                  "with which it answers its own test inputs exactly as it did)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_predict)
-
-    x = sub.add_parser("export", help="write a finished run as a PEFT adapter or a merged model folder",
-                       description="--format peft: adapter_config.json and adapter_model.safetensors that "
-                                   "peft.PeftModel.from_pretrained(base, DIR) loads and that compute what taskspace "
-                                   "computes: LoRA (fused projections as one block-structured LoRA), prompt tuning "
-                                   "on decoder-only backbones, BitFit as BEFT. --format merged: a save_pretrained "
-                                   "model folder with LoRA, BitFit or fine-tuning merged into the weights, checked "
-                                   "against the run before it is kept. A subspace-tune run exports its decoded theta. "
-                                   "What a format cannot express is refused with the reason.")
-    x.add_argument("run", help="run directory")
-    x.add_argument("--format", choices=["peft", "merged"], default="peft", help="export format (default: peft)")
-    x.add_argument("--out", required=True, help="output folder (new or empty)")
-    x.set_defaults(func=cmd_export)
-
-    i = sub.add_parser("import-peft", help="turn a PEFT LoRA or prompt-tuning adapter into a taskspace run",
-                       description="Read a PEFT adapter folder (adapter_config.json + adapter_model.safetensors), "
-                                   "express it as a taskspace theta on the backbone, score it on the task's dev and "
-                                   "test sets and write a finished run directory that evaluate, predict, export and "
-                                   "--init-from read.")
-    i.add_argument("adapter", help="PEFT adapter folder")
-    i.add_argument("--task", required=True, help="the task the adapter answers (its inputs are formatted as "
-                                                 "`[task] input`, as taskspace trains)")
-    add_backbone_args(i, default=None)
-    add_data_args(i, TuneConfig, defaults, own_data=True)
-    add_eval_args(i, TuneConfig, defaults)
-    add_runs_out_args(i, "run directory name (default: imported-<the name tune would give>)")
-    i.add_argument("--bank", help="write the run as this bank's (task, method, --seed) entry instead, with the bank's "
-                                  "settings (the adapter must have the bank's method options)")
-    i.add_argument("--seed", type=int, default=0, help="with --bank: the entry's seed (default: 0)")
-    i.set_defaults(func=cmd_import_peft)
 
     g = sub.add_parser("plot", help="draw a run's training curves as a PNG next to its log.jsonl",
                        description="Write <run>/training.png: the training loss and the dev score at each evaluation, "

@@ -9,6 +9,10 @@ per-module ranks or alphas, fused or ``Conv1D`` modules, and modules taskspace h
 Prompt tuning: decoder-only backbones, one prompt (``num_transformer_submodules`` 1), as the export writes it.
 
 Only safetensors weights are read (``adapter_model.safetensors``); a pickled ``adapter_model.bin`` is refused.
+
+The base model: the adapter's ``base_model_name_or_path`` unless another backbone is named, and a named one that is
+another model is refused (:func:`adapter_backbone`). An adapter that taskspace exported carries its record
+(:mod:`.card`): it is imported on the weights it was tuned on (their fingerprint) and in its input format.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ..backbones import Backbone
+from ..backbones import BUILTIN, Backbone
 from ..deltas import DeltaMethod, build_method
 from ..deltas.lora import ROLES
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, IncompatibleError
 from ..store import read_json, read_tensors
+from .card import read_record
 from .peft import CONFIG, WEIGHTS
 
 if TYPE_CHECKING:
@@ -147,10 +152,84 @@ def adapter_method(folder: str | Path) -> str:
     return METHOD_OF[kind]
 
 
+def _model_key(name: str) -> str:
+    """What identifies the model ``name`` names: a built-in model's own name (its aliases and hub name alike), a
+    local folder's resolved path, else the hub name."""
+    builtin = BUILTIN.get(name.lower())
+    if builtin is not None:
+        return builtin[0]
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _in_hub_cache(name: str) -> bool:
+    """Whether the local Hugging Face cache holds the model ``name`` (asked without the network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(name, "config.json"), str)
+    except ValueError:  # not a valid hub name
+        return False
+
+
+def _available_here(name: str) -> bool:
+    """Whether the model ``name`` can be loaded without the network: a built-in name, a local path, a model in the
+    local Hugging Face cache."""
+    return BUILTIN.get(name.lower()) is not None or Path(name).expanduser().exists() or _in_hub_cache(name)
+
+
+def adapter_backbone(folder: str | Path, backbone: str | None, *, given_by: str = "--backbone") -> str:
+    """The backbone to import the adapter in ``folder`` on (``given_by`` names where ``backbone`` came from).
+
+    Without ``backbone``: the adapter's base model (``base_model_name_or_path``) where it can be had without the
+    network (a local folder as it is, a built-in name, a model in the local Hugging Face cache); else refused, naming
+    it and ``--backbone``. With ``backbone``: that one, refused when the base model is here and another model (the
+    same folder, or one built-in model's names, are the same model). A base model that is not here (a path on
+    another machine, a hub name never downloaded) cannot be compared: ``backbone`` is taken as the user's word for
+    it. A taskspace export is let through too, as the same weights may lie at another path: :func:`import_peft`
+    compares their fingerprint with the one it records."""
+    folder = Path(folder)
+    where = folder / CONFIG
+    base = read_json(where).get("base_model_name_or_path") or None
+    here = base is not None and _available_here(base)
+    if backbone is not None:
+        if here and read_record(folder) is None and _model_key(base) != _model_key(backbone):
+            hint = " (leave --backbone out to use it)" if given_by == "--backbone" else ""
+            raise ConfigError(f"{given_by} {backbone} is another model than the adapter's base model {base} "
+                              f"(base_model_name_or_path in {where}){hint}")
+        return backbone
+    if base is None:
+        raise DataError("no base_model_name_or_path: pass --backbone, the model the adapter was made for", where)
+    if not here:
+        raise ConfigError(f"the adapter's base model {base!r} (base_model_name_or_path in {where}) is not a local "
+                          "folder, a built-in name or in the local Hugging Face cache: pass --backbone (a folder "
+                          "holding it, or its hub name to download it)")
+    return base
+
+
+def _check_record(record: dict[str, Any], backbone: Backbone, folder: Path) -> None:
+    """A taskspace export is imported on the weights it was tuned on, in the input format it was tuned with."""
+    saved = record["backbone"]
+    if saved.get("fingerprint") != backbone.fingerprint():
+        raise IncompatibleError(f"{folder}: the adapter was exported from a run on {saved.get('name')} (weights "
+                                f"sha256 {str(saved.get('fingerprint'))[:12]}...); the backbone {backbone.name} has "
+                                f"other weights (sha256 {backbone.fingerprint()[:12]}...)")
+    now = backbone.describe()
+    for key in ("template", "task_prefix"):
+        if key in saved and saved[key] != now[key]:
+            raise ConfigError(f"{folder}: the adapter was tuned with {key}={saved[key]!r}, the backbone it is "
+                              f"imported on has {key}={now[key]!r}; import-peft takes the adapter's own (leave "
+                              f"--backbone-opt {key} out)")
+
+
 def import_peft(folder: str | Path, backbone: Backbone) -> tuple[DeltaMethod, torch.Tensor, dict[str, Any]]:
-    """The adapter in ``folder`` as (method, theta, its adapter_config) on ``backbone``."""
+    """The adapter in ``folder`` as (method, theta, its adapter_config) on ``backbone``; a taskspace export only on
+    the weights and in the input template it was tuned with."""
     folder = Path(folder)
     config, tensors = read_adapter(folder)
+    record = read_record(folder)
+    if record is not None:
+        _check_record(record, backbone, folder)
     kind = config.get("peft_type")
     if kind not in _IMPORTERS:
         raise DataError(f"peft_type {kind!r}: taskspace imports {' and '.join(_IMPORTERS)}", folder / CONFIG)
@@ -164,7 +243,8 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
     """Import the adapter in ``folder`` as a finished run in ``run_dir``, scored on ``config``'s task like a tune
     run (dev, and the same capped test subset), so that ``evaluate``, ``predict``, ``export`` and ``--init-from``
     read it. ``config.method`` and ``config.method_options`` are replaced by what the adapter holds; the training
-    settings are recorded but were not used (``scores.json`` says ``steps: 0`` and where the theta came from).
+    settings are recorded but were not used (``scores.json`` says ``steps: 0`` and where the theta came from), but
+    ``config.train.progress``, which shows the scoring's progress.
 
     ``keep_options``: the config's method options must be the adapter's already (a bank entry: the bank's options
     for the method), else the import is refused; the entry's ``theta_init`` is then the method's initialisation
@@ -203,4 +283,5 @@ def import_peft_run(folder: str | Path, config: "TuneConfig", run_dir: str | Pat
             return read_json(run_dir / "scores.json")
         write_run_config(run_dir, record, backbone, method, task, test)
         return finish_run(run_dir, task, test, method, theta, theta_init, config.eval_batch_size,
-                          {"best_step": None, "steps": 0, "imported_from": record["imported"]["from"]})
+                          {"best_step": None, "steps": 0, "imported_from": record["imported"]["from"]},
+                          progress=config.train.progress)

@@ -12,7 +12,8 @@ reloaded in float32 from its recorded settings, and a bfloat16 run's delta merge
 weights to bfloat16 could lose a small delta). Before anything is kept, the saved folder is loaded back and
 its logits on a probe batch are compared with the run's theta bound to the float32 backbone; a difference beyond
 float32 tolerance removes the folder and raises. Load the folder with ``dtype=torch.bfloat16`` to compute as a
-bfloat16 run did.
+bfloat16 run did. Beside the model: ``taskspace.json`` and a ``README.md`` model card, the exact input format and
+answer format the delta was tuned with (:mod:`taskspace.export.card`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import nn
 
 from ..errors import ConfigError, IncompatibleError
 from ..predict import Predictor
+from .card import export_record, write_export_files
 
 _REFUSALS = {
     "prompt": "prompt tuning prepends virtual tokens to the input; no weight of the model holds them, so it cannot "
@@ -118,7 +120,8 @@ def _outputs(model: nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor: Predictor | None = None) -> Path:
-    """Write the run's backbone with its delta merged into the weights as a ``save_pretrained`` folder."""
+    """Write the run's backbone with its delta merged into the weights as a ``save_pretrained`` folder, with
+    ``taskspace.json`` and a ``README.md`` model card (:mod:`.card`)."""
     import transformers
 
     p = predictor if predictor is not None else Predictor.load(run_dir, dtype="float32")
@@ -129,6 +132,7 @@ def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor:
         raise ConfigError(f"export --format merged merges in float32, and this predictor's backbone computes in "
                           f"{str(p.backbone.dtype).removeprefix('torch.')}: pass the run directory, or a predictor "
                           "loaded with Predictor.load(run, dtype='float32')")
+    record = export_record(p, run_dir, "merged")
     model = copy.deepcopy(p.backbone.model)
     theta = p.theta.detach().to(p.backbone.device).float()
     with torch.no_grad():
@@ -153,6 +157,7 @@ def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor:
             diff = (theirs.float() - ours.float()).abs().max().item()
             raise IncompatibleError(f"export --format merged: the saved model's outputs differ from the run's by "
                                     f"{diff:.3g}; nothing was kept")
+        write_export_files(out, record)
     except BaseException:
         if created:
             shutil.rmtree(out, ignore_errors=True)

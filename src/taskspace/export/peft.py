@@ -9,7 +9,8 @@ block-structured B, see :func:`_lora`), prompt tuning on decoder-only backbones 
 own). Everything else is refused with the reason, before anything is written: BitFit norm biases that were tuned
 (BEFT adapts linear layers only); prefix-tuning, whose keys and values carry no positions here, unlike peft's
 past-key-value prefix; adapters; fine-tuning, a model rather than an adapter (see :mod:`taskspace.export.merged`).
-peft itself is not needed to export.
+peft itself is not needed to export. Beside the adapter: ``taskspace.json`` and a ``README.md`` model card, the
+exact input format and answer format the delta was tuned with (:mod:`taskspace.export.card`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from ..errors import ConfigError
 from ..predict import Predictor
 from ..store import write_json, write_tensors
+from .card import export_record, write_export_files
 
 CONFIG = "adapter_config.json"
 WEIGHTS = "adapter_model.safetensors"
@@ -118,7 +120,8 @@ _REFUSALS = {
 
 
 def export_peft(run_dir: str | Path | None, out_dir: str | Path, *, predictor: Predictor | None = None) -> Path:
-    """Write the run's theta as a PEFT adapter folder in ``out_dir``; returns it."""
+    """Write the run's theta as a PEFT adapter folder in ``out_dir``, with ``taskspace.json`` and a ``README.md``
+    model card (the input and answer format, the task, the scores: :mod:`.card`); returns it."""
     p = predictor if predictor is not None else Predictor.load(run_dir)
     name = p.method.name
     if name not in _EXPORTERS:
@@ -126,7 +129,9 @@ def export_peft(run_dir: str | Path | None, out_dir: str | Path, *, predictor: P
     config, tensors = _EXPORTERS[name](p)
     config.update(task_type=_TASK_TYPES[p.backbone.family], base_model_name_or_path=p.backbone.name,
                   inference_mode=True)
+    record = export_record(p, run_dir, "peft")
     out = Path(out_dir)
     write_tensors(out / WEIGHTS, tensors, {"format": "pt"})
     write_json(out / CONFIG, config)
+    write_export_files(out, record)
     return out
