@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from taskspace.errors import ConfigError, DataError, TaskspaceError
+from taskspace.errors import ConfigError, DataError, Interrupted, TaskspaceError, did_you_mean
 from taskspace.store import read_json, write_json
 from taskspace.subspace import FitData, Subspace, fit_subspace
 from taskspace.train import TrainConfig
@@ -86,15 +86,21 @@ def recipe_arguments(description: str, *, figures: bool = False, parts: bool = F
 
 
 def run_main(main) -> None:
-    """Run a runner's ``main``; bad input (a misspelt key, a missing file, an unknown task) ends it with one line on
-    stderr and exit status 2, as taskspace's commands do. SIGTERM ends it as Ctrl-C does, through ``finally``
-    blocks (a stage's time so far is kept)."""
+    """Run a runner's ``main``; bad input (a misspelt key, a missing file, an unknown task) or a file that cannot be
+    written ends it with one line on stderr and exit status 2, as taskspace's commands do, and Ctrl-C with one
+    line saying what was saved and exit status 130 (running the same command resumes). SIGTERM ends it as Ctrl-C
+    does, through ``finally`` blocks (a stage's time so far is kept)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    name = Path(sys.argv[0]).name
     try:
         main()
     except TaskspaceError as e:
-        print(f"{Path(sys.argv[0]).name}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as e:
+        saved = e.saved if isinstance(e, Interrupted) else "finished stages and runs are kept in --out"
+        print(f"{name}: interrupted; {saved}; run the same command to resume", file=sys.stderr)
+        sys.exit(130)
 
 
 def read_recipe(path: str | Path) -> dict:
@@ -124,4 +130,5 @@ def refuse_unknown(cfg: dict, known, where: str) -> None:
     """Refuse a recipe section with a key outside ``known``, naming the first one (alphabetically)."""
     unknown = sorted(set(cfg) - set(known))
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+        hint = did_you_mean(unknown[0], known)
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}" + (f"; {hint}" if hint else ""))

@@ -1,10 +1,14 @@
 """Bad input on the command line: for every command, malformed values of its options give exit status 2 and one
 line that names the option or file and what was expected; never a traceback, and the output folder is left
-exactly as it was."""
+exactly as it was. The same for an output folder that cannot be written, a full disk and a folder where a file is
+expected; Ctrl-C ends a training command with one line and exit status 130, and the same command resumes."""
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import os
 import re
 
 import pytest
@@ -12,7 +16,8 @@ import pytest
 from taskspace.cli import main
 
 # {data}: the shared CrossFit folder; {llama}: the 260K-parameter Llama; {tmp}: the test's folder (its contents are
-# compared before and after); {file}: an existing plain file; {nowhere}: a path that does not exist.
+# compared before and after); {file}: an existing plain file; {nowhere}: a path that does not exist; {readonly}: a
+# folder nobody but root can write in.
 TUNE = ["tune", "--task", "glue-sst2", "--method", "lora", "--data-dir", "{data}", "--backbone", "{llama}",
         "--out", "{tmp}/runs", "--no-progress"]
 CASES = {
@@ -25,6 +30,8 @@ CASES = {
         (["--decode", "beam"], r"argument --decode: invalid choice"),
         (["--backbone-opt", "max_input_length"], r"--backbone-opt 'max_input_length': expected key=value"),
         (["--backbone-opt", "colour=red"], r"--backbone-opt colour: unknown option"),
+        (["--backbone-opt", "max_input_lenght=8"],
+         r"max_input_lenght: unknown option .*; did you mean max_input_length"),
         (["--backbone-opt", "max_input_length=0"], r"max_input_length=0: expected a positive integer"),
         (["--backbone-opt", "max_input_length=-3"], r"max_input_length=-3: expected a positive integer"),
         (["--backbone-opt", "dtype=half"], r"dtype='half': expected auto"),
@@ -39,6 +46,7 @@ CASES = {
         (["--data-seed", "7"], r"glue-sst2_16_7_train"),
         (["--opt", "r"], r"--opt .*'r': expected key=value"),
         (["--opt", "rank=4"], r"--opt .*'rank': unknown option"),
+        (["--opt", "alpah=4"], r"--opt .*'alpah': unknown option; did you mean alpha\?"),
         (["--opt", "r=four"], r"--opt .* r='four': expected a value like 8"),
         (["--opt", "r=0"], r"lora r=0: expected a positive rank"),
         (["--opt", "alpha=inf"], r"alpha='inf': expected a finite number"),
@@ -67,6 +75,11 @@ CASES = {
         (["--max-test-examples", "0"], r"--max-test-examples 0: expected a positive number"),
         (["--metric", "BLEU"], r"unknown metric 'BLEU'; expected one of EM"),
         (["--out", "{file}"], r"--out .*: expected a folder, found a file"),
+        (["--out", "{file}/runs"], r"--out .*/runs: .*a-file.txt is a file; expected a folder"),
+        (["--out", "{readonly}/runs"], r"--out .*/runs: cannot write in .*readonly \(no permission"),
+        (["--out", "{readonly}"], r"--out .*readonly: cannot write in .*readonly \(no permission"),
+        (["--config", "{tmp}"], r"--config .*: expected a file, found a folder"),
+        (["--set", "stesp=3"], r"--set: 'stesp' is not an option of taskspace tune; did you mean steps\?"),
     ],
     "evaluate": [
         (["{nowhere}"], r"RUN .*nowhere: expected a run directory"),
@@ -103,6 +116,7 @@ CASES = {
         (["--out", "{tmp}/b", "--methods", "lora", "--split", "{nowhere}"], r"nowhere.*(not found|does not exist)"),
         (["--out", "{tmp}/b", "--methods", "lora", "--split", "{file}"], r"a-file.txt.*invalid JSON"),
         (["--out", "{file}", "--methods", "lora", "--tasks", "glue-sst2"], r"--out .*: expected a folder"),
+        (["--out", "{readonly}/b", "--methods", "lora", "--tasks", "glue-sst2"], r"--out .*: cannot write in"),
         (["--out", "{tmp}/b", "--methods", "lora", "--tasks", "glue-sst2", "--lr", "lora=x"], r"--lr 'lora=x'"),
         (["--out", "{tmp}/b", "--methods", "lora", "--tasks", "glue-sst2", "--lr", "lora=nan"],
          r"--lr lora=nan: expected a positive, finite"),
@@ -134,6 +148,8 @@ CASES = {
          r"--z-std nan: expected"),
         (["--subspace", "{tmp}", "--task", "glue-sst2", "--method", "prompt", "--out", "{file}"],
          r"--out .*: expected a folder"),
+        (["--subspace", "{tmp}", "--task", "glue-sst2", "--method", "prompt", "--out", "{readonly}/r"],
+         r"--out .*: cannot write in"),
     ],
     "transfer": [
         (["--subspace", "{nowhere}", "--runs", "{tmp}", "--out", "{tmp}/t"], r"nowhere.*(not found|does not exist)"),
@@ -158,7 +174,12 @@ def _cases():
 def test_bad_input_is_one_clear_line(command, args, expected, tmp_path, data_dir, shared_dir, capsys):
     (tmp_path / "a-file.txt").write_text("not what was expected\n")
     values = {"data": str(data_dir), "llama": f"{shared_dir}/models/stories260K", "tmp": str(tmp_path),
-              "file": str(tmp_path / "a-file.txt"), "nowhere": str(tmp_path / "nowhere")}
+              "file": str(tmp_path / "a-file.txt"), "nowhere": str(tmp_path / "nowhere"),
+              "readonly": str(tmp_path / "readonly")}
+    if any("{readonly}" in a for a in args):
+        if os.geteuid() == 0:
+            pytest.skip("root writes in a read-only folder")
+        (tmp_path / "readonly").mkdir(mode=0o555)
     if command == "tune":
         argv = [a.format(**values) for a in TUNE]
         # Later values of an option win in argparse; a bad value replaces the good default.
@@ -199,3 +220,112 @@ def test_bad_data_files_name_the_file_and_line(tmp_path, data_dir, shared_dir, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "glue-sst2_16_100_train.jsonl, line 3" in err, err
     assert not (tmp_path / "runs").exists()
+
+
+def _tune_argv(tmp_path, data_dir, shared_dir, *extra):
+    values = {"data": str(data_dir), "llama": f"{shared_dir}/models/stories260K", "tmp": str(tmp_path)}
+    return [a.format(**values) for a in TUNE] + list(extra)
+
+
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_folder_where_a_split_file_is_expected_is_named(tmp_path, shared_dir, data_dir, capsys):
+    """Your own data with a ``train.csv`` that is a folder: that file is named, not taken for the absence of your
+    own data (which made it a CrossFit task, whose columns the column options cannot set)."""
+    own = tmp_path / "own"
+    (own / "train.csv").mkdir(parents=True)
+    (own / "dev.csv").write_text("text,label\na fine film,good\n")
+    before = _snapshot(tmp_path)
+    argv = _tune_argv(tmp_path, data_dir, shared_dir, "--task", "mine", "--data-dir", str(own),
+                      "--input-column", "text", "--output-column", "label")
+    assert main(argv) == 2
+    line = _one_line(capsys)
+    assert line == (f"taskspace tune: error: {own / 'train.csv'}: expected a train split file with a header, found "
+                    "a folder"), line
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_full_disk_is_one_line_naming_the_file(tmp_path, shared_dir, data_dir, capsys, monkeypatch):
+    """No space left when the run's first file is written (after the model loaded: a full disk shows only then):
+    exit status 2, one line naming the file, and the output folder as it was."""
+    from taskspace import store
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    before = _snapshot(tmp_path)
+    assert main(_tune_argv(tmp_path, data_dir, shared_dir, "--run-name", "r")) == 2
+    line = _one_line(capsys)
+    assert line == (f"taskspace tune: error: {tmp_path / 'runs' / 'r' / 'config.json'}: cannot write it (No space "
+                    "left on device)"), line
+    assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["tune", "bank"])
+def test_ctrl_c_is_one_line_and_the_same_command_resumes(command, tmp_path, shared_dir, data_dir, capsys, caplog,
+                                                         monkeypatch):
+    """Ctrl-C during training (here just after the step-2 checkpoint is written): exit status 130 and one line
+    that names the saved state and says how to resume, no traceback; the same command then resumes from step 2,
+    says so, and finishes without leaving its lock file."""
+    from taskspace.checkpoint import Checkpoint
+
+    save = Checkpoint.save
+
+    def save_then_interrupt(self, trainable, opt, step, *rest):
+        save(self, trainable, opt, step, *rest)
+        if step == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_interrupt)
+    short = ["--steps", "4", "--eval-every", "2", "--max-test-examples", "4"]
+    if command == "tune":
+        argv = _tune_argv(tmp_path, data_dir, shared_dir, "--run-name", "r", *short)
+        run = tmp_path / "runs" / "r"
+    else:
+        argv = ["bank", "--out", str(tmp_path / "b"), "--methods", "lora", "--tasks", "glue-sst2", "--seeds", "0",
+                "--data-dir", str(data_dir), "--backbone", f"{shared_dir}/models/stories260K", "--no-progress", *short]
+        run = tmp_path / "b" / "glue-sst2" / "lora" / "s0"
+    assert main(argv) == 130
+    assert _one_line(capsys) == (f"taskspace {command}: interrupted; the training state of step 2 is saved in "
+                                 f"{run / 'checkpoint'}; run the same command to resume")
+    assert not (run / "scores.json").exists()
+    monkeypatch.setattr(Checkpoint, "save", save)
+    with caplog.at_level(logging.WARNING, logger="taskspace.train"):
+        assert main(argv) == 0
+    assert f"resuming {run} from its checkpoint at step 2 of 4" in caplog.text
+    assert (run / "scores.json").is_file()
+    assert not list(tmp_path.rglob(".lock"))
+
+
+def test_ctrl_c_ends_a_recipe_in_one_line(capsys, monkeypatch):
+    """Ctrl-C in a recipe runner: exit status 130 and one line with what training saved (or what is kept)."""
+    import signal
+    import sys
+    from pathlib import Path
+
+    from taskspace.errors import Interrupted
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "recipes"))
+    from recipe_common import run_main
+
+    monkeypatch.setattr(sys, "argv", ["smol.py"])
+    monkeypatch.setattr(signal, "signal", lambda *args: None)  # run_main's SIGTERM handler stays out of pytest
+
+    def training():
+        raise Interrupted("the training state of step 20 is saved in out/fit/checkpoint")
+
+    def loading():
+        raise KeyboardInterrupt
+
+    for main_of_runner, saved in ((training, "the training state of step 20 is saved in out/fit/checkpoint"),
+                                  (loading, "finished stages and runs are kept in --out")):
+        with pytest.raises(SystemExit) as stop:
+            run_main(main_of_runner)
+        assert stop.value.code == 130
+        assert capsys.readouterr().err == f"smol.py: interrupted; {saved}; run the same command to resume\n"

@@ -34,6 +34,13 @@ def test_every_config_round_trips_and_documents_its_fields(cls):
         cls.from_dict({**config.to_dict(), "colour": "red"})
 
 
+def test_a_misspelt_key_gets_the_close_names():
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['stesp'\] for TrainConfig; did you mean steps\?$"):
+        TrainConfig.from_dict({"stesp": 3})
+    with pytest.raises(ConfigError, match=r"unknown option\(s\) \['colour'\] for TrainConfig; valid: \["):
+        TrainConfig.from_dict({"colour": "red"})
+
+
 def test_runtime_fields_stay_out_of_identity():
     config = TuneConfig(**REQUIRED[TuneConfig], keep_checkpoint=True, train=TrainConfig(lr=None, progress=False))
     identity = config.identity()

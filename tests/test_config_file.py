@@ -63,6 +63,11 @@ def test_a_bank_json_gives_back_its_spec(tmp_path, data_dir):
 
 @pytest.mark.parametrize("text,extra,message", [
     ("method: lora\nlearning_rate: 0.1\n", [], r"'learning_rate' is not an option of taskspace tune; expected one of"),
+    ("method: lora\nstesp: 3\n", [], r"'stesp' is not an option of taskspace tune; did you mean steps\?$"),
+    ("method: lora\n", ["--set", "train.eval_evry=2"], r"'eval_evry' is not an option of taskspace tune; did you mean "
+                                                       r"eval_every\?$"),
+    ("task: glue-sst2\nmethod: lora\nmethod_options: {alpah: 4}\n", [],
+     r"--opt \(for lora\) 'alpah': unknown option; did you mean alpha\?$"),
     ("method: lora\nsteps: many\n", [], r"steps: 'many' is not valid for --steps"),
     ("method: nothing\n", [], r"method: 'nothing'; expected one of prompt"),
     ("method: [lora\n", [], r"c.yaml, line 2: not valid YAML"),

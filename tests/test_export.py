@@ -235,9 +235,17 @@ def test_what_cannot_be_merged_is_refused(kind, method_name, options, message, s
 
 
 def test_merged_export_command(tmp_path, data_dir, llama_dir, capsys):
+    import os
+
     run = _run(tmp_path, data_dir, llama_dir, "lora", "--opt", "r=2")
-    assert main(["export", str(run), "--format", "merged", "--out", str(tmp_path / "merged")]) == 0
+    umask = os.umask(0o022)
+    try:
+        assert main(["export", str(run), "--format", "merged", "--out", str(tmp_path / "merged")]) == 0
+    finally:
+        os.umask(umask)
     assert "merged model written" in capsys.readouterr().out
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "merged").iterdir()}
+    assert "model.safetensors" in modes and set(modes.values()) == {0o644}, modes  # as every file taskspace writes
     assert main(["export", str(run), "--format", "merged", "--out", str(tmp_path / "merged")]) == 2
     assert "not empty" in capsys.readouterr().err
 

@@ -288,7 +288,7 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir, capsys):
     bad = tmp_path / "bad.yaml"
     good = TINY.format(llama="x")
     for number, (text, expected) in enumerate((("seeds: [0]\n", "the recipe has no 'data_seed'"),
-                           (good.replace("hidden: 4", "hiden: 4"), "hiden"),
+                           (good.replace("hidden: 4", "hiden: 4"), "'hiden'] for MSFConfig; did you mean hidden?"),
                            (good.replace("exclude_types: [sentiment]", "exclude_types: [topic]"),
                             "no unseen task has type 'topic'"),
                            (good.replace("task_fractions: [0.5]", "task_fractions: [50]"),
@@ -305,7 +305,7 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir, capsys):
                             "analyses.data_scale.train_tasks: glue-sst2 is listed twice"),
                            (good.replace("seed: 1, span: 1", "seed: 7, span: 1"),
                             "udt.landscape.seed: 7 is not among the recipe's seeds"),
-                           (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'"),
+                           (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'; did you mean span?"),
                            ("[1, 2]\n", "expected a mapping of settings"),
                            (None, "cannot read the recipe"))):
         if text is not None:

@@ -56,6 +56,31 @@ def test_plot_draws_a_png_next_to_the_log(tmp_path, data_dir, shared_dir, capsys
     assert "no log.jsonl" in capsys.readouterr().err
 
 
+def test_a_one_point_loss_is_drawn(tmp_path, monkeypatch):
+    """A run of one evaluation logs one training loss: a line needs two points, so it is drawn as a marker (the
+    loss panel was empty)."""
+    pytest.importorskip("matplotlib")
+    from taskspace.analysis import plots
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "log.jsonl").write_text(json.dumps({"step": 0, "dev": 0.5}) + "\n"
+                                   + json.dumps({"step": 1, "loss": 2.5, "lr": 0.1, "dev": 0.75}) + "\n")
+    drawn = []
+    save = plots.save_figure
+
+    def keep(fig, path, dpi=110):
+        drawn.append([[([float(x) for x in line.get_xdata()], line.get_marker()) for line in ax.lines]
+                      for ax in fig.axes])
+        return save(fig, path, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", keep)
+    assert plots.plot_run(run) == run / "training.png"
+    (loss,), dev = drawn[0][0], drawn[0][1]
+    assert loss[0] == [1] and loss[1] not in ("None", "", " ", None)
+    assert dev[0][0] == [0, 1]
+
+
 def test_evaluation_and_bank_show_progress(tmp_path, data_dir, shared_dir, capsys):
     _tune(tmp_path, data_dir, shared_dir, "bars")
     err = capsys.readouterr().err

@@ -5,10 +5,11 @@ safetensors + JSON."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError, DataError, Interrupted
 from .store import read_json, read_tensors, write_json, write_tensors
 
 
@@ -50,6 +51,13 @@ class Checkpoint:
 
     def exists(self) -> bool:
         return self.meta.is_file()
+
+    def saved_step(self) -> int | None:
+        """The step of the saved state (None when none is saved, or its description cannot be read)."""
+        try:
+            return int(read_json(self.meta)["step"])
+        except (DataError, KeyError, TypeError, ValueError):
+            return None
 
     def save(self, trainable, opt, step, best, initial, history, bad_evals, key, shapes, data) -> None:
         """Save the training state; ``key``: the settings, ``shapes``: the trainable's, ``data``: the digest of
@@ -110,3 +118,18 @@ def restore_rng(tensors: dict[str, torch.Tensor]) -> None:
                                        key=lambda k: int(k.rsplit(".", 1)[1]))]
     if cuda and torch.cuda.is_available() and torch.cuda.device_count() == len(cuda):
         torch.cuda.set_rng_state_all(cuda)
+
+
+def interrupted(runs: Sequence[tuple[str | Path | None, int]]) -> KeyboardInterrupt:
+    """What Ctrl-C during training leaves, for ``(run_dir, eval_every)`` of each run being trained: an
+    :class:`~taskspace.errors.Interrupted` naming the checkpoint each run directory holds, which its command resumes
+    from (a plain KeyboardInterrupt when none checkpoints)."""
+    saved = []
+    for run_dir, eval_every in runs:
+        if run_dir is None:
+            continue
+        ckpt = Checkpoint(Path(run_dir))
+        step = ckpt.saved_step()
+        saved.append(f"the training state of step {step} is saved in {ckpt.dir}" if step is not None else
+                     f"no training step of {run_dir} is saved yet (the first checkpoint comes at step {eval_every})")
+    return Interrupted("; ".join(saved)) if saved else KeyboardInterrupt()

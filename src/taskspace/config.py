@@ -4,7 +4,8 @@ A configuration is a dataclass deriving from :class:`Config` whose fields are de
 a default, a help text, and what a valid value is. From that one declaration come
 
 * validation at construction (``ConfigError`` naming the option as the command line spells it, ``--max-grad-norm``);
-* ``to_dict`` / ``from_dict`` (JSON-ready, nested configurations included; unknown keys are refused);
+* ``to_dict`` / ``from_dict`` (JSON-ready, nested configurations included; unknown keys are refused, a misspelt
+  one with the close names);
 * ``identity()``: the settings that define a result, i.e. ``to_dict`` without the fields marked ``runtime``
   (how progress is shown, whether a checkpoint is kept), in one place;
 * the command-line options of every command (:func:`add_arguments`), whose defaults are *not* repeated by the
@@ -18,7 +19,7 @@ import dataclasses
 import math
 from typing import Any, Callable, Iterable, Mapping, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 
 C = TypeVar("C", bound="Config")
 
@@ -132,7 +133,9 @@ class Config:
         data = {**data, **overrides}
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ConfigError(f"unknown option(s) {unknown} for {cls.__name__}; valid: {sorted(fields)}")
+            hint = did_you_mean(unknown[0], fields) if len(unknown) == 1 else ""
+            raise ConfigError(f"unknown option(s) {unknown} for {cls.__name__}; "
+                              + (hint or f"valid: {sorted(fields)}"))
         kwargs = {}
         for name, value in data.items():
             default = _default(fields[name])

@@ -16,6 +16,7 @@ import torch
 
 from .backbones import Backbone
 from .deltas import DeltaMethod
+from .store import write_text
 from .tasks import Example, Task, compute_metric
 from .tasks.settled import settled_check
 
@@ -82,10 +83,6 @@ def capped_test_split(task: Task, limit: int | None, seed: int) -> list[Example]
 
 
 def write_predictions(path: Path, examples: Sequence[Example], predictions: Sequence[str]) -> None:
-    """One JSON line per example: input, prediction, references (written to a temporary file, then renamed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for e, p in zip(examples, predictions):
-            f.write(json.dumps({"input": e.input, "prediction": p, "references": list(e.references)}) + "\n")
-    tmp.replace(path)
+    """One JSON line per example: input, prediction, references (written atomically, as every artefact is)."""
+    write_text(path, "".join(json.dumps({"input": e.input, "prediction": p, "references": list(e.references)}) + "\n"
+                             for e, p in zip(examples, predictions)))

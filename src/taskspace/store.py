@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from . import __version__
-from .errors import ConfigError, DataError, IncompatibleError
+from .errors import ConfigError, DataError, IncompatibleError, StorageError, storage_error
 
 
-def _file_mode() -> int:
+def file_mode() -> int:
     """What ``open()`` would give a new file: 0666 less the process's umask (mkstemp's files are 0600)."""
     umask = os.umask(0)
     os.umask(umask)
@@ -30,18 +30,23 @@ def _file_mode() -> int:
 
 
 def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:  # a file in the way of the folder, no permission, a read-only file system
+        raise storage_error(e, e.filename or path.parent) from e
     os.close(fd)
     try:
         write(tmp)
-        os.chmod(tmp, _file_mode())  # readable like any file the user writes (shared runs, banks)
+        os.chmod(tmp, file_mode())  # readable like any file the user writes (shared runs, banks)
         with open(tmp, "rb") as f:  # on disk before it replaces the old file, so a crash leaves one of the two
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and not isinstance(e, StorageError):  # a full disk: named by the file it replaces
+            raise storage_error(e, path) from e
         raise
 
 
@@ -49,8 +54,12 @@ def _atomic(path: Path, write) -> None:
 def exclusive(folder: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (through its ``.lock`` file) while writing into it: a second process
     that asks for the same folder is refused at once, so two writers never interleave. The folder is created; if
-    the block fails before anything but the lock was written there, the folders this call created are removed."""
-    import fcntl
+    the block fails before anything but the lock was written there, the folders this call created are removed.
+
+    The lock file exists only while a process holds it: it is deleted before the lock is released. A process that
+    opened it just before then may still lock the deleted file; it would then hold a lock that no longer guards the
+    folder while a third process locks a new ``.lock``, so a lock is only taken as held once the path still names
+    the file that was locked (:func:`_lock`), and otherwise the new file is locked instead."""
     import shutil
 
     folder = Path(folder)
@@ -59,14 +68,11 @@ def exclusive(folder: str | Path) -> Iterator[None]:
         created = folder
         while not created.parent.exists():
             created = created.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / ".lock", "a")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise ConfigError(f"{folder} is being written by another taskspace process; wait for it to finish, or "
-                          "write elsewhere") from None
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise storage_error(e, e.filename or folder) from e
+    handle = _lock(folder / ".lock")
     try:
         yield
     except BaseException:
@@ -74,8 +80,41 @@ def exclusive(folder: str | Path) -> Iterator[None]:
             shutil.rmtree(created, ignore_errors=True)
         raise
     finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
+        (folder / ".lock").unlink(missing_ok=True)  # still held: see the docstring
+        handle.close()  # releases the lock
+
+
+def _lock(path: Path):
+    """An open handle of the lock file ``path``, exclusively locked; ConfigError when another process holds it."""
+    import fcntl
+
+    while True:
+        try:
+            handle = open(path, "a")
+        except OSError as e:
+            raise storage_error(e, path) from e
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            finished = not _names(path, handle)  # its holder deleted it: it is done writing
+            handle.close()
+            if finished:
+                continue
+            raise ConfigError(f"{path.parent} is being written by another taskspace process; wait for it to "
+                              "finish, or write elsewhere") from None
+        if _names(path, handle):
+            return handle
+        handle.close()  # the holder before deleted this file as it finished: lock the file that now guards
+
+
+def _names(path: Path, handle) -> bool:
+    """Whether ``path`` still names the file open as ``handle``."""
+    held = os.fstat(handle.fileno())
+    try:
+        current = os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino)
 
 
 def write_text(path: str | Path, content: str) -> None:
@@ -106,6 +145,10 @@ def read_json(path: str | Path) -> Any:
             return json.load(f)
     except FileNotFoundError:
         raise DataError("file not found", path) from None
+    except IsADirectoryError:
+        raise DataError("expected a file, found a folder", path) from None
+    except OSError as e:
+        raise DataError(f"cannot read it ({e.strerror or e})", path) from None
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON ({e.msg})", path, e.lineno) from None
 
@@ -144,7 +187,7 @@ def write_tensors(path: str | Path, tensors: Mapping[str, torch.Tensor], metadat
 def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
-        raise DataError("file not found", path)
+        raise DataError("expected a file, found a folder" if path.is_dir() else "file not found", path)
     try:
         return load_file(str(path), device=str(device))
     except Exception as e:  # safetensors raises its own error types for truncated / corrupt files
@@ -153,9 +196,12 @@ def read_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[s
 
 def append_jsonl(path: str | Path, record: Mapping[str, Any]) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as e:
+        raise storage_error(e, path) from e
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -6,14 +6,16 @@ or constant schedules, gradient clipping, evaluation every N steps with best-on-
 seeded and resumable data order, gradient accumulation over micro-batches, and a progress bar. With a ``run_dir``
 it checkpoints after every evaluation (:mod:`taskspace.checkpoint`: safetensors + JSON, the trainable, the
 optimiser, and the CPU and CUDA random number generators) and an interrupted run resumes from the last checkpoint
-and reproduces the uninterrupted run exactly. In a torch.distributed process group each step's batch is split
-over the processes and the gradients summed (data parallelism, :mod:`taskspace.parallel`).
+(saying so, with its step) and reproduces the uninterrupted run exactly; Ctrl-C raises
+:class:`taskspace.errors.Interrupted`, which names the step saved. In a torch.distributed process group each step's
+batch is split over the processes and the gradients summed (data parallelism, :mod:`taskspace.parallel`).
 """
 
 from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import math
 import random
 import time
@@ -24,13 +26,15 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from .checkpoint import Checkpoint, optimizer_from_files, restore_rng
+from .checkpoint import Checkpoint, interrupted, optimizer_from_files, restore_rng
 from .config import Config, at_least, non_negative, option, positive
 from .errors import ConfigError, TaskspaceError
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
 from .parallel import all_reduce_sum_, broadcast_object, group
 from .store import append_jsonl, write_text
 from .tasks.example import Example, examples_digest
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -174,6 +178,8 @@ def train(
             request = steps.send(_backward(loss_fn, batch, targets, config.micro_batch_size, rank, world))
     except StopIteration as stop:
         return stop.value
+    except KeyboardInterrupt:
+        raise interrupted([(run_dir, config.eval_every)]) from None
     finally:
         steps.close()  # an interruption: the generator's clean-up (progress bar, evaluation mode) runs now
 
@@ -229,6 +235,8 @@ def train_many(jobs: Sequence[TrainJob], joint_loss, *, backbone: nn.Module | No
             torch.stack(list(losses)).sum().backward()
             for (k, _, _), loss in zip(items, losses):
                 advance(k, float(loss.detach()))
+    except KeyboardInterrupt:
+        raise interrupted([(job.run_dir, job.config.eval_every) for job in jobs]) from None
     finally:
         for steps in runs:
             steps.close()
@@ -280,6 +288,8 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
         restore_rng(tensors)
         start, best_step, best_score = meta["step"], meta["best_step"], meta["best_score"]
         history, bad_evals, resumed = meta["history"], meta["bad_evals"], meta["step"]
+        if rank == 0:
+            logger.warning("resuming %s from its checkpoint at step %d of %d", run_dir, start, config.steps)
         if hasattr(log, "resume"):
             log.resume(history)
     scheduler = make_scheduler(opt, config.schedule, config.steps, config.warmup_steps, last_epoch=start - 1)

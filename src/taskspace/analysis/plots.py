@@ -15,6 +15,8 @@ from ..errors import ConfigError, DataError
 from ..store import read_json
 
 PLOT = "training.png"
+#: The training-loss curve marks its points when it has at most this many (a longer one is a plain line).
+_MARKED = 20
 
 
 def pyplot(what: str = "the plot", hint: str = ""):
@@ -69,7 +71,9 @@ def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     scores = read_json(run_dir / "scores.json") if (run_dir / "scores.json").is_file() else {}
     metric = scores.get("metric", "dev score")
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    left.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue")
+    # a line needs two points: a short run's loss (one or two evaluations) is drawn as markers too
+    left.plot([r["step"] for r in train], [r["loss"] for r in train], color="tab:blue",
+              marker="o" if len(train) <= _MARKED else None)
     left.set(xlabel="step", ylabel="training loss", title="loss")
     right.plot([r["step"] for r in dev], [100 * r["dev"] for r in dev], marker="o", color="tab:green",
                label="dev")

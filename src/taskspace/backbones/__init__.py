@@ -15,7 +15,7 @@ from typing import Iterator
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from . import smollm2
 from .base import Backbone, Batch, token_nll
 from .causal import CausalBackbone
@@ -191,8 +191,8 @@ def _check_options(cls: type[Backbone], options: dict) -> None:
     valid = _valid_options(cls)
     unknown = sorted(set(options) - valid)
     if unknown:
-        raise ConfigError(f"--backbone-opt {unknown[0]}: unknown option for a {cls.family} backbone; valid: "
-                          + ", ".join(sorted(valid)))
+        raise ConfigError(f"--backbone-opt {unknown[0]}: unknown option for a {cls.family} backbone; "
+                          + (did_you_mean(unknown[0], valid) or "valid: " + ", ".join(sorted(valid))))
 
 
 def load_backbone(

@@ -1,4 +1,8 @@
-"""The ``taskspace`` command line. Every command has ``--help``; models load only when a command runs."""
+"""The ``taskspace`` command line. Every command has ``--help``; models load only when a command runs.
+
+A command ends on one line, never a traceback, for what is not a bug: bad input and files that cannot be written
+or read (``taskspace COMMAND: error: ...``, exit status 2), and Ctrl-C (what was saved, exit status 130, the
+shell's code for SIGINT; a command that resumes says so when it is run again)."""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import sys
 from typing import Sequence
 
 from .. import __version__
-from ..errors import TaskspaceError
+from ..errors import Interrupted, TaskspaceError
 from . import analysis, export, subspace, tune
 from .common import Parser, parse_options
 from .configfile import apply_config
@@ -46,6 +50,8 @@ def _record_defaults(command: str) -> dict:
 #: Commands that train one thing, data-parallel when launched on several processes (torchrun); ``bank`` shares
 #: its entries out instead.
 DATA_PARALLEL = ("tune", "multitask", "fit-subspace", "subspace-tune")
+#: Commands whose work an interruption keeps: running the same command again resumes it.
+RESUMABLE = (*DATA_PARALLEL, "bank")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +74,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskspaceError as e:
         print(f"taskspace {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a file that cannot be read or written, named by the operating system's message
+        print(f"taskspace {args.command}: error: {_os_error(e)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"taskspace {args.command}: {_interrupted(args, e)}", file=sys.stderr)
+        return 130
+
+
+def _os_error(e: OSError) -> str:
+    """An OSError on one line: the path, then the reason."""
+    if e.filename is None:
+        return " ".join(str(e).split())
+    where = e.filename if e.filename2 is None else f"{e.filename} -> {e.filename2}"
+    return f"{where}: {e.strerror or e}"
+
+
+def _interrupted(args, e: KeyboardInterrupt) -> str:
+    """What a command interrupted by Ctrl-C kept (what training saved, when it was training), in one line."""
+    if args.command not in RESUMABLE:
+        return "interrupted"
+    if isinstance(e, Interrupted):
+        saved = e.saved
+    else:
+        saved = f"what it finished is kept in {args.out}"
+    return f"interrupted; {saved}; run the same command to resume"
 
 
 if __name__ == "__main__":

@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from ..backbones import DEFAULT_BACKBONE, settled_dtype_option
 from ..config import Config, add_arguments
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 from ..train import TrainConfig
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -34,7 +35,8 @@ def parse_options(pairs: Sequence[str] | None, fields: dict[str, Any] | None, wh
         key, raw = pair.split("=", 1)
         key = key.strip().replace("-", "_")
         if fields is not None and key not in fields:
-            raise ConfigError(f"{what} {key!r}: unknown option; valid: {', '.join(sorted(fields)) or '(none)'}")
+            raise ConfigError(f"{what} {key!r}: unknown option; "
+                              + (did_you_mean(key, fields) or f"valid: {', '.join(sorted(fields)) or '(none)'}"))
         default = None if fields is None else fields[key]
         out[key] = _convert(raw.strip(), default, f"{what} {key}")
     return out
@@ -118,10 +120,30 @@ def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None
 
 
 def output_folder(path: str | Path, option: str) -> Path:
-    """An output folder named by ``option``: refused when a file stands there (it is created later, when needed)."""
+    """An output folder named by ``option``, checked before anything is loaded or written (it is created later,
+    when needed): refused when a file stands there or on its way, or when the folder it would be made in (or it
+    itself) cannot be written (no permission, a read-only file system)."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{option} {path}: expected a folder, found a file")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{option} {path}: {existing} is a file; expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path}: cannot write in {existing} (no permission, or a read-only file "
+                          "system); choose a folder you can write")
+    return path
+
+
+def output_file(path: str | Path, option: str) -> Path:
+    """An output file named by ``option``, checked before anything is loaded: refused when a folder stands there,
+    or when its folder cannot be written (:func:`output_folder`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path}: expected a file, found a folder")
+    output_folder(path.parent, f"{option}'s folder")
     return path
 
 

@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
 
 #: Keys of a record that the command line cannot set: accepted at the default of the command's config, else refused.
 _RECORD_ONLY = ("test_sample_seed", "zero_shot")
@@ -55,11 +55,14 @@ def read_config_file(path: str) -> dict[str, Any]:
 
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"--config {path}: file not found")
+        found = "expected a file, found a folder" if file.is_dir() else "file not found"
+        raise ConfigError(f"--config {path}: {found}")
     try:
         data = yaml.safe_load(file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"--config {path}: not a UTF-8 text file; expected YAML or JSON") from None
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f", line {mark.line + 1}" if mark is not None else ""
@@ -219,9 +222,8 @@ def apply_config(parser: argparse.ArgumentParser, argv: Sequence[str], record_de
                     raise ConfigError(f"{where}: {key}: {value!r} cannot be set from the command line (only "
                                       f"{defaults_of_record[key]!r}); use the Python API")
                 continue
-            valid = sorted(actions)
-            raise ConfigError(f"{where}: {key!r} is not an option of taskspace {command}; expected one of "
-                              f"{', '.join(valid)}")
+            raise ConfigError(f"{where}: {key!r} is not an option of taskspace {command}; "
+                              + (did_you_mean(key, actions) or f"expected one of {', '.join(sorted(actions))}"))
         resolved[key] = _convert(action, value, where)
         action.required = False  # given by the file: no longer needed on the command line
     sub.set_defaults(**resolved)

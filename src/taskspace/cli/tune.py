@@ -13,8 +13,8 @@ from ..errors import ConfigError
 from ..presets import tuning_values
 from ..tuning import MultiTuneConfig, TuneConfig
 from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_runs_out_args,
-                     add_tasks_args, add_train_args, backbone_options_from, data_dir_from, method_fields,
-                     method_names, output_folder, parse_options)
+                     add_tasks_args, add_train_args, backbone_options_from, data_dir_from,
+                     method_fields, method_names, output_file, output_folder, parse_options)
 
 
 def tune_config_from(args: argparse.Namespace) -> TuneConfig:
@@ -110,7 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
             raise ConfigError(f"--input {path}: file not found")
         queries = read_queries(path.read_text(encoding="utf-8").splitlines(), str(path))
     if args.output is not None:
-        output_folder(Path(args.output).parent, "--output's folder")
+        output_file(args.output, "--output")
     predictor = Predictor.load(args.run)
     answers = predictor.predict(queries, batch_size=args.batch_size, progress=not args.no_progress)
     if args.output is not None and args.output.endswith(".jsonl"):

@@ -19,6 +19,7 @@ answer format the delta was tuned with (:mod:`taskspace.export.card`).
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from torch import nn
 from ..errors import ConfigError, IncompatibleError
 from ..predict import Predictor
 from .card import export_record, write_export_files
+from ..store import file_mode
 
 _REFUSALS = {
     "prompt": "prompt tuning prepends virtual tokens to the input; no weight of the model holds them, so it cannot "
@@ -142,8 +144,12 @@ def export_merged(run_dir: str | Path | None, out_dir: str | Path, *, predictor:
         cfg._attn_implementation = None
     out = Path(out_dir)
     created = not out.exists()
+    before = set(out.rglob("*")) if not created else set()
     model.save_pretrained(str(out), safe_serialization=True)
     p.backbone.tokenizer.save_pretrained(str(out))
+    for path in out.rglob("*"):  # safetensors writes 0600: the user's mode instead, as every file taskspace writes
+        if path.is_file() and path not in before:
+            os.chmod(path, file_mode())
     auto = getattr(transformers, type(p.backbone).auto_class)
     try:
         reloaded = auto.from_pretrained(str(out), local_files_only=True, dtype=torch.float32).to(p.backbone.device)

@@ -100,14 +100,22 @@ class Columns(Config):
 
 
 def split_files(folder: Path) -> dict[str, Path]:
-    """The split files with a header in ``folder``: split -> path (the first accepted name and suffix found)."""
+    """The split files with a header in ``folder``: split -> path (the first accepted name and suffix found).
+
+    Raises DataError for a split name with no file but a folder (or another non-file) of that name: a ``train.csv``
+    folder is named as such, not taken for the absence of your own data."""
     found: dict[str, Path] = {}
     for split, names in OWN_SPLITS.items():
         for name in names:
-            hit = next((folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").is_file()), None)
+            candidates = [folder / f"{name}{s}" for s in _SUFFIXES]
+            hit = next((path for path in candidates if path.is_file()), None)
             if hit is not None:
                 found[split] = hit
                 break
+            other = next((path for path in candidates if path.exists()), None)
+            if other is not None:
+                raise DataError(f"expected a {split} split file with a header, found "
+                                + ("a folder" if other.is_dir() else "something that is not a file"), other)
     return found
 
 
