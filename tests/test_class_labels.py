@@ -113,6 +113,7 @@ def test_no_infer_options_and_an_options_column_keep_the_outputs_free_text(tmp_p
 
 
 def test_no_infer_options_is_a_setting_of_the_run(tmp_path):
+    _csv(tmp_path / "reviews", REVIEWS)  # a run's name covers its data: naming it loads the task
     common = ["tune", "--task", "reviews", "--method", "bitfit", "--data-dir", str(tmp_path)]
     on = tune_config_from(build_parser().parse_args(common))
     off = tune_config_from(build_parser().parse_args([*common, "--no-infer-options"]))
