@@ -34,6 +34,7 @@ ipt:
   dims: [2, 3]
   msf: {{hidden: 4, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   challenge_tasks: 1
+  linear: [1]
 ist:
   train: {{steps: 2, batch_size: 2, lr: 0.1, eval_every: 2}}
 fastfood:
@@ -97,7 +98,15 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     # the same numbers as a CSV, and the figures beside the report
     table = {row["key"]: row for row in csv.DictReader((out / "report.csv").open())}
     assert float(table["udt/lora"]["e_rel"]) == pytest.approx(centre, abs=1e-12)
-    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "frozen"}
+    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "linear/d1", "frozen"}
+    # the linear subspace of the same bank (two solutions: one direction), IST through it on the unseen tasks, set
+    # beside IST at the nearest IPT d
+    assert json.loads((out / "linear-d1" / "subspace.json").read_text())["info"]["tasks"] == ["glue-sst2", "ag_news"]
+    run = out / "linear-d1" / "runs" / "superglue-cb-d100-prompt-s0"
+    assert scores["linear/d1"]["superglue-cb"]["0"] == json.loads((run / "scores.json").read_text())["test"]
+    versus = report.split("## Learnt (MSF's auto-encoder) vs linear subspace")[1].split("\n\n")[1].splitlines()
+    assert versus[0].startswith("| IPT d | linear d | IPT E_rel % | linear E_rel % |")
+    assert versus[2].startswith("| 2 | 1 | ")  # IPT's d nearest to the linear d = 1
     for figure in ("report-d.png", "report-transfer.png", "report-landscape.png"):
         assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
 
@@ -225,7 +234,7 @@ ONE_SEED = ("smol-ipt-scale.yaml", "smol-ipt-sweep.yaml")
 
 
 @pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "smol-udt-single.yaml", "full-scale.yaml",
-                                  "smol-ipt-scale.yaml", "smol-ipt-sweep.yaml"])
+                                  "smol-ipt-scale.yaml", "smol-ipt-sweep.yaml", "smol-catalog.yaml"])
 def test_shipped_recipes_are_valid(name, tmp_path, data_dir):
     """Each shipped recipe (each part, its preset applied) names real, distinct tasks and only fields of the
     library's configs (a misspelt key would otherwise be refused hours into a run)."""
@@ -260,6 +269,26 @@ def test_shipped_recipes_are_valid(name, tmp_path, data_dir):
         assert ipt["ipt"]["msf"]["alpha"] == 200.0 and ipt["ist"]["train"]["lr"] == 1e-4
         assert udt["bank"]["methods"]["lora"]["r"] == 10 and udt["udt"]["fit"]["dist_weight"] == 10.0
         assert udt["udt"]["subspace_train"]["optimizer"] == "adafactor"
+
+
+def test_the_catalog_recipe_holds_the_split_its_rule_gives():
+    """recipes/smol-catalog.yaml: its unseen tasks are every 6th catalog task of each category (sorted by name), its
+    training tasks every other catalog task, alternating between the categories; the sizes issue 28 asks for, the
+    challenge tasks of both categories, and the linear subspace at the most directions the bank spans."""
+    import yaml
+
+    from taskspace.tasks import CATALOG
+
+    cfg = yaml.safe_load((ROOT / "recipes" / "smol-catalog.yaml").read_text())
+    train, unseen = _recipes("catalog_split").catalog_split(6)
+    assert cfg["train_tasks"] == train and cfg["unseen_tasks"] == unseen
+    assert sorted(train + unseen) == sorted(CATALOG) and len(unseen) >= 16 and len(train) >= 60
+    for tasks in (unseen, train[:cfg["ipt"]["challenge_tasks"]]):
+        assert {CATALOG[t].category for t in tasks} == {"cls", "non-cls"}
+    assert [CATALOG[t].category for t in train[:4]] == ["cls", "non-cls", "cls", "non-cls"]
+    assert cfg["ipt"]["challenge_tasks"] >= 8 and cfg["seeds"] == [0, 1, 2]
+    assert sorted(cfg["ipt"]["dims"]) == [10, 100] and cfg["ipt"]["random_ae"] == [100]
+    assert cfg["ipt"]["linear"] == [len(train) - 1]
 
 
 def _refused(argv: list[str], capsys) -> str:
@@ -303,6 +332,10 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir, capsys):
                             "analyses.data_scale.tasks: ag_news is not an unseen task"),
                            (good.replace("train_tasks: [glue-sst2, ag_news]}", "train_tasks: [glue-sst2, glue-sst2]}"),
                             "analyses.data_scale.train_tasks: glue-sst2 is listed twice"),
+                           (good.replace("linear: [1]", "linear: [2]"),
+                            "ipt.linear: 2 is not a whole number from 1 to 1, listed once (the bank's 2 training"),
+                           (good.replace("linear: [1]", "random_ae: [4]"),
+                            "ipt.random_ae: [4]; expected true, false or a list of some of the IPT dims [2, 3]"),
                            (good.replace("seed: 1, span: 1", "seed: 7, span: 1"),
                             "udt.landscape.seed: 7 is not among the recipe's seeds"),
                            (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'"),
