@@ -72,7 +72,7 @@ def test_a_planted_plane_is_recovered_exactly(llama, size):
     with torch.no_grad():
         codes = ms.down(thetas - ms.anchor)
         back = ms.anchor + ms.up(codes)
-    assert float((back - thetas).norm() / thetas.norm()) < 1e-6
+    assert float((back - thetas).norm() / thetas.norm()) < 1e-5
     # one unit of z is one standard deviation of the bank along its direction: codes of mean 0, mean square 1
     torch.testing.assert_close(codes.mean(0), torch.zeros(2), rtol=0, atol=1e-4)
     torch.testing.assert_close(codes.square().mean(0), torch.ones(2), rtol=0, atol=1e-4)
