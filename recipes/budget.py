@@ -71,7 +71,8 @@ def read_result(folder: Path) -> dict | None:
         return None
     log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
     curve = [(e["step"], e["dev"]) for e in log if "dev" in e]
-    return {**read_json(folder / "scores.json"), **read_json(folder / "timing.json"), "curve": curve}
+    timing = folder / "timing.json"  # missing when the invocation ended between the run and its timing
+    return {**read_json(folder / "scores.json"), **(read_json(timing) if timing.is_file() else {}), "curve": curve}
 
 
 def best_so_far(curve: list, upto: int) -> float:
@@ -207,7 +208,7 @@ def main() -> None:
                         r = results[(method, template, config[0], task)] = run_one(
                             args, backbones[template], method, template, config, task)
                         print(f"{method:8s} {template:8s} {config[0]:20s} {task:10s} dev {_pct(r['dev'])} "
-                              f"test {_pct(r['test'])} step {r['best_step']} ({r['seconds']:.0f} s)", flush=True)
+                              f"test {_pct(r['test'])} step {r['best_step']} ({r.get('seconds', 0):.0f} s)", flush=True)
                         write_text(args.doc, document(args, results))
     write_text(args.doc, document(args, results))
 

@@ -3,6 +3,7 @@ and recipes/smol-udt.yaml (and any file of the same form).
 
     python recipes/smol.py recipes/smol-ipt.yaml --out runs/smol-ipt --report reports/smol-ipt.md
     python recipes/smol.py recipes/smol-udt.yaml --out runs/smol-udt --report reports/smol-udt.md
+    python recipes/smol.py recipes/smol-catalog.yaml --out runs/smol-catalog --report reports/smol-catalog.md
 
 What a file holds (every stage's settings are the fields of its library config, read with ``from_dict``, so a
 misspelt key is refused by name):
@@ -14,8 +15,10 @@ misspelt key is refused by name):
   tasks once (the first seed: the solutions a subspace is fitted to) and the unseen tasks with every seed (the
   reference each ratio divides by).
 - ``ipt`` (optional): ``method``, ``dims``, ``msf`` (``MSFConfig``), ``random_ae`` (the random auto-encoder
-  baseline at the same d), ``challenge_tasks`` (IST on that many training tasks with the same and with other
-  data, at the largest d, first seed); ``ist``: ``train`` and ``z_std`` of intrinsic subspace tuning.
+  baseline at the same d: true, false, or a list of some of the dims), ``linear`` (a list of dims: IST in the
+  linear subspace of the same bank, its principal directions around their mean; each d at most the number of
+  training tasks - 1), ``challenge_tasks`` (IST on that many training tasks with the same and with other data, at
+  the largest d, first seed); ``ist``: ``train`` and ``z_std`` of intrinsic subspace tuning.
 - ``fastfood`` (optional): the random subspace of all weights (DID) at ``dims``, ``train``, and optionally its
   own ``seeds`` and ``tasks`` (a full-model projection is the slowest stage).
 - ``udt`` (optional): ``fit`` (``UnifiedConfig``), ``subspace_train`` (subspace optimisation of each method on
@@ -62,11 +65,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared 
 from recipe_common import (Stages, read_recipe, recipe_arguments, require, run_main, stage_config,  # noqa: E402
                            train_config)
 from smol_report.write import write_report  # noqa: E402
-from smol_settings import RESULTS, STAGES, analyses_settings, landscape_settings, parts_of  # noqa: E402
+from smol_settings import (RESULTS, STAGES, analyses_settings, landscape_settings, linear_dims,  # noqa: E402
+                           parts_of, random_dims)
 from smol_stages.baselines import fastfood_space, random_ae_space  # noqa: E402
 from smol_stages.d_sweep import d_sweep  # noqa: E402
 from smol_stages.data_scale import data_scale  # noqa: E402
-from smol_stages.ipt import challenges, msf  # noqa: E402
+from smol_stages.ipt import challenges, linear, msf  # noqa: E402
 from smol_stages.landscape import landscape  # noqa: E402
 from smol_stages.multitask import multitask  # noqa: E402
 from smol_stages.original import bank_specs, frozen, record_banks, report_entry  # noqa: E402
@@ -106,6 +110,8 @@ class Runner:
                            data_dir=self.data_dir)
         if "ipt" in cfg:
             stage_config(MSFConfig, cfg["ipt"]["msf"], method=cfg["ipt"].get("method", "prompt"), d=1)
+            random_dims(cfg["ipt"])
+            linear_dims(cfg)
             require(cfg["ist"], ("train",), "ist")
             train_config(cfg["ist"]["train"])
         if "fastfood" in cfg:
@@ -169,18 +175,22 @@ class Runner:
             self.analyses()
 
     def ipt(self) -> None:
-        """At each d, MSF, IST on the unseen tasks and the random auto-encoder at the same d; then the seen-task
-        challenges at the largest d."""
+        """At each d, MSF, IST on the unseen tasks and the random auto-encoder at the same d (at the dims it is
+        asked for); then IST in the linear subspace at its dims, and the seen-task challenges at the largest d."""
         i, ist = self.cfg["ipt"], self.cfg["ist"]
         method = i.get("method", "prompt")
         for d in i["dims"]:
             space, config, folder = msf(self, d)
             self.stage(f"IPT IST d={d}, unseen tasks", tune_in, self, f"ipt/d{d}", space, folder, self.unseen,
                        method, ist["train"], z_std=ist.get("z_std", 0.02))
-            if i.get("random_ae", True):
+            if d in random_dims(i):
                 rspace, rfolder = random_ae_space(self, d, config)
                 self.stage(f"random auto-encoder d={d}, unseen tasks", tune_in, self, f"random-ae/d{d}", rspace,
                            rfolder, self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
+        for d in linear_dims(self.cfg):
+            space, folder = linear(self, d)
+            self.stage(f"linear subspace d={d}, unseen tasks", tune_in, self, f"linear/d{d}", space, folder,
+                       self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
         seen = self.train_tasks[: i.get("challenge_tasks", 0)]
         if seen:
             d = max(i["dims"])

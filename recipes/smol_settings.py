@@ -54,6 +54,33 @@ def parts_of(cfg: dict, out: Path) -> list[tuple[str, dict, Path]]:
     return [("", with_preset(cfg), out)]
 
 
+def random_dims(ipt: dict) -> list[int]:
+    """The IPT dims at which the random auto-encoder runs beside MSF: ``ipt.random_ae`` true (the default) every
+    one, false none, or a list of some of them."""
+    value = ipt.get("random_ae", True)
+    if isinstance(value, bool):
+        return list(ipt["dims"]) if value else []
+    if not (isinstance(value, list) and value and all(x in ipt["dims"] for x in value)
+            and len(set(value)) == len(value)):
+        raise ConfigError(f"ipt.random_ae: {value!r}; expected true, false or a list of some of the IPT dims "
+                          f"{ipt['dims']}, each once")
+    return list(value)
+
+
+def linear_dims(cfg: dict) -> list[int]:
+    """The dims of the linear subspace (``ipt.linear``: the bank's principal directions around its mean; none by
+    default), checked against the number of training tasks: n solutions span at most n - 1 directions."""
+    value = cfg["ipt"].get("linear", [])
+    if not isinstance(value, list):
+        raise ConfigError(f"ipt.linear: expected a list of dims, got {value!r}")
+    n = len(cfg["train_tasks"]) if value else 0
+    for x in value:
+        if not (isinstance(x, int) and not isinstance(x, bool) and 1 <= x <= n - 1) or value.count(x) > 1:
+            raise ConfigError(f"ipt.linear: {x!r} is not a whole number from 1 to {n - 1}, listed once (the bank's "
+                              f"{n} training tasks span at most {n - 1} directions around their mean)")
+    return list(value)
+
+
 def analyses_settings(cfg: dict) -> dict:
     """The ``analyses`` section with its intrinsic dimension filled in, checked against the recipe: it needs
     ``ipt``, its d among the IPT dims, its tasks among the unseen tasks, and each excluded type among the unseen

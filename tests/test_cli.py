@@ -14,7 +14,7 @@ from taskspace.cli import build_parser, main, parse_options
 from taskspace.errors import ConfigError
 
 COMMANDS = ["tune", "evaluate", "predict", "export", "reproduce", "multitask", "import-peft", "plot", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
-            "subspace-tune", "transfer", "stability", "task-types", "pca", "landscape"]
+            "subspace-tune", "subspaces", "transfer", "stability", "task-types", "pca", "landscape"]
 
 
 @pytest.mark.slow

@@ -34,6 +34,7 @@ ipt:
   dims: [2, 3]
   msf: {{hidden: 4, train: {{steps: 2, batch_size: 2, eval_every: 2}}}}
   challenge_tasks: 1
+  linear: [1]
 ist:
   train: {{steps: 2, batch_size: 2, lr: 0.1, eval_every: 2}}
 fastfood:
@@ -97,7 +98,15 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     # the same numbers as a CSV, and the figures beside the report
     table = {row["key"]: row for row in csv.DictReader((out / "report.csv").open())}
     assert float(table["udt/lora"]["e_rel"]) == pytest.approx(centre, abs=1e-12)
-    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "frozen"}
+    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "linear/d1", "frozen"}
+    # the linear subspace of the same bank (two solutions: one direction), IST through it on the unseen tasks, set
+    # beside IST at the nearest IPT d
+    assert json.loads((out / "linear-d1" / "subspace.json").read_text())["info"]["tasks"] == ["glue-sst2", "ag_news"]
+    run = out / "linear-d1" / "runs" / "superglue-cb-d100-prompt-s0"
+    assert scores["linear/d1"]["superglue-cb"]["0"] == json.loads((run / "scores.json").read_text())["test"]
+    versus = report.split("## Learnt (MSF's auto-encoder) vs linear subspace")[1].split("\n\n")[1].splitlines()
+    assert versus[0].startswith("| IPT d | linear d | IPT E_rel % | linear E_rel % |")
+    assert versus[2].startswith("| 2 | 1 | ")  # IPT's d nearest to the linear d = 1
     for figure in ("report-d.png", "report-transfer.png", "report-landscape.png"):
         assert (out / figure).stat().st_size > 1000 and f"![{figure}]({figure})" in report
 
@@ -221,47 +230,6 @@ def _recipes(name: str):
     return importlib.import_module(name)
 
 
-ONE_SEED = ("smol-ipt-scale.yaml", "smol-ipt-sweep.yaml")
-
-
-@pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "smol-udt-single.yaml", "full-scale.yaml",
-                                  "smol-ipt-scale.yaml", "smol-ipt-sweep.yaml"])
-def test_shipped_recipes_are_valid(name, tmp_path, data_dir):
-    """Each shipped recipe (each part, its preset applied) names real, distinct tasks and only fields of the
-    library's configs (a misspelt key would otherwise be refused hours into a run)."""
-    import yaml
-
-    from taskspace.subspace import BankSpec, MSFConfig, SubspaceTuneConfig, UnifiedConfig
-    from taskspace.tasks import CATALOG
-    from taskspace.train import TrainConfig
-
-    runner = _runner()
-    parts = runner.parts_of(yaml.safe_load((ROOT / "recipes" / name).read_text()), tmp_path)
-    for _, cfg, _ in parts:
-        tasks = cfg["train_tasks"] + cfg["unseen_tasks"]
-        assert all(t in CATALOG for t in tasks) and len(set(tasks)) == len(tasks)
-        # the headline compares with intervals over seeds; the one-sitting analysis files run the first seed only
-        assert len(cfg["seeds"]) >= 3 or (name in ONE_SEED and cfg["seeds"] == [0])
-        b = cfg["bank"]
-        BankSpec.from_dict({**b, "train": TrainConfig.from_dict(b["train"])}, tasks=tasks, data_dir="x")
-        if "ipt" in cfg:
-            runner.stage_config(MSFConfig, cfg["ipt"]["msf"], method="prompt", d=10)
-            SubspaceTuneConfig(task="x", method="prompt", data_dir="x", train=TrainConfig.from_dict(cfg["ist"]["train"]),
-                               z_std=cfg["ist"].get("z_std", 0.02))
-        if "udt" in cfg:
-            runner.stage_config(UnifiedConfig, cfg["udt"]["fit"])
-            TrainConfig.from_dict(cfg["udt"]["subspace_train"])
-        # every stage's settings, the analyses' and landscape's too, and the data the analyses resample
-        runner.Runner(cfg, tmp_path / "out", str(data_dir))
-    if name == "full-scale.yaml":  # the papers' presets under the file's settings
-        ipt, udt = (cfg for _, cfg, _ in parts)
-        assert ipt["bank"]["methods"]["prompt"]["n_tokens"] == 100 and ipt["bank"]["lr"]["prompt"] == 1e-4
-        assert ipt["bank"]["train"]["patience"] == 10 and ipt["bank"]["train"]["steps"] == 100_000
-        assert ipt["ipt"]["msf"]["alpha"] == 200.0 and ipt["ist"]["train"]["lr"] == 1e-4
-        assert udt["bank"]["methods"]["lora"]["r"] == 10 and udt["udt"]["fit"]["dist_weight"] == 10.0
-        assert udt["udt"]["subspace_train"]["optimizer"] == "adafactor"
-
-
 def _refused(argv: list[str], capsys) -> str:
     """What recipes/smol.py prints on stderr for ``argv``, run in this process as its command line runs it (through
     ``run_main``), after checking that it exits with status 2."""
@@ -303,6 +271,10 @@ def test_a_bad_recipe_is_refused_in_one_line(tmp_path, data_dir, capsys):
                             "analyses.data_scale.tasks: ag_news is not an unseen task"),
                            (good.replace("train_tasks: [glue-sst2, ag_news]}", "train_tasks: [glue-sst2, glue-sst2]}"),
                             "analyses.data_scale.train_tasks: glue-sst2 is listed twice"),
+                           (good.replace("linear: [1]", "linear: [2]"),
+                            "ipt.linear: 2 is not a whole number from 1 to 1, listed once (the bank's 2 training"),
+                           (good.replace("linear: [1]", "random_ae: [4]"),
+                            "ipt.random_ae: [4]; expected true, false or a list of some of the IPT dims [2, 3]"),
                            (good.replace("seed: 1, span: 1", "seed: 7, span: 1"),
                             "udt.landscape.seed: 7 is not among the recipe's seeds"),
                            (good.replace("seed: 1, span: 1", "seed: 1, spam: 1"), "udt.landscape: unknown key 'spam'; did you mean span?"),
@@ -409,48 +381,6 @@ def test_one_part_of_a_file_with_parts(tmp_path, shared_dir, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "a" / "results.json").is_file() and not (out / "b").exists()
     assert "## b: no results yet" in (tmp_path / "report.md").read_text()
-
-
-def test_the_dimension_plot_needs_two_dimensions(tmp_path):
-    """E_rel against d is drawn for two d or more; with one d the CSV holds its numbers and no one-point figure
-    is written."""
-    pytest.importorskip("matplotlib")
-    figures = _recipes("smol_report.figures")
-    scores = {"reference/prompt": {"a": {"0": 0.5, "1": 0.6}}, "ipt/d10": {"a": {"0": 0.4, "1": 0.5}},
-              "ipt/d20": {"a": {"0": 0.5, "1": 0.5}}}
-    cfg = {"unseen_tasks": ["a"], "seeds": [0, 1], "bank": {"methods": {"prompt": {}}},
-           "ipt": {"dims": [10], "random_ae": False}}
-    one = figures.write_figures(tmp_path / "one", cfg, {"scores": scores, "frozen": {"a": 0.0}})
-    assert one == [tmp_path / "one.csv"] and not (tmp_path / "one-d.png").exists()
-    rows = list(csv.DictReader((tmp_path / "one.csv").open()))
-    assert float(next(r for r in rows if r["key"] == "ipt/d10")["e_rel"]) == pytest.approx(0.45 / 0.55)
-    two = figures.write_figures(tmp_path / "two", {**cfg, "ipt": {"dims": [10, 20], "random_ae": False}},
-                                {"scores": scores, "frozen": {"a": 0.0}})
-    assert two == [tmp_path / "two.csv", tmp_path / "two-d.png"] and two[1].stat().st_size > 1000
-
-
-def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_path):
-    """The paper's IPT figure (d = 250) says so beside another d; a stability stage with one run per task and
-    kind writes a sentence, not a table of empty cells; one seed is "1 seed"."""
-    relative, analyses = _recipes("smol_report.relative"), _recipes("smol_report.analyses")
-    ipt = {"what": "IPT", "key": "ipt/d10", "d": 10, "paper": 83.0}
-    assert relative.paper_cell(ipt) == "83.0 (d = 250)" and relative.paper_cell({**ipt, "d": 250}) == "83.0"
-    assert relative.paper_cell({"key": "udt/lora", "d": 100, "paper": 88.7}) == "88.7"
-    assert relative.paper_cell({**ipt, "paper": None}) == "–"
-    header = ["kind", "mean std", "tasks", "tasks with one run", "runs"]
-    scores = {"reference/prompt": {"a": {"0": 0.5}}, "ipt/d10": {"a": {"0": 0.4}},
-              "stability/finetune": {"a": {"0": 0.6}}}
-    cfg = {"unseen_tasks": ["a"], "train_tasks": ["b"], "seeds": [0], "ipt": {"dims": [10]},
-           "analyses": {"stability": {"tasks": ["a"]}}}
-
-    def section(rows):
-        results = {"scores": scores, "analyses": {"stability": {"header": header, "summary": rows, "tasks": ["a"]}}}
-        return "\n".join(analyses.analyses_lines(cfg, results, tmp_path, tmp_path / "r", png=False)[0])
-
-    one = section([["prompt", None, 0, 1, 1], ["finetune", None, 0, 1, 1]])
-    assert "no spread to measure" in one and "| kind |" not in one and "(1 seed;" in one
-    two = section([["prompt", 2.5, 1, 0, 2]])
-    assert "| kind | mean std |" in two and "no spread" not in two
 
 
 def test_the_templates_recipe_documents_what_it_finished(tmp_path, monkeypatch):

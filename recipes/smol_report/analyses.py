@@ -9,7 +9,7 @@ from taskspace.analysis import mean
 from taskspace.analysis.plots import interval_lines
 
 from recipe_common import fmt
-from smol_settings import analyses_settings
+from smol_settings import analyses_settings, random_dims
 
 from .relative import Numbers, ci, seeds_text
 
@@ -70,7 +70,7 @@ def analyses_lines(cfg: dict, results: dict, out: Path, stem: Path, *, png: bool
         rows = [[f"{method} tuning", *num.relative(f"reference/{method}", tasks, refs)[:2]]]
         for x in cfg["ipt"]["dims"]:
             rows.append([f"IPT, d = {x}", *num.relative(f"ipt/d{x}", tasks, refs)[:2]])
-            if cfg["ipt"].get("random_ae", True):
+            if x in random_dims(cfg["ipt"]):
                 rows.append([f"random auto-encoder, d = {x}", *num.relative(f"random-ae/d{x}", tasks, refs)[:2]])
         lines += [f"**Against fine-tuning (Fig. 3b, 9)**: E_rel % to fine-tuning (the stability runs: "
                   f"{', '.join(tasks)}, {seeds_text(len(seeds))}; mean over seeds of the mean over tasks, 95 % "

@@ -31,7 +31,8 @@ def write_figures(stem: Path, cfg: dict, results: dict, *, png: bool = True) -> 
     for r in records:
         if r["d"] is not None and r["e_rel"] is not None and not r["key"].startswith("udt/"):
             label = {"ipt": "IPT (learnt auto-encoder)", "random-ae": "random auto-encoder",
-                     "fastfood": "Fastfood (DID, all weights)"}[r["key"].split("/")[0]]
+                     "fastfood": "Fastfood (DID, all weights)",
+                     "linear": "linear subspace (the bank's principal directions)"}[r["key"].split("/")[0]]
             series.setdefault(label, []).append((r["d"], 100 * r["e_rel"], None if r["e_rel_half"] is None
                                                  else 100 * r["e_rel_half"]))
     if len({x for points in series.values() for x, _, _ in points}) > 1:  # a line needs two d: none for one

@@ -8,6 +8,8 @@ from typing import Any
 
 from taskspace.analysis import gain_kept, mean, mean_interval, ratio
 
+from smol_settings import linear_dims, random_dims
+
 #: The papers' headline numbers (%), printed beside ours.
 PAPER = {"ipt_seen_other_d250": 97.0, "ipt_unseen_d250": 83.0, "udt_optimisation": 88.7, "udt_transfer": 84.7}
 
@@ -94,8 +96,11 @@ def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
     for d in cfg.get("ipt", {}).get("dims", []):
         add(f"IPT, IST, unseen tasks, d = {d}", f"ipt/d{d}", ipt_method, unseen, d,
             PAPER["ipt_unseen_d250"] if d == max(cfg["ipt"]["dims"]) else None)
-        if cfg["ipt"].get("random_ae", True):
+        if d in random_dims(cfg["ipt"]):
             add(f"random auto-encoder, unseen tasks, d = {d}", f"random-ae/d{d}", ipt_method, unseen, d)
+    for d in linear_dims(cfg) if "ipt" in cfg else []:
+        add(f"linear subspace (the bank's principal directions), unseen tasks, d = {d}", f"linear/d{d}", ipt_method,
+            unseen, d)
     for d in cfg.get("fastfood", {}).get("dims", []):
         add(f"Fastfood (DID, all weights), d = {d}", f"fastfood/d{d}", ipt_method,
             list(cfg["fastfood"].get("tasks", unseen)), d)

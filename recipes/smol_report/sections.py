@@ -1,5 +1,6 @@
 """The report's main sections of one recipe (or part): the setting, the unseen tasks' scores, the relative
-performance, IPT's learnt against random subspace and its challenges, UDT's transfer, and the stage times."""
+performance, IPT's learnt against random (and linear) subspace and its challenges, UDT's transfer, and the stage
+times."""
 
 from __future__ import annotations
 
@@ -13,11 +14,30 @@ from taskspace.analysis import mean, mean_interval, ratio
 from taskspace.tasks import CATALOG
 
 from recipe_common import fmt
+from smol_settings import linear_dims, random_dims
 
 from .relative import GAIN_MARGIN, PAPER, Numbers, ci, paper_cell, relative_records, transfer_cells
 
 #: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
 ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/", "scale/")
+
+
+def _versus(num: Numbers, tasks: list[str], refs: dict, title: str, other: str,
+            pairs: list[tuple[int, str, int, str]]) -> list[str]:
+    """IPT against another subspace on the unseen tasks, one row per (IPT d, its key, the other's d, its key): each
+    one's E_rel, their difference paired by seed, each one's gain kept; one d column where every pair shares it."""
+    same = all(x == d for x, _, d, _ in pairs)
+    lines = [f"## {title} (unseen tasks)", "",
+             ("| d |" if same else f"| IPT d | {other} d |")
+             + f" IPT E_rel % | {other} E_rel % | difference (paired by seed) | gain kept: IPT | {other} |",
+             "|" + " ---: |" * (6 if same else 7)]
+    for x, ipt_key, d, key in pairs:
+        a, b = num.per_seed(ipt_key, tasks, refs), num.per_seed(key, tasks, refs)
+        diff = [p - q for p, q in zip(a, b) if p is not None and q is not None]
+        cells = [f"{d}" if same else f"{x} | {d}", *(ci(*mean_interval(v)[:2]) for v in (a, b, diff)),
+                 *(ci(*num.relative(k, tasks, refs, gain=True)[:2]) for k in (ipt_key, key))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title: str) -> list[str]:
@@ -74,20 +94,16 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     lines.append("")
 
     # the headline: learnt vs random ------------------------------------------------------------------------------
-    if "ipt" in cfg and cfg["ipt"].get("random_ae", True):
-        refs = num.reference(ipt_method, unseen)
-        lines += ["## Learnt vs random subspace (unseen tasks)", "",
-                  "| d | IPT E_rel % | random E_rel % | difference (paired by seed) | gain kept: IPT | random |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: |"]
-        for d in cfg["ipt"]["dims"]:
-            a = num.per_seed(f"ipt/d{d}", unseen, refs)
-            b = num.per_seed(f"random-ae/d{d}", unseen, refs)
-            diff = [x - y for x, y in zip(a, b) if x is not None and y is not None]
-            lines.append(f"| {d} | {ci(*mean_interval(a)[:2])} | {ci(*mean_interval(b)[:2])} | "
-                         f"{ci(*mean_interval(diff)[:2])} | "
-                         f"{ci(*num.relative(f'ipt/d{d}', unseen, refs, gain=True)[:2])} | "
-                         f"{ci(*num.relative(f'random-ae/d{d}', unseen, refs, gain=True)[:2])} |")
-        lines.append("")
+    if "ipt" in cfg and random_dims(cfg["ipt"]):
+        lines += _versus(num, unseen, num.reference(ipt_method, unseen), "Learnt vs random subspace", "random",
+                         [(d, f"ipt/d{d}", d, f"random-ae/d{d}") for d in random_dims(cfg["ipt"])])
+    if "ipt" in cfg and linear_dims(cfg):
+        # each linear d beside the IPT d nearest to it (a bank of n tasks gives at most n - 1 linear directions)
+        pairs = [(min(cfg["ipt"]["dims"], key=lambda x: (abs(x - d), x)), d) for d in linear_dims(cfg)]
+        lines += _versus(num, unseen, num.reference(ipt_method, unseen),
+                         "Learnt (MSF's auto-encoder) vs linear subspace (the bank's principal directions)", "linear",
+                         [(x, f"ipt/d{x}", d, f"linear/d{d}") for x, d in pairs])
+    if "ipt" in cfg and random_dims(cfg["ipt"]):
         n = cfg["ipt"].get("challenge_tasks", 0)
         if n:
             d = max(cfg["ipt"]["dims"])

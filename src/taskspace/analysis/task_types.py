@@ -34,13 +34,14 @@ def _finished(run: Path) -> tuple[dict, dict]:
 
 
 def _subspace_tasks(config: dict, run: Path, cache: dict[str, list[str]]) -> list[str]:
+    from ..builtin import subspace_folder
     from ..subspace.space import SUBSPACE_JSON
 
     folder = config.get("subspace", {}).get("path")
     if folder is None:
         raise DataError("not a subspace-tune run (its config names no subspace)", run / "config.json")
     if folder not in cache:
-        path = Path(folder) / SUBSPACE_JSON
+        path = subspace_folder(folder) / SUBSPACE_JSON
         if not path.is_file():
             raise DataError(f"the run's subspace folder {folder} has no {SUBSPACE_JSON} (moved or deleted?)", run)
         cache[folder] = list(read_json(path).get("info", {}).get("tasks", []))

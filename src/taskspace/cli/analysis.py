@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from ..builtin import subspace_folder
 from ..errors import ConfigError
 from .common import add_backbone_args, load_backbone_from, method_names, output_folder, write_tables
 
@@ -38,9 +38,9 @@ def cmd_pca(args: argparse.Namespace) -> int:
     out = output_folder(args.out, "--out")
     points, folder = points_of_runs(args.runs)
     if args.bank:
-        if folder is None or not Path(folder).is_dir():
+        if folder is None or not subspace_folder(folder).is_dir():
             raise ConfigError(f"the runs' subspace folder {folder} is not there; the training codes need it")
-        backbone = load_backbone_from(args, Path(folder) / SUBSPACE_JSON)
+        backbone = load_backbone_from(args, subspace_folder(folder) / SUBSPACE_JSON)
         space = Subspace.load(folder, backbone)
         from ..subspace import load_z
 
@@ -70,7 +70,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
         raise ConfigError(f"--runs: {len(args.runs)} given; expected three subspace-tune runs of one task (the "
                           "origin's, then the u and v directions': the paper's adapter, prefix, LoRA)")
     out = output_folder(args.out, "--out")
-    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
+    backbone = load_backbone_from(args, subspace_folder(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     zs, order, task_of = {}, [], set()
     sha = subspace_id(args.subspace)["sha256"]
@@ -114,7 +114,7 @@ def cmd_transfer(args: argparse.Namespace) -> int:
     from ..subspace.space import SUBSPACE_JSON
 
     out = output_folder(args.out, "--out")
-    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
+    backbone = load_backbone_from(args, subspace_folder(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     results: dict[str, dict[str, dict]] = {}
     for run in args.runs:

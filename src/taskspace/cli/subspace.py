@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from ..builtin import subspace_folder
 from ..config import Config, add_arguments, flag, from_args
 from ..errors import ConfigError
 from ..presets import preset_values
@@ -174,7 +175,7 @@ def cmd_subspace_tune(args: argparse.Namespace) -> int:
 
     output_folder(args.out, "--out")
     config = subspace_tune_config_from(args)
-    backbone = load_backbone_from(args, Path(args.subspace) / SUBSPACE_JSON)
+    backbone = load_backbone_from(args, subspace_folder(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     scores = subspace_tune(space, args.subspace, config, args.out, overwrite=args.overwrite)
     test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
@@ -183,6 +184,31 @@ def cmd_subspace_tune(args: argparse.Namespace) -> int:
     bank = Bank(args.bank, backbone) if args.bank else None
     write_tables(tuning_tables(f"{args.task}, {space.recipe} d={space.d}", [args.task], args.method,
                                [scores["test"]], bank), Path(args.out), "relative")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} KB"
+
+
+def cmd_subspaces(args: argparse.Namespace) -> int:
+    from ..builtin import CARD, PREFIX, builtin_root, builtins
+
+    found = builtins()
+    if not found:
+        print(f"No built-in subspaces are installed yet (they would be folders of {builtin_root()}).")
+        return 0
+    rows = [(PREFIX + b.name, b.backbone, b.template, b.recipe, str(b.d), ",".join(b.methods), _size(b.size),
+             b.summary) for b in found]
+    header = ("name", "backbone", "template", "recipe", "d", "methods", "size", "")
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header) - 1)]
+    for row in (header, *rows):
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+    print(f"{len(rows)} built-in subspace(s): --subspace {PREFIX}NAME; each one's card: "
+          f"{builtin_root()}/NAME/{CARD}")
     return 0
 
 
@@ -241,7 +267,7 @@ def add_commands(sub) -> None:
                                      "tables of the training tasks. Each finder's defaults are the library's.")
     f.add_argument("--recipe", required=True, choices=list(FINDERS))
     f.add_argument("--out", required=True, help="subspace folder")
-    f.add_argument("--bank", help="bank folder (ipt, unified; shared: optional, for relative tables)")
+    f.add_argument("--bank", help="bank folder (ipt, unified, linear; shared: optional, for relative tables)")
     add_tasks_args(f, what="training task names", split_help="split file; its 'train' list is used")
     f.add_argument("--task-fraction", type=float, metavar="F",
                    help="fit on a seeded random F of the training tasks, 0 < F <= 1 (IPT's Fig. 7)")
@@ -261,7 +287,8 @@ def add_commands(sub) -> None:
                        description="IPT's intrinsic subspace tuning / UDT's subspace optimisation: train only z "
                                    "(d numbers) through a method's frozen up-projection. With --bank, writes the "
                                    "relative performance against the method in its original space.")
-    t.add_argument("--subspace", required=True, help="subspace folder")
+    t.add_argument("--subspace", required=True,
+                   help="subspace folder, or builtin:NAME for one that ships with taskspace (`taskspace subspaces`)")
     t.add_argument("--task", required=True)
     t.add_argument("--method", required=True, choices=method_names())
     t.add_argument("--out", required=True, help="run directory")
@@ -274,3 +301,10 @@ def add_commands(sub) -> None:
     add_train_args(t, defaults_t.train)
     add_eval_args(t, SubspaceTuneConfig, defaults_t)
     t.set_defaults(func=cmd_subspace_tune)
+
+    ls = sub.add_parser("subspaces", help="list the subspaces that ship with taskspace (builtin:NAME)",
+                        description="The built-in subspaces: name, backbone, input template, recipe, d, methods, "
+                                    "size and the first line of each one's card. Any command that takes a subspace "
+                                    "folder takes builtin:NAME; loading one checks the backbone's weights and template "
+                                    "as for any subspace.")
+    ls.set_defaults(func=cmd_subspaces)

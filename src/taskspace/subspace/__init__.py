@@ -1,9 +1,9 @@
 """Subspaces of delta-tuning solutions: banks, finders (IPT, the unified delta-tuning subspace, its shared
-variant, random baselines), tuning inside a subspace, and transfer between methods."""
+variant, random baselines, a linear subspace of a bank), tuning inside a subspace, and transfer between methods."""
 
 from .bank import Bank, BankEntry, BankSpec, build_bank
-from .finders import (FINDERS, FastfoodConfig, Finder, FitData, MSFConfig, RandomAEConfig, SharedConfig, UnifiedConfig,
-                      build_finder, finder_class, fit_subspace, mixing_weights)
+from .finders import (FINDERS, FastfoodConfig, Finder, FitData, LinearConfig, MSFConfig, RandomAEConfig, SharedConfig,
+                      UnifiedConfig, build_finder, finder_class, fit_subspace, mixing_weights)
 from .multitask import MultiTask, mixed_loss
 from .space import MethodSpace, ProjectedTheta, Subspace
 from .transfer import transfer
@@ -17,6 +17,7 @@ __all__ = [
     "FastfoodConfig",
     "Finder",
     "FitData",
+    "LinearConfig",
     "MSFConfig",
     "MethodSpace",
     "MultiTask",

@@ -9,7 +9,8 @@ random baselines (a random auto-encoder, Fastfood of all weights).
 On disk: ``subspace.json`` (recipe, d, methods with options, layout and projection configs, backbone name and
 weights hash, training tasks, seeds, library version) and ``subspace.safetensors`` (anchors and the learnt
 projection parameters; seeded random parts are rebuilt from their configs). :meth:`Subspace.load` refuses a
-backbone or method layout that differs from the saved one and says what differs.
+backbone or method layout that differs from the saved one and says what differs. Wherever a folder is taken,
+``builtin:NAME`` names a subspace that ships with the package (:mod:`taskspace.builtin`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 
 from .. import __version__
 from ..backbones import Backbone
+from ..builtin import is_builtin, subspace_folder
 from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, IncompatibleError
 from ..projections import Projection, build_projection
@@ -112,18 +114,21 @@ class Subspace:
 
     @classmethod
     def load(cls, folder: str | Path, backbone: Backbone) -> "Subspace":
-        folder = Path(folder)
+        """The subspace saved in ``folder`` (or the built-in ``builtin:NAME``), on ``backbone``: refused when the
+        backbone's weights, its input template or a method's layout differ from the saved ones."""
+        shown = folder if is_builtin(folder) else Path(folder) / SUBSPACE_JSON  # how errors name it
+        folder = subspace_folder(folder)
         meta = read_json(folder / SUBSPACE_JSON)
         saved_bb = meta["backbone"]
         if saved_bb["fingerprint"] != backbone.fingerprint():
             raise IncompatibleError(
-                f"{folder / SUBSPACE_JSON}: the subspace was fitted on backbone {saved_bb['name']!r} (weights sha256 "
+                f"{shown}: the subspace was fitted on backbone {saved_bb['name']!r} (weights sha256 "
                 f"{saved_bb['fingerprint'][:12]}...), not on {backbone.name!r} "
                 f"({backbone.fingerprint()[:12]}...)"
             )
         template = saved_bb.get("template", "plain")  # a subspace saved before templates: the plain form
         if template != backbone.template:
-            raise IncompatibleError(f"{folder / SUBSPACE_JSON}: the subspace was fitted to solutions tuned with the "
+            raise IncompatibleError(f"{shown}: the subspace was fitted to solutions tuned with the "
                                     f"{template} input template; this backbone uses {backbone.template} (load it with "
                                     f"--backbone-opt template={template})")
         tensors = read_tensors(folder / SUBSPACE_TENSORS, backbone.device)
@@ -132,7 +137,7 @@ class Subspace:
             method = build_method(name, backbone, m["options"])
             if method.size != m["size"] or method.layout.to_json() != m["layout"]:
                 raise IncompatibleError(
-                    f"{folder / SUBSPACE_JSON}: method {name} with options {m['options']} has a layout of size "
+                    f"{shown}: method {name} with options {m['options']} has a layout of size "
                     f"{method.size} on {backbone.name!r}, the subspace was fitted to size {m['size']}"
                     + ("" if method.size != m["size"] else " with other slices")
                 )

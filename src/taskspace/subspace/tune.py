@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from ..builtin import subspace_folder
 from ..config import option, positive, positive_count
 from ..deltas import METHODS
 from ..errors import ConfigError, DataError
@@ -58,8 +59,9 @@ def initial_z(d: int, how: str, std: float, seed: int) -> torch.Tensor:
 
 
 def subspace_id(folder: str | Path) -> dict[str, str]:
-    """How a run names its subspace: folder, recipe and a hash of its description."""
-    path = Path(folder) / SUBSPACE_JSON
+    """How a run names its subspace: folder (``builtin:NAME`` as it is, so that a run in a built-in stays valid
+    wherever the package is installed), recipe and a hash of its description."""
+    path = subspace_folder(folder) / SUBSPACE_JSON
     meta = read_json(path)
     return {"path": str(Path(folder)), "recipe": meta["recipe"],
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}

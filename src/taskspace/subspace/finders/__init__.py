@@ -18,6 +18,7 @@ FINDERS.load(__name__, __path__, first=("ipt", "unified", "shared", "random-ae",
 
 from .fastfood import FastfoodConfig, FastfoodFinder  # noqa: E402
 from .ipt import MSF, AutoEncoder, MSFConfig, RandomAEConfig, RandomAutoEncoder  # noqa: E402
+from .linear import Linear, LinearConfig  # noqa: E402
 from .shared import Shared, SharedConfig  # noqa: E402
 from .unified import Unified, UnifiedConfig, mixing_weights  # noqa: E402
 
@@ -70,6 +71,8 @@ __all__ = [
     "FastfoodFinder",
     "Finder",
     "FitData",
+    "Linear",
+    "LinearConfig",
     "MSF",
     "MSFConfig",
     "RandomAEConfig",

@@ -1,0 +1,114 @@
+"""The shipped recipe files of recipes/smol.py and the report's parts, checked without training: every file's settings
+are the library's, the catalog recipe holds the split its rule gives, and the report's tables and figures follow
+the recorded scores."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from test_recipes import ROOT, _recipes, _runner
+
+
+ONE_SEED = ("smol-ipt-scale.yaml", "smol-ipt-sweep.yaml")
+
+
+@pytest.mark.parametrize("name", ["smol-ipt.yaml", "smol-udt.yaml", "smol-udt-single.yaml", "full-scale.yaml",
+                                  "smol-ipt-scale.yaml", "smol-ipt-sweep.yaml", "smol-catalog.yaml"])
+def test_shipped_recipes_are_valid(name, tmp_path, data_dir):
+    """Each shipped recipe (each part, its preset applied) names real, distinct tasks and only fields of the
+    library's configs (a misspelt key would otherwise be refused hours into a run)."""
+    import yaml
+
+    from taskspace.subspace import BankSpec, MSFConfig, SubspaceTuneConfig, UnifiedConfig
+    from taskspace.tasks import CATALOG
+    from taskspace.train import TrainConfig
+
+    runner = _runner()
+    parts = runner.parts_of(yaml.safe_load((ROOT / "recipes" / name).read_text()), tmp_path)
+    for _, cfg, _ in parts:
+        tasks = cfg["train_tasks"] + cfg["unseen_tasks"]
+        assert all(t in CATALOG for t in tasks) and len(set(tasks)) == len(tasks)
+        # the headline compares with intervals over seeds; the one-sitting analysis files run the first seed only
+        assert len(cfg["seeds"]) >= 3 or (name in ONE_SEED and cfg["seeds"] == [0])
+        b = cfg["bank"]
+        BankSpec.from_dict({**b, "train": TrainConfig.from_dict(b["train"])}, tasks=tasks, data_dir="x")
+        if "ipt" in cfg:
+            runner.stage_config(MSFConfig, cfg["ipt"]["msf"], method="prompt", d=10)
+            SubspaceTuneConfig(task="x", method="prompt", data_dir="x", train=TrainConfig.from_dict(cfg["ist"]["train"]),
+                               z_std=cfg["ist"].get("z_std", 0.02))
+        if "udt" in cfg:
+            runner.stage_config(UnifiedConfig, cfg["udt"]["fit"])
+            TrainConfig.from_dict(cfg["udt"]["subspace_train"])
+        # every stage's settings, the analyses' and landscape's too, and the data the analyses resample
+        runner.Runner(cfg, tmp_path / "out", str(data_dir))
+    if name == "full-scale.yaml":  # the papers' presets under the file's settings
+        ipt, udt = (cfg for _, cfg, _ in parts)
+        assert ipt["bank"]["methods"]["prompt"]["n_tokens"] == 100 and ipt["bank"]["lr"]["prompt"] == 1e-4
+        assert ipt["bank"]["train"]["patience"] == 10 and ipt["bank"]["train"]["steps"] == 100_000
+        assert ipt["ipt"]["msf"]["alpha"] == 200.0 and ipt["ist"]["train"]["lr"] == 1e-4
+        assert udt["bank"]["methods"]["lora"]["r"] == 10 and udt["udt"]["fit"]["dist_weight"] == 10.0
+        assert udt["udt"]["subspace_train"]["optimizer"] == "adafactor"
+
+
+def test_the_catalog_recipe_holds_the_split_its_rule_gives():
+    """recipes/smol-catalog.yaml: its unseen tasks are every 6th catalog task of each category (sorted by name), its
+    training tasks every other catalog task, alternating between the categories; the sizes issue 28 asks for, the
+    challenge tasks of both categories, and the linear subspace at the most directions the bank spans."""
+    import yaml
+
+    from taskspace.tasks import CATALOG
+
+    cfg = yaml.safe_load((ROOT / "recipes" / "smol-catalog.yaml").read_text())
+    train, unseen = _recipes("catalog_split").catalog_split(6)
+    assert cfg["train_tasks"] == train and cfg["unseen_tasks"] == unseen
+    assert sorted(train + unseen) == sorted(CATALOG) and len(unseen) >= 16 and len(train) >= 60
+    for tasks in (unseen, train[:cfg["ipt"]["challenge_tasks"]]):
+        assert {CATALOG[t].category for t in tasks} == {"cls", "non-cls"}
+    assert [CATALOG[t].category for t in train[:4]] == ["cls", "non-cls", "cls", "non-cls"]
+    assert cfg["ipt"]["challenge_tasks"] >= 8 and cfg["seeds"] == [0, 1, 2]
+    assert sorted(cfg["ipt"]["dims"]) == [10, 100] and cfg["ipt"]["random_ae"] == [100]
+    assert cfg["ipt"]["linear"] == [len(train) - 1]
+
+
+def test_the_dimension_plot_needs_two_dimensions(tmp_path):
+    """E_rel against d is drawn for two d or more; with one d the CSV holds its numbers and no one-point figure
+    is written."""
+    pytest.importorskip("matplotlib")
+    figures = _recipes("smol_report.figures")
+    scores = {"reference/prompt": {"a": {"0": 0.5, "1": 0.6}}, "ipt/d10": {"a": {"0": 0.4, "1": 0.5}},
+              "ipt/d20": {"a": {"0": 0.5, "1": 0.5}}}
+    cfg = {"unseen_tasks": ["a"], "seeds": [0, 1], "bank": {"methods": {"prompt": {}}},
+           "ipt": {"dims": [10], "random_ae": False}}
+    one = figures.write_figures(tmp_path / "one", cfg, {"scores": scores, "frozen": {"a": 0.0}})
+    assert one == [tmp_path / "one.csv"] and not (tmp_path / "one-d.png").exists()
+    rows = list(csv.DictReader((tmp_path / "one.csv").open()))
+    assert float(next(r for r in rows if r["key"] == "ipt/d10")["e_rel"]) == pytest.approx(0.45 / 0.55)
+    two = figures.write_figures(tmp_path / "two", {**cfg, "ipt": {"dims": [10, 20], "random_ae": False}},
+                                {"scores": scores, "frozen": {"a": 0.0}})
+    assert two == [tmp_path / "two.csv", tmp_path / "two-d.png"] and two[1].stat().st_size > 1000
+
+
+def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_path):
+    """The paper's IPT figure (d = 250) says so beside another d; a stability stage with one run per task and
+    kind writes a sentence, not a table of empty cells; one seed is "1 seed"."""
+    relative, analyses = _recipes("smol_report.relative"), _recipes("smol_report.analyses")
+    ipt = {"what": "IPT", "key": "ipt/d10", "d": 10, "paper": 83.0}
+    assert relative.paper_cell(ipt) == "83.0 (d = 250)" and relative.paper_cell({**ipt, "d": 250}) == "83.0"
+    assert relative.paper_cell({"key": "udt/lora", "d": 100, "paper": 88.7}) == "88.7"
+    assert relative.paper_cell({**ipt, "paper": None}) == "–"
+    header = ["kind", "mean std", "tasks", "tasks with one run", "runs"]
+    scores = {"reference/prompt": {"a": {"0": 0.5}}, "ipt/d10": {"a": {"0": 0.4}},
+              "stability/finetune": {"a": {"0": 0.6}}}
+    cfg = {"unseen_tasks": ["a"], "train_tasks": ["b"], "seeds": [0], "ipt": {"dims": [10]},
+           "analyses": {"stability": {"tasks": ["a"]}}}
+
+    def section(rows):
+        results = {"scores": scores, "analyses": {"stability": {"header": header, "summary": rows, "tasks": ["a"]}}}
+        return "\n".join(analyses.analyses_lines(cfg, results, tmp_path, tmp_path / "r", png=False)[0])
+
+    one = section([["prompt", None, 0, 1, 1], ["finetune", None, 0, 1, 1]])
+    assert "no spread to measure" in one and "| kind |" not in one and "(1 seed;" in one
+    two = section([["prompt", 2.5, 1, 0, 2]])
+    assert "| kind | mean std |" in two and "no spread" not in two
