@@ -67,7 +67,7 @@ def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
 
 def recipe_arguments(description: str, *, figures: bool = False, parts: bool = False) -> argparse.Namespace:
     """The runners' command line: the recipe file, ``--out``, ``--report``, ``--data-dir``, ``--report-only``, with
-    ``figures`` ``--no-png``, and with ``parts`` ``--part`` (repeatable)."""
+    ``figures`` ``--no-png``, and with ``parts`` ``--part`` (repeatable) and ``--backbone``."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("config")
     ap.add_argument("--out", required=True)
@@ -82,6 +82,9 @@ def recipe_arguments(description: str, *, figures: bool = False, parts: bool = F
         ap.add_argument("--part", action="append", metavar="NAME",
                         help="run only this part of a file with 'parts' (repeatable; the report still covers every "
                              "part that has results)")
+        ap.add_argument("--backbone", metavar="PATH",
+                        help="the backbone of every part that runs, in place of the file's (a local copy of the "
+                             "model the part names, e.g. BART-base or T5-base; the part's sizes are that model's)")
     return ap.parse_args()
 
 

@@ -23,8 +23,8 @@ misspelt key is refused by name):
   own ``seeds`` and ``tasks`` (a full-model projection is the slowest stage).
 - ``udt`` (optional): ``fit`` (``UnifiedConfig``), ``subspace_train`` (subspace optimisation of each method on
   the unseen tasks, every seed), then the transfer matrix (the paper's selection).
-- ``preset`` (optional): ``ipt-paper`` or ``udt-paper`` (``taskspace.presets``) under the file's own settings:
-  the bank's methods, rates and training, MSF / UDT's fit, and IST / subspace optimisation.
+- ``preset`` (optional): ``ipt-paper``, ``udt-paper`` or ``udt-paper-single`` (``taskspace.presets``) under the
+  file's own settings: the bank's methods, rates and training, MSF / UDT's fit, and IST / subspace optimisation.
 - ``udt.landscape`` (optional, UDT's Fig. 2): ``task`` (an unseen task), ``seed``, ``split``, ``span``, ``step``:
   the plane through the three methods' subspace solutions of that task and seed.
 - ``analyses`` (optional, IPT's remaining experiments over the bank and the runs at ``d``, one of ``ipt.dims``):
@@ -34,9 +34,12 @@ misspelt key is refused by name):
   ``multitask`` (``train``: Table IV), ``task_fractions`` and ``subset_seed`` (Fig. 7), ``exclude_types``
   (Fig. 4), ``data_scale`` (``k``, ``train_tasks``, ``tasks``: every split resampled at K per label, a bank,
   reference, MSF and IST of their own per K, first seed; Fig. 6).
+- ``split`` (optional, instead of ``train_tasks`` and ``unseen_tasks``): a split file (a path relative to
+  recipes/), its 'train' list the training tasks and its 'test' list the unseen tasks.
 - ``parts`` (instead of all of the above): named recipes of this form, run one after the other into
-  ``OUT/<name>``, with one report (recipes/full-scale.yaml: IPT and UDT, each with its paper's preset);
-  ``--part NAME`` runs only that part.
+  ``OUT/<name>``, with one report (recipes/full-scale.yaml: IPT and UDT, each with its paper's preset, on SmolLM2
+  and on the papers' backbones); ``--part NAME`` runs only that part, and ``--backbone PATH`` replaces the backbone
+  of the parts that run (a local copy of the model a part names).
 
 Every stage resumes: run the same command again after an interruption and finished work is verified and reused.
 ``results.json`` (every test score, by stage, task and seed) is written after each stage; ``--report-only``
@@ -267,10 +270,12 @@ def main() -> None:
                 f"no such part (its parts: {', '.join(names)})" if any(names) else "no 'parts'"))
     if not args.report_only:
         # every part's settings are checked before any part trains
-        runners = [(name, Runner(part, folder, args.data_dir, png=not args.no_png))
-                   for name, part, folder in parts_of(cfg, out)]
-        for name, runner in runners:
-            if args.part and name not in args.part:
+        runs = [not args.part or name in args.part for name, _, _ in parts_of(cfg, out)]
+        runners = [(name, Runner({**part, "backbone": args.backbone} if args.backbone and chosen else part, folder,
+                                 args.data_dir, png=not args.no_png))
+                   for (name, part, folder), chosen in zip(parts_of(cfg, out), runs)]
+        for (name, runner), chosen in zip(runners, runs):
+            if not chosen:
                 continue
             if name:
                 print(f"== {name}", flush=True)

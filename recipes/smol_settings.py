@@ -10,11 +10,14 @@ from typing import Any
 from taskspace.errors import ConfigError
 from taskspace.presets import preset_values
 from taskspace.tasks import CATALOG
+from taskspace.tasks.formats import read_split_file
 
 from recipe_common import refuse_unknown, require, train_config
 
 #: A run folder's records: every test score by stage, task and seed; the minutes of each stage.
 RESULTS, STAGES = "results.json", "stages.json"
+#: Where a recipe's ``split`` file is looked for when its path is relative: the recipes folder.
+RECIPES = Path(__file__).resolve().parent
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -47,11 +50,28 @@ def with_preset(cfg: dict) -> dict:
     return cfg
 
 
+def with_split(cfg: dict) -> dict:
+    """The recipe with its ``split`` file (a path relative to recipes/, or absolute) read into ``train_tasks`` (its
+    'train' list) and ``unseen_tasks`` (its 'test' list); a recipe that also lists either is refused."""
+    if "split" not in cfg:
+        return cfg
+    listed = [key for key in ("train_tasks", "unseen_tasks") if key in cfg]
+    if listed:
+        raise ConfigError(f"split: {cfg['split']} gives the tasks; the recipe lists {listed[0]} too")
+    path = Path(cfg["split"])
+    split = read_split_file(path if path.is_absolute() else RECIPES / path)
+    missing = [part for part in ("train", "test") if part not in split]
+    if missing:
+        raise ConfigError(f"split: {cfg['split']} has no {missing[0]!r} list")
+    out = {key: value for key, value in cfg.items() if key != "split"}
+    return {**out, "train_tasks": split["train"], "unseen_tasks": split["test"]}
+
+
 def parts_of(cfg: dict, out: Path) -> list[tuple[str, dict, Path]]:
-    """(name, recipe with its preset applied, output folder) of each part of a recipe file."""
+    """(name, recipe with its split read and its preset applied, output folder) of each part of a recipe file."""
     if "parts" in cfg:
-        return [(name, with_preset(part), out / name) for name, part in cfg["parts"].items()]
-    return [("", with_preset(cfg), out)]
+        return [(name, with_preset(with_split(part)), out / name) for name, part in cfg["parts"].items()]
+    return [("", with_preset(with_split(cfg)), out)]
 
 
 def random_dims(ipt: dict) -> list[int]:

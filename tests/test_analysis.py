@@ -142,7 +142,7 @@ def test_landscape_command_on_a_tiny_unified_subspace(tmp_path, data_dir, shared
     own = json.loads((tmp_path / "so-adapter" / "scores.json").read_text())["dev"]
     assert result["origin_score"]["adapter"] == pytest.approx(own)
     assert result["marks"]["adapter"] == [0.0, 0.0] and result["marks"]["prefix"][1] == pytest.approx(0, abs=1e-5)
-    assert len(result["mean"]) == 5 and len(result["mean"][0]) == 5
+    assert len(result["overall"]) == 5 and len(result["overall"][0]) == 5
     assert (tmp_path / "land" / "landscape.png").read_bytes()[:4] == b"\x89PNG"
     assert main(args) == 0  # resumed: nothing left to evaluate
     assert "0 point-method pairs to evaluate (75 done)" in capsys.readouterr().out

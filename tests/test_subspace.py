@@ -352,17 +352,22 @@ def test_udt_micro_batches_share_their_steps_mixing_weights(bank, tmp_path, monk
 @pytest.mark.slow  # the module's bank: every method trained on two tasks
 def test_udt_up_projections_start_at_zero_on_request(bank, tmp_path):
     """``up_init="zeros"``: every decoded solution starts at its method's anchor, so one AdamW step of rate lr moves
-    an up-projection weight by at most lr; nn.Linear's uniform start (the authors' code) is far from that."""
+    an up-projection weight by at most lr; nn.Linear's uniform start is far from that; ``normal`` (with
+    ``down_init="normal"``) draws both projections from N(0, 0.02), as the authors' code does."""
     lr = 1e-4
-    for init in ("zeros", "uniform"):
+    for init in ("zeros", "uniform", "normal"):
         config = UnifiedConfig(methods=("adapter", "lora"), d=4, up_init=init,
+                               down_init="normal" if init == "normal" else "uniform",
                                train=quick(steps=1, optimizer="adamw", lr=lr, schedule="constant"))
         space = fit_bank("unified", config, bank, TASKS[:2], tmp_path / init)
         largest = max(float(p.abs().max()) for ms in space.methods.values() for p in ms.up.parameters())
         if init == "zeros":
             assert 0 < largest <= 1.01 * lr
-        else:
+        elif init == "uniform":
             assert largest > 0.1  # U(-1/2, 1/2) for d = 4
+        else:
+            for ms in space.methods.values():  # one step moves a weight by about lr: the start's spread stays
+                assert all(0.015 < float(w.std()) < 0.025 for w in (ms.up.layers[0].weight, ms.down.layers[0].weight))
     assert json.loads((tmp_path / "zeros" / "subspace.json").read_text())["info"]["config"]["up_init"] == "zeros"
 
 

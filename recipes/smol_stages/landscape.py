@@ -16,8 +16,9 @@ if TYPE_CHECKING:
 
 def landscape(run: Runner, space: Subspace, fit: UnifiedConfig, settings: dict, folder: Path) -> None:
     """The plane through the first three methods' subspace solutions of one unseen task and seed (origin: the
-    first, u toward the second, v toward the third), each grid point scored by every method's up-projection
-    relative to that method's original-space score on the same split."""
+    first, u toward the second, v toward the third), each grid point scored by every method's up-projection; a
+    point's value is the paper's P, the methods' mean score over E_PET (the mean of their original-space scores on
+    the same split)."""
     task, seed, split, order = settings["task"], settings["seed"], settings["split"], list(fit.methods)[:3]
     runs = {m: load_z(folder / "runs" / f"{task}-d{run.cfg['data_seed']}-{m}-s{seed}")[0] for m in order}
     loaded, test = run.reference_spec.test_split(task)
@@ -29,18 +30,19 @@ def landscape(run: Runner, space: Subspace, fit: UnifiedConfig, settings: dict, 
     write_json(out / "landscape.json", {"task": task, "split": split, "seed": seed, **result,
                                         "marks": {m: list(v) for m, v in result["marks"].items()}})
     run.results["landscape"] = {"task": task, "split": split, "seed": seed, "axis": result["axis"],
-                                "order": order, "origin_score": result["origin_score"],
-                                "mean_at_marks": landscape_at_marks(result)}
+                                "order": order, "origin_score": result["origin_score"], "e_pet": result["e_pet"],
+                                "overall_at_marks": landscape_at_marks(result)}
     if run.png:
         plot_landscape(result, out / "landscape.png", f"{task}, {split}: unified d={space.d}")
     run.save()
 
 
 def landscape_at_marks(result: dict) -> dict[str, float]:
-    """The mean (over methods) relative performance at the grid point nearest each method's own solution."""
+    """The paper's P (the methods' mean score over E_PET, %) at the grid point nearest each method's own
+    solution."""
     axis = result["axis"]
 
     def nearest(x: float) -> int:
         return min(range(len(axis)), key=lambda i: abs(axis[i] - x))
 
-    return {m: result["mean"][nearest(b)][nearest(a)] for m, (a, b) in result["marks"].items()}
+    return {m: result["overall"][nearest(b)][nearest(a)] for m, (a, b) in result["marks"].items()}

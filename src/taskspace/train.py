@@ -49,12 +49,19 @@ class TrainConfig(Config):
     weight_decay: float = option(0.0, "decoupled weight decay", check=non_negative)
     schedule: str = option("linear", "after warm-up: linear decay to 0, or constant", choices=SCHEDULES)
     warmup_steps: int = option(0, "steps of linear warm-up from 0")
+    warmup_fraction: float | None = option(
+        None, "linear warm-up over this fraction of --steps instead of --warmup-steps (IPT's code: 0.06)",
+        check=lambda v: None if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
+        else "a fraction between 0 and 1", nullable=True, since="0.2")
     max_grad_norm: float | None = option(1.0, "gradient clipping by global norm (none: off)",
                                          check=positive("number"), nullable=True)
     eval_every: int = option(50, "evaluate on dev every N steps", check=at_least(1))
     patience: int | None = option(None, "stop after N evaluations without a better dev score (none: never)",
                                   check=at_least(1))
     seed: int = option(0, "seed of the data order")
+    select_initial: bool = option(True, "the untrained state (step 0) competes in the best-on-dev selection, so that "
+                                        "training never returns a state worse on dev than its start (off: only "
+                                        "trained states, as the papers' code selects)", since="0.2")
     micro_batch_size: int | None = option(
         None, "gradient accumulation: split each step's batch into micro-batches of at most N examples, one backward "
         "pass each, weighted by their share of the batch (the same step as one pass, in less memory; none: one pass)",
@@ -66,6 +73,16 @@ class TrainConfig(Config):
     def check(self) -> None:
         if not 0 <= self.warmup_steps <= self.steps:
             raise ConfigError(f"--warmup-steps {self.warmup_steps}: expected between 0 and --steps {self.steps}")
+        if self.warmup_fraction is not None and self.warmup_steps:
+            raise ConfigError(f"--warmup-fraction {self.warmup_fraction} and --warmup-steps {self.warmup_steps}: "
+                              "expected one of them (--warmup-fraction none, or --warmup-steps 0)")
+
+    def warmup(self) -> int:
+        """The steps of linear warm-up: ``warmup_fraction`` of ``steps`` (rounded) when given, else
+        ``warmup_steps``."""
+        if self.warmup_fraction is not None:
+            return round(self.warmup_fraction * self.steps)
+        return self.warmup_steps
 
     def resume_key(self) -> str:
         """What must not change between an interrupted run and its resumption (progress display may)."""
@@ -160,7 +177,8 @@ def train(
     ``initial_score`` already gives the untrained state's score), every ``eval_every`` steps and after the last
     step. The trained state with the best score is returned (ties go to the earlier step), unless the untrained
     state (step 0) scored strictly better than all of them: then that one is, so that training never reports a
-    result worse on dev than where it started. Without ``evaluate`` the last state is returned.
+    result worse on dev than where it started (``select_initial``; off, step 0 is evaluated and logged but never
+    returned). Without ``evaluate`` the last state is returned.
     With ``micro_batch_size``, ``loss_fn`` is called on parts of the step's batch: a mean of per-example losses
     (plus terms that do not depend on the batch) gives the same step; a sum over the batch divides by
     :func:`micro_batch_share`. ``backbone`` (if given) is switched to train mode for steps and
@@ -292,15 +310,16 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
             logger.warning("resuming %s from its checkpoint at step %d of %d", run_dir, start, config.steps)
         if hasattr(log, "resume"):
             log.resume(history)
-    scheduler = make_scheduler(opt, config.schedule, config.steps, config.warmup_steps, last_epoch=start - 1)
+    scheduler = make_scheduler(opt, config.schedule, config.steps, config.warmup(), last_epoch=start - 1)
     if evaluate is not None and resumed is None:
         if initial_score is None:
             if backbone is not None:
                 backbone.eval()
             trainable.eval()
             initial_score = broadcast_object(float(evaluate()))
-        initial = (float(initial_score), _state(trainable))
-        history.append({"step": 0, "dev": initial[0]})
+        history.append({"step": 0, "dev": float(initial_score)})
+        if config.select_initial:
+            initial = (float(initial_score), _state(trainable))
         if hasattr(log, "resume"):
             log.resume([])  # a fresh start: drop what a run that died before its first checkpoint logged
         if log is not None:

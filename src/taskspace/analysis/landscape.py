@@ -4,8 +4,10 @@ Given the intrinsic vectors that subspace optimisation found for one task with t
 I_P, I_L for adapter, prefix and LoRA), the plane is spanned from the origin ``I_A`` by ``u = unit(I_P - I_A)``
 and ``v = unit(the part of I_L - I_A orthogonal to u)``; a grid point ``(alpha, beta)`` is
 ``z = I_A + alpha u + beta v``. Each method m decodes every grid point (``anchor_m + up_m(z)``) and scores it on
-the task's dev or test split; the value of a point for m is ``E_m(z) / E_m(original)`` (the method's own score in
-its original space, from the bank), and the landscape is the mean over methods.
+the task's dev or test split. The landscape is the paper's measure, ``P = 1/M sum_m E_m(z) / E_PET`` with one
+divisor for all methods, ``E_PET``, the mean of the methods' scores in their original spaces (from the bank): the
+mean score of a point relative to the mean original score. Beside it, each method's own map,
+``E_m(z) / E_m(original)``.
 
 Grid points are evaluated many at a time: one batch holds several points' copies of the split's examples, each
 row bound to its own point's theta (per-example theta); a method without per-example theta (fine-tuning) is
@@ -123,7 +125,9 @@ def landscape(space, runs: dict[str, torch.Tensor], order: Sequence[str], exampl
     """Evaluate the grid (resuming from ``out/landscape.jsonl``); returns the plane, the axes and the values.
 
     ``runs`` maps each method to its intrinsic vector; ``order`` names the origin, the u and the v method (the
-    paper: adapter, prefix, LoRA); ``references`` each method's original-space score on the same split.
+    paper: adapter, prefix, LoRA); ``references`` each method's original-space score on the same split. The result
+    holds ``overall`` (the paper's P, % of ``e_pet``, the mean reference) and ``relative`` (per method, % of its own
+    reference), both ``[beta][alpha]`` over ``axis``.
     """
     if len(order) != 3 or set(order) - set(runs):
         raise ConfigError(f"the landscape needs three methods' vectors in order (origin, u, v); got {list(order)}")
@@ -153,29 +157,32 @@ def landscape(space, runs: dict[str, torch.Tensor], order: Sequence[str], exampl
                 append_jsonl(out / POINTS_FILE, {"method": m, "alpha": a, "beta": b, "score": value, "data": data})
                 done[(m, a, b)] = value
     relative = {m: [[100 * done[(m, a, b)] / references[m] for a in axis] for b in axis] for m in order}
-    mean = [[sum(relative[m][i][j] for m in order) / len(order) for j in range(len(axis))] for i in range(len(axis))]
+    e_pet = sum(references[m] for m in order) / len(order)
+    overall = [[100 * sum(done[(m, a, b)] for m in order) / len(order) / e_pet for a in axis] for b in axis]
     marks = {m: p.coordinates(runs[m]) for m in order}
-    return {"axis": axis, "relative": relative, "mean": mean, "marks": marks, "order": list(order),
-            "origin_score": {m: done[(m, 0.0, 0.0)] for m in order} if 0.0 in axis else {}}
+    return {"axis": axis, "overall": overall, "e_pet": e_pet, "relative": relative, "marks": marks,
+            "order": list(order), "origin_score": {m: done[(m, 0.0, 0.0)] for m in order} if 0.0 in axis else {}}
 
 
 def plot_landscape(result: dict, path: str | Path, title: str) -> Path:
-    """One heat map per method and the mean, with the three methods' points marked."""
+    """One heat map per method (% of its own original score) and the paper's P (% of E_PET), with the three
+    methods' points marked."""
     from .plots import pyplot, save_figure
 
     plt = pyplot("the landscape plot", " (or --no-png)")
 
     axis, order = result["axis"], result["order"]
-    panels = [(m, result["relative"][m]) for m in order] + [("mean", result["mean"])]
+    panels = ([(m, result["relative"][m], "% of its original") for m in order]
+              + [("P (UDT Fig. 2)", result["overall"], "% of E_PET")])
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.8))
     extent = (axis[0], axis[-1], axis[0], axis[-1])
-    for ax, (name, values) in zip(axes, panels):
+    for ax, (name, values, unit) in zip(axes, panels):
         image = ax.imshow(values, origin="lower", extent=extent, cmap="viridis", vmin=0)
         for m, marker in zip(order, ("o", "s", "^")):
             a, b = result["marks"][m]
             ax.scatter([a], [b], marker=marker, c="red", edgecolors="white", label=m)
         ax.set(title=name, xlabel="alpha (u)", ylabel="beta (v)")
-        fig.colorbar(image, ax=ax, fraction=0.046, label="% of original")
+        fig.colorbar(image, ax=ax, fraction=0.046, label=unit)
     axes[0].legend(fontsize=7, loc="lower left")
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, path, dpi=100)

@@ -101,7 +101,8 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     write_json(out / "landscape.json", {"task": name, "split": args.split, **result,
                                         "marks": {m: list(v) for m, v in result["marks"].items()}})
     print(f"origin ({order[0]}): " + ", ".join(f"{m} {100 * result['origin_score'].get(m, float('nan')):.1f}"
-                                                for m in order) + f"; {out / 'landscape.json'}")
+                                                for m in order)
+          + f"; E_PET (the mean original score) {100 * result['e_pet']:.1f}; {out / 'landscape.json'}")
     if not args.no_png:
         print(plot_landscape(result, out / "landscape.png", f"{name}, {args.split}: {space.recipe} d={space.d}"))
     return 0
@@ -183,8 +184,10 @@ def add_commands(sub) -> None:
                         description="The plane through three subspace-tune runs' intrinsic vectors of one task "
                                     "(origin: the first run's; u towards the second; v towards the third, made "
                                     "orthogonal), evaluated on a grid: each method decodes every point and scores "
-                                    "it relative to its original-space score in the bank. Resumable "
-                                    "(landscape.jsonl); writes landscape.json and landscape.png.")
+                                    "it; a point's value is the paper's P, the methods' mean score over E_PET, the "
+                                    "mean of their original-space scores in the bank (each method's own ratio is "
+                                    "kept beside it). Resumable (landscape.jsonl); writes landscape.json and "
+                                    "landscape.png.")
     ls.add_argument("--subspace", required=True, help="the unified subspace folder")
     ls.add_argument("--runs", nargs=3, required=True, metavar="RUN",
                     help="subspace-tune runs of one task: origin, u, v (the paper: adapter, prefix, LoRA)")

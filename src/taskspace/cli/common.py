@@ -267,7 +267,7 @@ def add_train_args(p: argparse.ArgumentParser, defaults: TrainConfig | None = No
                    default_text: dict[str, str] | None = None, exclude: Sequence[str] = ()) -> None:
     """The training options, one per field of :class:`TrainConfig` (``--seed`` belongs to the command's config)."""
     add_arguments(p, TrainConfig, defaults=defaults, exclude=("seed", *exclude), default_text=default_text or {},
-                  types={"patience": int, "micro_batch_size": int})
+                  types={"patience": int, "micro_batch_size": int, "warmup_fraction": float})
 
 
 def add_eval_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config) -> None:

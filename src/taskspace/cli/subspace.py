@@ -10,7 +10,7 @@ from pathlib import Path
 from ..builtin import subspace_folder
 from ..config import Config, add_arguments, flag, from_args
 from ..errors import ConfigError
-from ..presets import preset_values
+from ..presets import method_options, preset_values
 from ..subspace.bank import BankSpec
 from ..subspace.finders import FINDERS, finder_class
 from ..subspace.tune import SubspaceTuneConfig
@@ -102,6 +102,13 @@ def finder_config_from(args: argparse.Namespace) -> Config:
     return from_args(base, args)
 
 
+def finder_method_options(args: argparse.Namespace, methods: list[str]) -> dict[str, dict]:
+    """The options of the methods a finder builds itself (without a bank): the preset's (their sizes), under
+    ``--opt``."""
+    preset = method_options(args.preset) if args.preset else {}
+    return {m: {**preset.get(m, {}), **o} for m, o in method_options_from(args.opt, methods).items()}
+
+
 def cmd_fit_subspace(args: argparse.Namespace) -> int:
     from ..store import exclusive
 
@@ -140,7 +147,7 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
     else:
         given = {name: value for name, value in vars(args).items() if name in ("k", "data_seed", "resample", "resample_k")}
         data = FitData(backbone, tasks, data_dir=data_dir_from(args) if finder.needs_tasks else None,
-                       method_options=method_options_from(args.opt, methods), **given)
+                       method_options=finder_method_options(args, methods), **given)
     space = fit_subspace(finder, data, out=out)
     print(f"{space.recipe} subspace, d = {space.d}, methods {list(space.methods)}: saved in {out}")
     tables = []
@@ -285,8 +292,11 @@ def add_commands(sub) -> None:
     defaults_t = SubspaceTuneConfig(task="", method="prompt", data_dir="")
     t = sub.add_parser("subspace-tune", help="tune a fresh intrinsic vector through a subspace's up-projection",
                        description="IPT's intrinsic subspace tuning / UDT's subspace optimisation: train only z "
-                                   "(d numbers) through a method's frozen up-projection. With --bank, writes the "
-                                   "relative performance against the method in its original space.")
+                                   "(d numbers) through a method's frozen up-projection. Without --preset it "
+                                   "trains with AdamW and linear decay (the defaults below), whatever the "
+                                   "subspace; --preset udt-paper trains with Adafactor at a constant rate, as UDT "
+                                   "does, --preset ipt-paper as IPT's IST. With --bank, writes the relative "
+                                   "performance against the method in its original space.")
     t.add_argument("--subspace", required=True,
                    help="subspace folder, or builtin:NAME for one that ships with taskspace (`taskspace subspaces`)")
     t.add_argument("--task", required=True)

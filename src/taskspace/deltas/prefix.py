@@ -15,6 +15,11 @@ theta holds P and the MLP (as in UDT, where the whole re-parameterisation is the
 with stacks in canonical order. Without biases, T5-base with m = 120 and d_P = 24 has 1,105,920 parameters,
 UDT's budget. Initialisation: P ~ N(0, init_std²), W1 and W2 like nn.Linear (kaiming-uniform). The keys and
 values are computed once per bind, not per layer call. There is no neutral theta.
+
+Without the re-parameterisation (``reparam=False``), theta holds the keys and values themselves,
+``<stack>.prefix.KV [m, layers * 2 * kv_heads * head_dim]`` from N(0, init_std²) (``hidden`` and ``bias`` are
+then unused): the form UDT's code generates in its shared variant, where a biased linear map from the intrinsic
+vector produces every layer's keys and values directly.
 """
 
 from __future__ import annotations
@@ -35,7 +40,10 @@ class PrefixConfig(MethodConfig):
     hidden: int = option(64, "hidden size d_P of the re-parameterisation MLP")
     stacks: tuple[str, ...] = option(("encoder", "decoder"), "attention stacks with a prefix (those the backbone has)")
     bias: bool = option(False, "biases in the re-parameterisation MLP (UDT: none)")
-    init_std: float = option(0.02, "standard deviation of the initial virtual tokens P")
+    init_std: float = option(0.02, "standard deviation of the initial virtual tokens P (of the keys and values "
+                                   "without the re-parameterisation)")
+    reparam: bool = option(True, "the re-parameterisation MLP (off: theta holds every layer's keys and values "
+                                 "directly, as UDT's code in its shared variant)", since="0.2")
 
 
 class _LayerPrefix:
@@ -89,6 +97,9 @@ class PrefixTuning(DeltaMethod):
         out = []
         for stack in self.stacks():
             p = f"{stack}.prefix"
+            if not c.reparam:
+                out.append((f"{p}.KV", (c.n_tokens, self._out_features(stack))))
+                continue
             out += [(f"{p}.P", (c.n_tokens, d)), (f"{p}.W1", (d, c.hidden))]
             if c.bias:
                 out.append((f"{p}.b1", (c.hidden,)))
@@ -101,6 +112,9 @@ class PrefixTuning(DeltaMethod):
         c, d = self.config, self.backbone.hidden_size
         for stack in self.stacks():
             p = f"{stack}.prefix"
+            if not c.reparam:
+                self.layout.view(theta, f"{p}.KV").normal_(0.0, c.init_std, generator=generator)
+                continue
             self.layout.view(theta, f"{p}.P").normal_(0.0, c.init_std, generator=generator)
             kaiming_uniform_(self.layout.view(theta, f"{p}.W1"), d, generator)
             kaiming_uniform_(self.layout.view(theta, f"{p}.W2"), c.hidden, generator)
@@ -111,12 +125,15 @@ class PrefixTuning(DeltaMethod):
     def key_values(self, views: dict[str, torch.Tensor], stack: str) -> torch.Tensor:
         """All keys and values of a stack: ``[layers, 2, (B,) kv_heads, m, head_dim]``."""
         p = f"{stack}.prefix"
-        h = views[f"{p}.P"] @ views[f"{p}.W1"]
-        if self.config.bias:
-            h = h + views[f"{p}.b1"].unsqueeze(-2)
-        h = torch.tanh(h) @ views[f"{p}.W2"]
-        if self.config.bias:
-            h = h + views[f"{p}.b2"].unsqueeze(-2)
+        if self.config.reparam:
+            h = views[f"{p}.P"] @ views[f"{p}.W1"]
+            if self.config.bias:
+                h = h + views[f"{p}.b1"].unsqueeze(-2)
+            h = torch.tanh(h) @ views[f"{p}.W2"]
+            if self.config.bias:
+                h = h + views[f"{p}.b2"].unsqueeze(-2)
+        else:
+            h = views[f"{p}.KV"]
         blocks = self._blocks(stack)
         att = blocks[0].self_attn
         lead = h.shape[:-2]  # () or (B,)

@@ -6,9 +6,8 @@ as changes from their common initialisation (``delta_m = theta_m - theta_init_m`
 anchor). For a batch mixing tasks, each method's solution of each example's task is projected down,
 ``I_m = down_m(delta_m)``; the intrinsic vectors are mixed with random weights drawn once per step in the paper's
 way (for methods in order: ``w_1 ~ U(0, 1)``, ``w_2 ~ U(0, 1 - w_1)``, ..., the last takes the rest; with
-adapter, prefix, LoRA that is alpha, beta, 1 - alpha - beta; with ``micro_batch_size`` each micro-batch draws its
-own), ``I = sum_m w_m I_m``; every method is decoded
-from ``I`` and
+adapter, prefix, LoRA that is alpha, beta, 1 - alpha - beta; the micro-batches of a step, with
+``micro_batch_size``, share the step's draw), ``I = sum_m w_m I_m``; every method is decoded from ``I`` and
 
     L = sum_m [ dist_weight * ||up_m(I) - delta_m||^2 + task_loss(anchor_m + up_m(I)) ]
 
@@ -17,6 +16,10 @@ from ``I`` and
 distance (not squared) of the solution decoded from the method's *own* intrinsic vector (``distance="code"``).
 Validation is deterministic: equal weights ``1/M``; its score is the mean over methods and training tasks of
 the dev score (the original drew random weights at validation too). y is called d here, as in every finder.
+
+The projections start from nn.Linear's uniform initialisation by default (``up_init`` / ``down_init``
+``uniform``); the authors' code draws every weight of both from N(0, 0.02) (its ``init_weight``: ``normal``, the
+``udt-paper`` preset's), and ``up_init="zeros"`` starts every decoded solution at its method's anchor.
 """
 
 from __future__ import annotations
@@ -55,7 +58,25 @@ def udt_training() -> TrainConfig:
 
 
 DISTANCES = ("paper", "code")
-UP_INITS = ("uniform", "zeros")
+UP_INITS = ("uniform", "normal", "zeros")
+DOWN_INITS = ("uniform", "normal")
+#: The standard deviation of the authors' code's projections (``init_weight``: N(0, 0.02)).
+CODE_INIT_STD = 0.02
+
+
+def start_(projection: Projection, how: str, seed: int) -> Projection:
+    """Set ``projection``'s weights to its start: ``uniform`` leaves nn.Linear's (drawn at construction), ``normal``
+    draws every weight from N(0, 0.02) with a generator seeded by ``seed`` (the authors' code's start), ``zeros``
+    zeroes them. Returns the projection."""
+    with torch.no_grad():
+        if how == "normal":
+            generator = torch.Generator().manual_seed(seed)
+            for weight in projection.parameters():
+                weight.copy_(torch.randn(weight.shape, generator=generator) * CODE_INIT_STD)
+        elif how == "zeros":
+            for weight in projection.parameters():
+                weight.zero_()
+    return projection
 
 
 def distance_term(form: str, from_mixture: torch.Tensor, from_own: torch.Tensor | None,
@@ -81,10 +102,12 @@ class UnifiedConfig(Config):
     distance: str = option("paper", "the distance term: paper (||up_m(mixture) - delta_m||^2) or code (the "
                                     "authors' code: ||up_m(I_m) - delta_m||, from the method's own vector)",
                            choices=DISTANCES)
-    up_init: str = option("uniform", "initialisation of the up-projections: uniform (nn.Linear's default, as the "
-                                     "authors' code) or zeros (every decoded solution starts at its method's "
-                                     "anchor; on SmolLM2 the uniform start leaves the fit far from the solutions "
-                                     "after 100 steps, docs/subspaces.md)", choices=UP_INITS, since="0.2")
+    up_init: str = option("uniform", "initialisation of the up-projections: uniform (nn.Linear's default), normal "
+                                     "(N(0, 0.02), the authors' code) or zeros (every decoded solution starts at "
+                                     "its method's anchor; on SmolLM2 the uniform start leaves the fit far from the "
+                                     "solutions after 100 steps, docs/subspaces.md)", choices=UP_INITS, since="0.2")
+    down_init: str = option("uniform", "initialisation of the down-projections: uniform (nn.Linear's default) or "
+                                       "normal (N(0, 0.02), the authors' code)", choices=DOWN_INITS, since="0.2")
     seed: int = option(0, "seed of the projections and of the data order")
     train: TrainConfig = option(help="training settings", factory=udt_training)
 
@@ -115,13 +138,11 @@ class Unified(Finder):
             thetas, anchors[m] = data.solutions(m)
             deltas[m] = thetas - anchors[m]
         proj = _Projections(
-            {m: UDTDown(delta_methods[m].size, c.d, seed=c.seed + 2 * i) for i, m in enumerate(methods)},
-            {m: UDTUp(c.d, delta_methods[m].size, seed=c.seed + 2 * i + 1) for i, m in enumerate(methods)},
+            {m: start_(UDTDown(delta_methods[m].size, c.d, seed=c.seed + 2 * i), c.down_init, c.seed + 2 * i)
+             for i, m in enumerate(methods)},
+            {m: start_(UDTUp(c.d, delta_methods[m].size, seed=c.seed + 2 * i + 1), c.up_init, c.seed + 2 * i + 1)
+             for i, m in enumerate(methods)},
         ).to(backbone.device)
-        if c.up_init == "zeros":
-            with torch.no_grad():
-                for weight in proj.up.parameters():
-                    weight.zero_()
 
         def own_vectors(index: torch.Tensor) -> dict[str, torch.Tensor]:
             return {m: proj.down[m](deltas[m][index]) for m in methods}
