@@ -79,38 +79,61 @@ def _pct(x):
     return None if x is None else 100 * x
 
 
-def render(results: dict, meta: dict) -> str:
+BEFORE = Path(__file__).with_name("backbones_before.json")
+
+
+def _cell(now: float | None, before: float | None) -> str | None:
+    """A test score (%) with the earlier one in brackets."""
+    if now is None:
+        return None if before is None else f"– ({before:.1f})"
+    return f"{now:.1f}" + ("" if before is None else f" ({before:.1f})")
+
+
+def render(results: dict, meta: dict, before: dict | None = None) -> str:
+    before = before if before is not None else read_json(BEFORE)
     parts = [
         "# Backbones: does tuning matter?",
         "",
         "Test scores (%) of the frozen backbone and of each delta method tuned on the task, 16-shot seed-100 files, "
         f"test capped at 100 examples. Made by `{meta['command']}` (taskspace {__version__}; {meta['machine']}). "
-        "Each method runs with its default options and learning rate (`taskspace methods`) and the settings "
-        f"below; the best step on the 16-example dev set is kept, the untrained state (step 0) included.",
+        "Each method runs with its default options, learning rate and training budget (`taskspace methods`; "
+        "docs/budget.md says how they were chosen) and the settings below; the best step on the 16-example dev "
+        "set is kept, the untrained state (step 0) included. In brackets: the same cell before the defaults "
+        f"changed ({before['source']}).",
         "",
         f"Settings: {meta['settings']}.",
         "",
     ]
     for backbone, tasks in results.items():
+        earlier = before["scores"].get(backbone, {})
         header = ["task", "metric", "decode", "frozen", *METHODS]
-        rows, gains = [], {m: [] for m in METHODS}
+        rows, gains, means, old_means = [], {m: [] for m in METHODS}, {m: [] for m in METHODS}, {m: [] for m in METHODS}
         seconds = 0.0
         for task, entry in tasks.items():
             frozen = entry["frozen"]["test"]
+            old = earlier.get(task, {})
             seconds += entry["frozen"].get("seconds", 0.0)
             decode = next((entry[m].get("decode") for m in METHODS if m in entry), "")
-            row = [task, CATALOG[task].metric if task in CATALOG else "", decode, _pct(frozen)]
+            row = [task, CATALOG[task].metric if task in CATALOG else "", decode, _cell(_pct(frozen), old.get("frozen"))]
             for m in METHODS:
                 s = entry.get(m)
-                row.append(None if s is None else _pct(s["test"]))
+                row.append(_cell(None if s is None else _pct(s["test"]), old.get(m)))
                 if s is not None:
                     gains[m].append(s["test"] - frozen)
+                    means[m].append(100 * s["test"])
+                    if old.get(m) is not None:
+                        old_means[m].append(old[m])
                     seconds += s.get("wall_seconds", 0.0)
             rows.append(row)
+        rows.append(["mean test score (before, over the same tasks)", "", "", None,
+                     *[_cell(sum(v) / len(v), sum(old_means[m]) / len(old_means[m]) if old_means[m] else None)
+                       if v else None for m, v in means.items()]])
         rows.append(["mean gain over frozen", "", "", None,
                       *[_pct(sum(g) / len(g)) if g else None for g in gains.values()]])
         rows.append([f"tasks gaining >= {100 * GAIN_THRESHOLD:.0f} points", "", "", None,
                      *[f"{sum(x >= GAIN_THRESHOLD for x in g)} of {len(g)}" if g else None for g in gains.values()]])
+        rows.append(["tasks below the frozen model", "", "", None,
+                     *[f"{sum(x < 0 for x in g)} of {len(g)}" if g else None for g in gains.values()]])
         done = sum(len(g) for g in gains.values())
         threads = sorted({entry[m]["threads"] for entry in tasks.values() for m in METHODS
                           if m in entry and "threads" in entry[m]})
@@ -128,17 +151,21 @@ def main() -> None:
     ap.add_argument("--backbones", nargs="+", default=["smollm2", "minilm"])
     ap.add_argument("--tasks", nargs="*", help="only these tasks (default: the twelve above)")
     ap.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=30)
+    ap.add_argument("--steps", type=int, help="training steps (default: the library's, `taskspace methods`)")
+    ap.add_argument("--batch-size", type=int, help="examples per step (default: the library's)")
+    ap.add_argument("--eval-every", type=int, help="dev evaluation every N steps (default: the library's)")
     ap.add_argument("--max-test-examples", type=int, default=100)
     ap.add_argument("--eval-batch-size", type=int, default=32)
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
 
     out = Path(args.out)
-    settings = (f"{args.steps} steps, batch {args.batch_size}, dev every {args.eval_every} steps, AdamW with linear "
-                f"decay, clip 1.0, learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}")
+    given = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
+                               ("eval_every", args.eval_every)) if v is not None}
+    budget = TrainConfig(lr=None, **given)
+    settings = (f"{budget.steps} steps, batch {budget.batch_size}, dev every {budget.eval_every} steps, patience "
+                f"{budget.patience}, {budget.optimizer} with {budget.schedule} decay, clip {budget.max_grad_norm}, "
+                f"learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}, float32 weights")
     meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md",
             "machine": platform.processor() or platform.machine(),
             "settings": settings}
@@ -154,17 +181,17 @@ def main() -> None:
                 frozen_scores(backbone, task, test, folder, args.eval_batch_size)
                 for method in args.methods:
                     run_dir = folder / method
-                    if (run_dir / "scores.json").is_file():
-                        continue
+                    finished = (run_dir / "scores.json").is_file()
                     config = TuneConfig(
                         task=task_name, method=method, data_dir=args.data_dir, backbone=name,
-                        train=TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=REGISTRY[method].default_lr,
-                                          eval_every=args.eval_every, progress=False),
+                        train=budget.replace(lr=REGISTRY[method].default_lr, progress=False),
                         eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples,
                         zero_shot=False,
                     )
                     started = time.time()
-                    result = tune(config, run_dir, backbone=backbone)
+                    result = tune(config, run_dir, backbone=backbone)  # a finished run is verified and returned
+                    if finished:
+                        continue
                     wall = round(time.time() - started, 1)  # of this invocation: a resumed run counts its rest
                     write_json(run_dir / "timing.json", {"wall_seconds": wall, "threads": torch.get_num_threads()})
                     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # a finished run needs no resume state

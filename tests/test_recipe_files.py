@@ -107,3 +107,26 @@ def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_pa
     assert "no spread to measure" in one and "| kind |" not in one and "(1 seed;" in one
     two = section([["prompt", 2.5, 1, 0, 2]])
     assert "| kind | mean std |" in two and "no spread" not in two
+
+
+def test_backbones_document_sets_each_score_beside_the_one_before():
+    """recipes/backbones.py's document: each cell is the new test score with the earlier one in brackets, the mean
+    row compares the same tasks, and a method below the frozen model on a task is counted."""
+    backbones = _recipes("backbones")
+    results = {"SmolLM2-135M-Instruct": {
+        "glue-sst2": {"frozen": {"test": 0.5}, "lora": {"test": 0.8, "decode": "generate"},
+                      "prompt": {"test": 0.4, "decode": "generate"}},
+        "trec": {"frozen": {"test": 0.0}, "lora": {"test": 0.3, "decode": "generate"}},
+    }}
+    before = {"source": "the test's", "scores": {"SmolLM2-135M-Instruct": {
+        "glue-sst2": {"frozen": 0.0, "lora": 53.0, "prompt": 45.0}, "trec": {"frozen": 0.0, "lora": 12.2}}}}
+    text = backbones.render(results, {"command": "c", "machine": "m", "settings": "s"}, before)
+    sst2 = next(line for line in text.splitlines() if line.startswith("| glue-sst2"))
+    assert "| 50.0 (0.0) |" in sst2 and "| 40.0 (45.0) |" in sst2 and "| 80.0 (53.0) |" in sst2
+    mean = next(line for line in text.splitlines() if line.startswith("| mean test score"))
+    assert "| 55.0 (32.6) |" in mean  # lora: (80 + 30) / 2 against (53.0 + 12.2) / 2
+    below = next(line for line in text.splitlines() if line.startswith("| tasks below the frozen model"))
+    assert "| 1 of 1 |" in below and "| 0 of 2 |" in below
+    # the committed earlier numbers are the document's before this round
+    committed = backbones.read_json(backbones.BEFORE)["scores"]["SmolLM2-135M-Instruct"]
+    assert len(committed) == 12 and committed["ag_news"]["lora"] == 26.9
