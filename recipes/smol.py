@@ -4,6 +4,8 @@ and recipes/smol-udt.yaml (and any file of the same form).
     python recipes/smol.py recipes/smol-ipt.yaml --out runs/smol-ipt --report reports/smol-ipt.md
     python recipes/smol.py recipes/smol-udt.yaml --out runs/smol-udt --report reports/smol-udt.md
     python recipes/smol.py recipes/smol-catalog.yaml --out runs/smol-catalog --report reports/smol-catalog.md
+    python recipes/smol.py recipes/smol-udt-catalog.yaml --out runs/smol-udt-catalog \\
+        --report reports/smol-udt-catalog.md
 
 What a file holds (every stage's settings are the fields of its library config, read with ``from_dict``, so a
 misspelt key is refused by name):
@@ -47,7 +49,7 @@ writes the report again from it.
 
 This file is the runner: it reads the recipe (``smol_settings``), checks every setting before anything trains, and
 orders, times and resumes the stages, each a unit of ``smol_stages/``; ``smol_report/`` writes the report from
-``results.json`` and ``stages.json`` alone.
+``results.json`` and ``stages.json`` (and the training files of the tasks its failure analysis names) alone.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The report's main sections of one recipe (or part): the setting, the unseen tasks' scores, the relative
-performance, IPT's learnt against random (and linear) subspace and its challenges, UDT's transfer, and the stage
-times."""
+performance, IPT's learnt against random (and linear) subspace and its challenges, the unseen tasks IST fails on
+(``failures``), UDT's transfer, and the stage times."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from taskspace.tasks import CATALOG
 from recipe_common import fmt
 from smol_settings import linear_dims, random_dims
 
+from .failures import failure_lines
 from .relative import GAIN_MARGIN, PAPER, Numbers, ci, paper_cell, relative_records, transfer_cells
 
 #: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
@@ -116,6 +117,9 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
                 value = mean([ratio(got[t], bank_refs[t]) for t in seen])
                 lines.append(f"| {label} | {fmt(value)} | {'–' if paper is None else paper} |")
             lines.append("")
+
+    # the unseen tasks IST fails on, and the training tasks nearest them by answer form -----------------------------
+    lines += failure_lines(cfg, results, args.data_dir)
 
     # transfer ----------------------------------------------------------------------------------------------------
     if "udt" in cfg:

@@ -1,5 +1,6 @@
-"""The report of a recipe file, from its runs' results.json and stages.json alone (a report written again trains
-nothing): a section per part, each followed by its files."""
+"""The report of a recipe file, from its runs' results.json and stages.json alone (and the task files under
+``args.data_dir`` for the failure analysis; a report written again trains nothing): a section per part, each
+followed by its files."""
 
 from __future__ import annotations
 
