@@ -16,6 +16,7 @@ from taskspace.export import input_ids, input_text, read_record
 from taskspace.export.card import card_text, export_record
 from taskspace.predict import Predictor
 from taskspace.tasks import Example
+from test_export import _peft_lora
 from tiny import tiny_backbone
 
 INPUTS = ["sentence: a gripping, funny film", "sentence: dull and far too long",
@@ -119,21 +120,6 @@ def test_the_recorded_format_gives_the_ids_each_family_feeds_its_model(kind, opt
 
 # ---------------------------------------------------------------------------------------------------------------
 # import-peft: the adapter's base model
-
-
-def _peft_lora(llama_dir, folder, **config):
-    """A LoRA made and saved by peft itself (B moved off zero, as training would)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(llama_dir, local_files_only=True)
-    model = get_peft_model(base, LoraConfig(**config))
-    torch.manual_seed(3)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.1)
-    model.save_pretrained(str(folder))
 
 
 def _refused(argv: list[str], capsys, folder: Path) -> str:
