@@ -200,6 +200,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from ..deltas import METHODS
 
+    budget = TuneConfig(task="", method="lora", data_dir="").train
+    print(f"The training budget of tune and bank, every method (docs/budget.md says how it was chosen): "
+          f"--steps {budget.steps} --batch-size {budget.batch_size} --eval-every {budget.eval_every} --patience "
+          f"{budget.patience or 'none'}, {budget.optimizer} with {budget.schedule} decay, --max-grad-norm "
+          f"{budget.max_grad_norm}; the learning rate is each method's (below).")
     for name, cls in METHODS.items():
         print(f"{name}: {cls.__doc__.strip().splitlines()[0]}")
         print(f"    default --lr {cls.default_lr}; per-example theta: {'yes' if cls.supports_per_example else 'no'}")
