@@ -1,6 +1,6 @@
-"""The input template of causal backbones: SmolLM2 answers in its own chat template, a long input keeps its end and
-the template, ``plain`` is the form taskspace used before templates, and an artefact made with one template is
-never used with another."""
+"""The input template of causal backbones: SmolLM2 answers in its own chat template, a long input keeps the template
+and loses its middle (or an end, as the ``truncation`` setting says), ``plain`` is the form taskspace used before
+templates, and an artefact made with one template is never used with another."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from taskspace.tuning import TuneConfig, load_run, tune
 from tiny import tiny_backbone
 
 SHORT = Example("The stock market rose today.", ("business",), (), task="ag_news")
-LONG = Example("filler " * 3000 + "Which topic is this?", ("business",), (), task="ag_news")
+LONG = Example("question: Which topic is this? [SEP] " + "filler " * 3000 + "(A) business (B) sports", ("business",), (),
+               task="ag_news")
 
 
 @pytest.fixture(scope="module")
@@ -40,19 +41,56 @@ def test_smollm2_answers_in_its_chat_template(smol):
 
 
 @pytest.mark.parametrize("template", ["chat", "boundary", "plain"])
-def test_a_long_input_keeps_its_end_and_the_template(smol, template):
+def test_a_long_input_loses_its_middle_and_keeps_the_template(smol, template):
+    """By default both ends of a long input stay: a CrossFit input may put its question first (ropes) and its
+    options last (multiple choice)."""
     backbone = smol if template == "chat" else load_backbone("smollm2", template=template)
+    assert backbone.truncation == "middle" and backbone.describe()["truncation"] == "middle"
     ids = backbone._prompt_ids(LONG)
     assert len(ids) == backbone.max_input_length
     text = backbone.tokenizer.decode(ids)
     short = backbone.tokenizer.decode(backbone._prompt_ids(SHORT))
     head, tail = short.split("[ag_news] The stock market rose today.")
-    assert text.startswith(head) and text.endswith("Which topic is this?" + tail)  # the question and the boundary
-    assert "[ag_news]" not in text  # the beginning went
+    assert text.startswith(head + "[ag_news] question: Which topic is this?")  # the template and the beginning
+    assert text.endswith("(A) business (B) sports" + tail)  # the options and the boundary
+    assert text.count("filler") < 3000
     if template == "boundary":
         assert tail == "\nAnswer:"
     if template == "plain":
         assert (head, tail) == ("", "")
+
+
+@pytest.mark.parametrize("truncation", ["middle", "left", "right"])
+def test_where_a_long_input_is_cut(truncation, shared_dir, llama_dir):
+    backbone = load_backbone(llama_dir, template="boundary", max_input_length=40, truncation=truncation)
+    tok = backbone.tokenizer
+    body = tok(backbone.format_input(LONG), add_special_tokens=False).input_ids
+    full = backbone._prompt_ids(Example("x", ("y",), task="ag_news"))
+    head_n = len(full) - len(tok(backbone.format_input(Example("x", ("y",), task="ag_news")),
+                                 add_special_tokens=False).input_ids) - len(backbone.prompt_template.tail)
+    ids = backbone._prompt_ids(LONG)
+    room = 40 - head_n - len(backbone.prompt_template.tail)
+    kept = ids[head_n: len(ids) - len(backbone.prompt_template.tail)]
+    assert len(ids) == 40 and len(kept) == room
+    expected = {"left": body[-room:], "right": body[:room],
+                "middle": body[: (room + 1) // 2] + body[len(body) - room // 2:]}[truncation]
+    assert kept == expected
+    assert ids[len(ids) - len(backbone.prompt_template.tail):] == list(backbone.prompt_template.tail)
+
+
+def test_truncation_a_family_cannot_use_is_refused_and_old_records_reload_as_made(shared_dir, llama_dir):
+    from taskspace.backbones import recorded_truncation
+
+    with pytest.raises(ConfigError, match="truncation='middle': the seq2seq family takes right"):
+        tiny_backbone("t5", str(shared_dir), truncation="middle")
+    with pytest.raises(ConfigError, match="truncation='both'"):
+        load_backbone(llama_dir, truncation="both")
+    described = load_backbone(llama_dir).describe()
+    assert recorded_truncation(described) == "middle"
+    described.pop("truncation")  # made while taskspace kept a long input's end (templates, no setting)
+    assert recorded_truncation(described) == "left" and reload_backbone(described).truncation == "left"
+    described.pop("template")  # made before templates: the beginning was kept
+    assert recorded_truncation(described) == "right" and reload_backbone(described).truncation == "right"
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])

@@ -122,8 +122,10 @@ def recorded_dtype(saved_config: dict[str, Any]) -> str | None:
 
 #: Backbone settings that change what a run computes without being among its options when left at their
 #: defaults (the default dtype and template depend on the host and the model), and the value a record made before
-#: the setting existed stands for.
-HIDDEN_SETTINGS = {"dtype": None, "template": "plain"}
+#: the setting existed stands for (None: not compared; a run recorded before ``truncation`` is resumed or returned
+#: whatever the backbone's: it differs only for inputs longer than ``max_input_length``, and reloading the run for
+#: evaluate or predict uses the cut it was made with, :func:`taskspace.backbones.recorded_truncation`).
+HIDDEN_SETTINGS = {"dtype": None, "template": "plain", "truncation": None}
 
 
 def check_same_computation(saved_config: dict[str, Any], backbone: Backbone, where: Path) -> None:

@@ -253,8 +253,18 @@ def reload_backbone(description: dict, **overrides) -> Backbone:
     # gradient checkpointing only saves memory in training; what reloads a backbone evaluates or exports with it
     valid = _valid_options(FAMILIES[family]) - {"device", "gradient_checkpointing"}
     options = {k: v for k, v in description.items() if k in valid}
+    options.setdefault("truncation", recorded_truncation(description))
     options.setdefault("template", "plain")  # recorded before templates existed: the plain form
     return load_backbone(description["name"], **{**options, **overrides})
+
+
+def recorded_truncation(description: dict) -> str:
+    """Where the backbone ``description`` (a record's ``describe()``) cut long inputs: as recorded, or, for a record
+    made before the setting existed, where taskspace then cut them: a causal backbone kept an input's end while it
+    had templates (``template`` recorded) and its beginning before; the other families always keep the beginning."""
+    if "truncation" in description:
+        return description["truncation"]
+    return "left" if description.get("family") == "causal" and "template" in description else "right"
 
 
 def meta_backbone(name_or_path: str, *, family: str | None = None, tokenizer=None) -> Backbone:
@@ -309,6 +319,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "EncoderBackbone",
     "FAMILIES",
+    "recorded_truncation",
     "reload_backbone",
     "Seq2SeqBackbone",
     "Sites",

@@ -106,6 +106,10 @@ class Backbone(LayerCheckpointing, nn.Module):
     #: The input templates this family can use (:mod:`.templates`): the papers' ``[task] input`` form only.
     templates: ClassVar[tuple[str, ...]] = ("plain",)
 
+    #: Where an input longer than ``max_input_length`` is cut (:data:`.templates.TRUNCATIONS`; the first is the
+    #: default): the tokenizer keeps an input's beginning.
+    truncations: ClassVar[tuple[str, ...]] = ("right",)
+
     @classmethod
     def default_template(cls, tokenizer) -> str:
         return "plain"
@@ -129,9 +133,16 @@ class Backbone(LayerCheckpointing, nn.Module):
         dropout: bool = False,
         gradient_checkpointing: bool = False,
         template: str | None = None,
+        truncation: str | None = None,
         weight_files: Sequence[str | Path] | None = None,
     ):
         super().__init__()
+        truncation = self.truncations[0] if truncation is None else truncation
+        if truncation not in self.truncations:
+            raise ConfigError(f"truncation={truncation!r}: the {self.family} family takes "
+                              f"{' or '.join(self.truncations)}")
+        #: Where an input too long for ``max_input_length`` is cut; recorded in every artefact.
+        self.truncation = truncation
         template = self.default_template(tokenizer) if template is None else template
         if template not in self.templates:
             raise ConfigError(f"template={template!r}: the {self.family} family takes "
@@ -251,6 +262,7 @@ class Backbone(LayerCheckpointing, nn.Module):
             "max_output_length": self.max_output_length,
             "task_prefix": self.task_prefix,
             "template": self.template,
+            "truncation": self.truncation,
             "label_smoothing": self.label_smoothing,
             "decode": self.decode,
             "dtype": str(self.dtype).removeprefix("torch."),

@@ -10,7 +10,7 @@ from transformers.cache_utils import DynamicCache
 from ..tasks.example import Example
 from .base import Backbone, Batch, first_not_none, token_nll
 from .decoding import option_rows, settled_rows, take_tokens
-from .templates import TEMPLATES, Template, default_template
+from .templates import TEMPLATES, TRUNCATIONS, Template, default_template
 
 
 def _positions(mask: torch.Tensor) -> torch.Tensor:
@@ -22,6 +22,7 @@ class CausalBackbone(Backbone):
     family = "causal"
     auto_class = "AutoModelForCausalLM"
     templates = TEMPLATES
+    truncations = TRUNCATIONS
 
     @classmethod
     def default_template(cls, tokenizer) -> str:
@@ -49,9 +50,10 @@ class CausalBackbone(Backbone):
 
     # ------------------------------------------------------------------------------------------------------------
     def _prompt_ids(self, example: Example) -> list[int]:
-        """The template around the formatted input; an input too long for ``max_input_length`` keeps its end."""
+        """The template around the formatted input; an input too long for ``max_input_length`` is cut where the
+        ``truncation`` setting says (its middle by default)."""
         body = self.tokenizer(self.format_input(example), add_special_tokens=False).input_ids
-        return self._template.prompt_ids(body, self.max_input_length)
+        return self._template.prompt_ids(body, self.max_input_length, self.truncation)
 
     def _answer_ids(self, text: str) -> list[int]:
         spaced = self._template.answer_space

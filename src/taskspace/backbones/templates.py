@@ -12,8 +12,13 @@ decides what it has learnt to continue with there. Three templates:
   causal backbones without a chat template until one is measured to be better.
 
 A template is split once into the token ids before and after the formatted input (:class:`Template`), so that an
-input longer than ``max_input_length`` is cut at its beginning and keeps its end (the question) and both sides of
-the template.
+input longer than ``max_input_length`` is cut inside and keeps both sides of the template. Where the formatted input
+is cut is the ``truncation`` setting (:data:`TRUNCATIONS`): ``middle`` (the default of causal backbones) keeps its
+beginning and its end, ``left`` keeps its end, ``right`` keeps its beginning (what the tokenizers of seq2seq and
+encoder backbones do, and the only choice there). A causal model answers after the input's last token, but
+CrossFit's inputs do not put the question last: ropes writes ``question: ... [SEP] situation: ... [SEP]
+background: ...`` and a multiple-choice input ends with its options, so keeping either end alone loses what the
+other holds (measured in docs/backbones.md).
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from ..errors import ConfigError
 
 #: The templates of causal backbones; seq2seq and encoder backbones take ``plain`` only.
 TEMPLATES = ("chat", "boundary", "plain")
+#: Where a causal backbone cuts an input longer than ``max_input_length``: the middle, the left (beginning) or the
+#: right (end) of the formatted input.
+TRUNCATIONS = ("middle", "left", "right")
 #: What ``boundary`` puts between the input and the answer.
 BOUNDARY = "\nAnswer:"
 #: Stands for the user's message while the chat template is rendered (split at it afterwards).
@@ -95,10 +103,20 @@ class Template:
             tail = _continuation(tokenizer, BOUNDARY) + tail
         return cls(name, head, tail, answer_space=write_space)
 
-    def prompt_ids(self, body: list[int], max_length: int) -> list[int]:
-        """``head + body + tail`` within ``max_length`` tokens: a long body loses its beginning."""
+    def prompt_ids(self, body: list[int], max_length: int, truncation: str = "middle") -> list[int]:
+        """``head + body + tail`` within ``max_length`` tokens: a long body loses its middle (its first and last
+        halves of the room are kept; the beginning gets the odd token), its beginning (``left``) or its end
+        (``right``)."""
         room = max_length - len(self.head) - len(self.tail)
         if room < 1:
             raise ConfigError(f"max_input_length={max_length}: the {self.name} template alone takes "
                               f"{len(self.head) + len(self.tail)} tokens; expected a larger max_input_length")
-        return self.head + body[-room:] + self.tail
+        if len(body) > room:
+            if truncation == "left":
+                body = body[-room:]
+            elif truncation == "right":
+                body = body[:room]
+            else:
+                first = (room + 1) // 2
+                body = body[:first] + body[len(body) - (room - first):]
+        return self.head + body + self.tail

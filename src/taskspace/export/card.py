@@ -44,14 +44,13 @@ def _input_format(backbone: Backbone, task: str) -> dict[str, Any]:
     prefix = backbone.format_input(Example("", ("",), task=task))
     out: dict[str, Any] = {"task_prefix": prefix, "template": backbone.template,
                            "max_input_length": backbone.max_input_length}
-    if backbone.family == "causal":  # the template's ids around the input's; a long input loses its beginning
+    if backbone.family == "causal":  # the template's ids around the input's; a long input cut where it says
         template = backbone.prompt_template
         out.update(special_tokens=False, head_ids=list(template.head), tail_ids=list(template.tail),
-                   truncation="start",
+                   truncation=backbone.truncation,
                    text=tokenizer.decode(template.head) + prefix + "{input}" + tokenizer.decode(template.tail))
     else:  # the tokenizer's own special tokens, cut where the tokenizer cuts
-        out.update(special_tokens=True, truncation="end" if tokenizer.truncation_side == "right" else "start",
-                   text=prefix + "{input}")
+        out.update(special_tokens=True, truncation=tokenizer.truncation_side, text=prefix + "{input}")
     return out
 
 
@@ -123,7 +122,7 @@ def input_ids(record: dict[str, Any], text: str, tokenizer) -> list[int]:
         return tokenizer(formatted, max_length=fmt["max_input_length"], truncation=True).input_ids
     body = tokenizer(formatted, add_special_tokens=False).input_ids
     template = Template(fmt["template"], fmt["head_ids"], fmt["tail_ids"], record["answer"]["answer_space"])
-    return template.prompt_ids(body, fmt["max_input_length"])
+    return template.prompt_ids(body, fmt["max_input_length"], fmt["truncation"])
 
 
 def write_export_files(out: str | Path, record: dict[str, Any]) -> None:
@@ -161,7 +160,9 @@ def _input_section(record: dict[str, Any]) -> list[str]:
         second = (f"2. It is tokenized without special tokens and placed in the `{fmt['template']}` template "
                   f"({_TEMPLATE_WORDS[fmt['template']]}): the token ids `{fmt['head_ids']}` before it and "
                   f"`{fmt['tail_ids']}` after it.")
-    where = "beginning (its end and the template are kept)" if fmt["truncation"] == "start" else "end"
+    where = {"left": "beginning (its end and the template are kept)",
+             "right": "end (its beginning and the template are kept)",
+             "middle": "middle (the first and last halves of the room left by the template are kept)"}[fmt["truncation"]]
     shown = ("As text, before the tokenizer adds its special tokens:" if fmt["special_tokens"] else
              "As text (for reading: the ids above are exact):")
     return ["The model answers inputs formatted as taskspace formatted them in training; fed the raw text, it "

@@ -121,7 +121,8 @@ class BankEntry:
 _OTHER_DATA = "build a bank of the current data in another folder, or use the data the bank was built on"
 
 #: The backbone settings every entry of a bank is scored with, recorded in bank.json (a bank cannot mix them).
-SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing", "template")
+SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing", "template",
+                    "truncation")
 
 
 def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
@@ -197,8 +198,9 @@ def build_bank(
         mine = dict(record["backbone"])
         if "settings" not in saved.get("backbone", {}):  # a bank written before the settings were recorded
             mine.pop("settings")
-        else:  # a bank written before templates was tuned on the plain form
+        else:  # a bank written before templates was tuned on the plain form; before truncation: not compared
             saved["backbone"]["settings"].setdefault("template", "plain")
+            saved["backbone"]["settings"].setdefault("truncation", mine["settings"]["truncation"])
         by_content = "data" in saved  # else a bank written before digests: its data folder is compared
         if (compared(saved.get("spec"), by_content) != compared(record["spec"], by_content)
                 or saved.get("backbone") != mine):
