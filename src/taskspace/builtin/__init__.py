@@ -4,7 +4,8 @@ A built-in is a folder ``NAME/`` of this package holding what :meth:`taskspace.s
 (``subspace.json``, ``subspace.safetensors``) and ``card.md``, whose first line says in one sentence what it is
 and whose rest gives its training tasks, the recipe command that made it, its unseen-task scores with intervals,
 and the backbone's fingerprint and template. Loading one checks the backbone and template as for any subspace
-folder. ``taskspace subspaces`` lists them.
+folder. ``taskspace subspaces`` lists them; ``recipes/ship_subspace.py`` writes one (its files and card) from a
+finished recipe run.
 
 The environment variable ``TASKSPACE_BUILTIN_DIR`` names another folder to take the built-ins from (tests, or
 trying a candidate before it ships).

@@ -1,0 +1,172 @@
+"""recipes/ship_subspace.py: a finished recipe run's subspace shipped as a built-in: its saved files and nothing else,
+and a card whose first line says what it is and whose unseen-task table holds the run's own numbers; it loads as
+builtin:NAME; an oversized, missing, unfinished or mismatched subspace is refused in one line, nothing written."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import taskspace.builtin as builtin
+from taskspace.analysis import mean, mean_interval, ratio
+from taskspace.backbones import load_backbone
+from taskspace.errors import ConfigError
+from taskspace.subspace import Subspace
+from taskspace.tasks import CATALOG
+from test_recipes import ROOT, TINY, _recipes, _runner
+
+NAME = "tiny-prompt"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, shared_dir, data_dir):
+    """A finished tiny recipe run, its recipe file and settings: TINY less its Fastfood, UDT, analyses and
+    challenges (a prompt bank of 2 training tasks; on 2 unseen tasks with 2 seeds: prompt tuning, IST through MSF at
+    d = 2, the random auto-encoder at d = 2, the linear subspace at d = 1)."""
+    cfg = yaml.safe_load(TINY.format(llama=f"{shared_dir}/models/stories260K"))
+    for section in ("fastfood", "udt", "analyses"):
+        del cfg[section]
+    cfg["bank"]["methods"] = {"prompt": cfg["bank"]["methods"]["prompt"]}
+    cfg["ipt"].update(dims=[2], challenge_tasks=0)
+    root = tmp_path_factory.mktemp("ship")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    run = root / "run"
+    _runner().Runner(cfg, run, str(data_dir), png=False).run()
+    return run, recipe, cfg
+
+
+@pytest.fixture(scope="module")
+def llama(shared_dir):
+    return load_backbone(f"{shared_dir}/models/stories260K", decode="rank")
+
+
+def _ship(run, recipe, out, subspace="ipt-d2", name=NAME, *extra: str) -> None:
+    _recipes("ship_subspace").main(["--run", str(run), "--recipe", str(recipe), "--subspace", subspace, "--name",
+                                    name, "--out", str(out), *extra])
+
+
+def _cell(values) -> str:
+    """A mean and its 95 % interval as the report prints them."""
+    centre, half, _ = mean_interval(values)
+    if centre is None:
+        return "–"
+    return f"{100 * centre:.1f}" + ("" if half is None else f" ± {100 * half:.1f}")
+
+
+def test_a_shipped_subspace_holds_its_files_and_a_card_of_the_runs_numbers(finished, llama, tmp_path, monkeypatch,
+                                                                            capsys):
+    run, recipe, cfg = finished
+    out = tmp_path / "builtin"
+    _ship(run, recipe, out, "ipt-d2", NAME, "--check")
+    assert f"check: builtin:{NAME} loads on " in capsys.readouterr().out
+    folder = out / NAME
+    assert [p.name for p in out.iterdir()] == [NAME]  # no partial folder left beside it
+    assert {p.name for p in folder.iterdir()} == {"subspace.json", "subspace.safetensors", builtin.CARD}
+    for f in ("subspace.json", "subspace.safetensors"):
+        assert (folder / f).read_bytes() == (run / "ipt-d2" / f).read_bytes()
+    meta = json.loads((folder / "subspace.json").read_text())
+    card = (folder / builtin.CARD).read_text(encoding="utf-8")
+    lines = card.splitlines()
+    assert lines[0] == (f"# A 2-dimensional prompt-tuning subspace of {meta['backbone']['name']}, learnt (IPT's MSF) "
+                        "from 2 CrossFit tasks.")
+    for text in (f"weights fingerprint (sha256): {meta['backbone']['fingerprint']}",
+                 f"input template: {llama.template}", f"truncation of long inputs: {llama.truncation}",
+                 f"max input length: {llama.max_input_length} tokens", "n_tokens=2", "glue-sst2, ag_news",
+                 f"python recipes/smol.py {recipe} --out {run} --report reports/tiny.md"):
+        assert text in card, text
+
+    # the unseen-task table and E_rel: the run's results.json, as the report computes them
+    results = json.loads((run / "results.json").read_text())
+    scores, unseen = results["scores"], cfg["unseen_tasks"]
+    refs = {t: mean(list(scores["reference/prompt"][t].values())) for t in unseen}
+    for t in unseen:
+        r = ratio(mean(list(scores["ipt/d2"][t].values())), refs[t])
+        row = (f"| {t} | {CATALOG[t].category} | {100 * results['frozen'][t]:.1f} | "
+               f"{_cell(list(scores['reference/prompt'][t].values()))} | {_cell(list(scores['ipt/d2'][t].values()))} | "
+               f"{'–' if r is None else f'{100 * r:.1f}'} |")
+        assert row in lines, row
+
+    def e_rel(key: str) -> str:
+        return _cell([mean([ratio(scores[key][t][s], refs[t]) for t in unseen]) for s in ("0", "1")])
+
+    assert any(line.startswith(f"| IST through this subspace (ipt/d2) | {e_rel('ipt/d2')} | ") for line in lines)
+    assert any(line.startswith(f"| random auto-encoder, d = 2 (baseline) | {e_rel('random-ae/d2')} | ")
+               for line in lines)
+
+    # how to use it: the recipe's backbone settings and IST training (TINY's, where they differ from the command's)
+    flat = card.replace(" \\\n    ", " ")
+    for text in (f"taskspace subspace-tune --subspace builtin:{NAME} --method prompt --task reviews",
+                 f"--backbone-opt template={llama.template} --backbone-opt truncation={llama.truncation}",
+                 "--steps 2 --batch-size 2 --lr 0.1 --eval-every 2 --out runs/reviews",
+                 "taskspace export runs/reviews --format peft"):
+        assert text in flat, text
+
+    # it loads by name from TASKSPACE_BUILTIN_DIR, and decodes as the run's folder does
+    monkeypatch.setenv(builtin.ROOT_ENV, str(out))
+    assert builtin.builtin_names() == [NAME] and builtin.Builtin.read(NAME).summary == lines[0][2:]
+    shipped, source = Subspace.load(f"builtin:{NAME}", llama), Subspace.load(run / "ipt-d2", llama)
+    z = torch.randn(2, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(shipped.theta("prompt", z), source.theta("prompt", z))
+
+
+def test_the_linear_subspace_ships_with_its_own_first_line(finished, tmp_path):
+    run, recipe, _ = finished
+    _ship(run, recipe, tmp_path, "linear-d1", "tiny-linear")
+    card = (tmp_path / "tiny-linear" / builtin.CARD).read_text(encoding="utf-8")
+    first = card.splitlines()[0]
+    assert first.startswith("# A 1-dimensional prompt-tuning subspace of ")
+    assert first.endswith(", the principal directions of 2 CrossFit tasks' solutions around their mean.")
+    assert "| IST through this subspace (linear/d1) | " in card and "| random auto-encoder, d = 2 (baseline) | " in card
+
+
+def test_an_oversized_missing_unfinished_or_mismatched_subspace_is_refused_with_nothing_written(finished, tmp_path,
+                                                                                                 monkeypatch):
+    run, recipe, cfg = finished
+    _ship(run, recipe, tmp_path / "first")
+    size = builtin.folder_bytes(tmp_path / "first" / NAME)
+    out = tmp_path / "builtin"
+    monkeypatch.setattr(builtin, "MAX_BYTES", size - 1)
+    with pytest.raises(ConfigError, match=f"^--subspace ipt-d2: the built-in would weigh {size:,} bytes, above the "
+                                          f"{size - 1:,} bytes a built-in may weigh"):
+        _ship(run, recipe, out)
+    assert not out.exists()
+    monkeypatch.setattr(builtin, "MAX_BYTES", size)
+    _ship(run, recipe, out)  # at the limit
+    with pytest.raises(ConfigError, match=f"^--name {NAME}: .* exists already"):
+        _ship(run, recipe, out)
+
+    nowhere = tmp_path / "nowhere"
+    with pytest.raises(ConfigError, match="^--subspace ipt-d9: no such folder in .*; the run's subspaces: ipt-d2, "
+                                          "linear-d1, random-ae-d2$"):
+        _ship(run, recipe, nowhere, "ipt-d9")
+    with pytest.raises(ConfigError, match="^--name Tiny Prompt: expected lower-case letters"):
+        _ship(run, recipe, nowhere, "ipt-d2", "Tiny Prompt")
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({**cfg, "train_tasks": ["glue-sst2", "imdb"]}))
+    with pytest.raises(ConfigError, match=f"^--recipe {re.escape(str(other))}: its training tasks are not those the "
+                                          "subspace was fitted to \\(ag_news is in one list only\\)"):
+        _ship(run, other, nowhere)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run / "ipt-d2", unfinished / "ipt-d2", ignore=shutil.ignore_patterns("runs", "fit"))
+    results = json.loads((run / "results.json").read_text())
+    del results["scores"]["ipt/d2"]["rotten_tomatoes"]["1"]
+    (unfinished / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ConfigError, match="no ipt/d2 score of rotten_tomatoes, seed 1: the stage is unfinished"):
+        _ship(unfinished, recipe, nowhere)
+    assert not nowhere.exists()
+
+    # as a command: one line on stderr, exit status 2, nothing written
+    done = subprocess.run([sys.executable, str(ROOT / "recipes" / "ship_subspace.py"), "--run", str(run), "--recipe",
+                           str(recipe), "--subspace", "ipt-d9", "--name", NAME, "--out", str(nowhere)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert done.stderr.startswith("ship_subspace.py: error: --subspace ipt-d9: no such folder in ")
+    assert len(done.stderr.strip().splitlines()) == 1 and not nowhere.exists()
