@@ -65,7 +65,7 @@ CASES = {
         (["--weight-decay", "nan"], r"--weight-decay nan"),
         (["--schedule", "cosine"], r"argument --schedule: invalid choice"),
         (["--warmup-steps", "-1"], r"--warmup-steps -1: expected between 0 and --steps"),
-        (["--warmup-steps", "400"], r"--warmup-steps 400: expected between 0 and --steps 300"),
+        (["--warmup-steps", "400"], r"--warmup-steps 400: expected between 0 and --steps 200"),
         (["--max-grad-norm", "0"], r"--max-grad-norm 0.0: expected a positive"),
         (["--max-grad-norm", "nan"], r"--max-grad-norm nan: expected a positive"),
         (["--eval-every", "0"], r"--eval-every 0: expected at least 1"),

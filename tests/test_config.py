@@ -15,7 +15,7 @@ from taskspace.deltas import METHODS
 from taskspace.errors import ConfigError
 from taskspace.subspace import FINDERS, BankSpec, SubspaceTuneConfig, UnifiedConfig
 from taskspace.train import TrainConfig
-from taskspace.tuning import TuneConfig
+from taskspace.tuning import TuneConfig, tune_training
 
 REQUIRED = {TuneConfig: dict(task="glue-sst2", method="lora", data_dir="/data"),
             BankSpec: dict(tasks=["glue-sst2"], methods={"lora": {"r": 2}}, data_dir="/data"),
@@ -42,7 +42,7 @@ def test_a_misspelt_key_gets_the_close_names():
 
 
 def test_runtime_fields_stay_out_of_identity():
-    config = TuneConfig(**REQUIRED[TuneConfig], keep_checkpoint=True, train=TrainConfig(lr=None, progress=False))
+    config = TuneConfig(**REQUIRED[TuneConfig], keep_checkpoint=True, train=tune_training(progress=False))
     identity = config.identity()
     assert "keep_checkpoint" not in identity and "progress" not in identity["train"]
     assert identity == TuneConfig(**REQUIRED[TuneConfig]).identity()
@@ -192,3 +192,18 @@ def test_every_preset_value_is_a_valid_config():
         for finder, values in stages["fit-subspace"].items():
             finder_class(finder).config_class().updated(values)
         SubspaceTuneConfig(**REQUIRED[SubspaceTuneConfig]).updated(stages["subspace-tune"])
+
+
+def test_tune_and_bank_train_with_the_budget_methods_shows(capsys):
+    """tune's and bank's defaults are the chosen budget (docs/budget.md), every method alike, and `taskspace
+    methods` says so; prompt tuning's learning rate is the swept one."""
+    from taskspace.cli import main
+    from taskspace.subspace import BankSpec
+    from taskspace.tuning import TUNE_BUDGET
+
+    for train in (TuneConfig(**REQUIRED[TuneConfig]).train, BankSpec(tasks=["glue-sst2"], methods={"prompt": {}}, data_dir="x").train):
+        assert {k: getattr(train, k) for k in TUNE_BUDGET} == TUNE_BUDGET == {
+            "steps": 200, "batch_size": 8, "eval_every": 25, "patience": 3}
+    assert TuneConfig(task="x", method="prompt", data_dir="x").train.lr == 0.3
+    assert main(["methods"]) == 0
+    assert "--steps 200 --batch-size 8 --eval-every 25 --patience 3" in capsys.readouterr().out

@@ -47,6 +47,18 @@ class FewShotRunConfig(Config):
     test_sample_seed: int = option(0, "seed of the test subset", cli=False)
 
 
+#: The training budget of ``tune`` and ``bank`` unless told otherwise, every method alike (the learning rate is each
+#: method's): chosen on SmolLM2 by recipes/budget.py, docs/budget.md. Early stopping ends a run whose dev score has
+#: not improved for ``patience`` evaluations, so that ``steps`` can be what the slowest learner needs.
+TUNE_BUDGET = {"steps": 200, "batch_size": 8, "eval_every": 25, "patience": 3}
+
+
+def tune_training(**changes: Any) -> TrainConfig:
+    """The training settings of a tune run or bank entry: :data:`TUNE_BUDGET`, the method's learning rate (``lr``
+    None until the config knows its method), and ``changes``."""
+    return TrainConfig(**{"lr": None, **TUNE_BUDGET, **changes})
+
+
 @dataclass(kw_only=True)
 class BaseTuneConfig(FewShotRunConfig):
     """What a run that tunes a delta method's theta shares (:class:`TuneConfig`, :class:`MultiTuneConfig`): the
@@ -59,7 +71,7 @@ class BaseTuneConfig(FewShotRunConfig):
                                              "its name)", cli=False)
     backbone_options: dict[str, Any] = option(help="backbone options", factory=dict)
     seed: int = option(0, "seed of the initialisation (and, on the command line, of the data order)")
-    train: TrainConfig = option(help="training settings", factory=lambda: TrainConfig(lr=None))
+    train: TrainConfig = option(help="training settings", factory=tune_training)
 
     def check(self) -> None:
         if self.train.lr is None:

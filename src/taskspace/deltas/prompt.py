@@ -36,7 +36,7 @@ class PromptTuning(DeltaMethod):
     """Prompt tuning: soft tokens prepended to the input embeddings."""
 
     name = "prompt"
-    default_lr = 3e-2
+    default_lr = 0.3  # docs/budget.md: 0.03 left every swept task far behind on SmolLM2
     config_class = PromptConfig
 
     def validate(self) -> None:

@@ -36,7 +36,7 @@ from ..runs import check_same_data, compared, split_digests
 from ..store import exclusive, load_delta, read_json, write_json
 from ..tasks import Example, Task, load_task_as
 from ..train import TrainConfig
-from ..tuning import TuneConfig, tune, tune_together
+from ..tuning import TuneConfig, tune, tune_together, tune_training
 
 BANK_FILE = "bank.json"
 
@@ -58,7 +58,7 @@ class BankSpec(Config):
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw (none: --k)", check=positive_count, since="0.2")
     train: TrainConfig = option(help="training settings (but the learning rate)",
-                                factory=lambda: TrainConfig(lr=None))
+                                factory=tune_training)
     lr: dict[str, float] = option(help="learning rate per method (default: the method's)", factory=dict, cli=False)
     max_test_examples: int | None = option(500, "evaluate on a seeded random subset of at most N test examples "
                                                 "(none: all)", check=positive_count, nullable=True)
