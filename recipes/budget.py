@@ -41,6 +41,18 @@ GRID: dict[str, list[tuple[str, float, dict]]] = {
 }
 SWEPT_TEMPLATES = {"prompt": ("chat", "boundary"), "lora": ("chat", "boundary")}
 PATIENCES = (1, 2, 3, 4, 6)
+#: Mean dev scores this close (points) count as a tie, broken by the shorter examples.
+TIE = 2.0
+
+
+def template_cost(backbone, data_dir: str) -> float:
+    """The mean length in tokens of a training example (input in the template, then the answer) over the tasks: what
+    a template adds to every step's cost."""
+    from taskspace.tasks import load_task
+
+    lengths = [len(backbone._prompt_ids(e)) + len(backbone._answer_ids(e.target))
+               for task in TASKS for e in load_task(task, data_dir).train]
+    return sum(lengths) / len(lengths)
 
 
 def _slug(name: str) -> str:
@@ -105,16 +117,19 @@ def _pct(x):
     return "–" if x is None else f"{100 * x:.1f}"
 
 
-def document(args, results: dict) -> str:
+def document(args, results: dict, cost: dict | None = None) -> str:
+    cost = cost if cost is not None else {}
     lines = [
         "# Training budget: what each method needs on SmolLM2",
         "",
         f"One `tune` run per method, configuration, template and task on {args.backbone} (float32 weights), "
         f"16-shot seed-100 files, {args.steps} steps of {args.batch_size} with linear decay, dev every "
         f"{args.eval_every} steps, no early stopping, answers generated, test capped at {args.max_test_examples} "
-        f"examples. Tasks: {', '.join(TASKS)}. Made by `python recipes/budget.py --out {args.out} --doc {args.doc}`."
-        " Selection is on dev only (mean over the tasks of the best dev score); test is the run's test score at "
-        "its best dev step. – : not run yet.",
+        f"examples. Tasks: {', '.join(TASKS)}. Made by `python recipes/budget.py --out runs/budget --doc "
+        "docs/budget.md`. Selection is on dev only: the configuration and template with the best mean over the "
+        f"tasks of the best dev score, or, among those within {TIE} points of it (a 16-example dev set moves by "
+        "6 points an example), the one whose examples are shortest in tokens (its steps cost least). Test is the "
+        "run's test score at its best dev step. – : not run yet.",
         "",
     ]
     minutes = 0.0
@@ -145,8 +160,13 @@ def document(args, results: dict) -> str:
         lines.append("")
         if not ranked:
             continue
-        dev, template, name, rs = max(ranked, key=lambda x: x[0])
-        lines += [f"Best on dev: **{template}, {name}** (mean dev {_pct(dev)}).", ""]
+        best = max(r[0] for r in ranked)
+        near = [r for r in ranked if 100 * (best - r[0]) <= TIE]
+        dev, template, name, rs = min(near, key=lambda r: (cost.get(r[1], float("inf")), -r[0]))
+        lengths = ", ".join(f"{t} {n:.0f}" for t, n in sorted(cost.items()) if t in {r[1] for r in near})
+        lines += [f"Chosen: **{template}, {name}** (mean dev {_pct(dev)}; best {_pct(best)}"
+                  + (f"; mean tokens per training example within {TIE} points of it: {lengths}" if len(near) > 1
+                     and lengths else "") + ").", ""]
         steps = [s for s, _ in rs[0]["curve"] if s > 0]
         lines += ["Mean best-so-far dev score by step (this configuration):", "",
                   "| step | " + " | ".join(str(s) for s in steps) + " |",
@@ -159,6 +179,10 @@ def document(args, results: dict) -> str:
             kept = [with_patience(r["curve"], p) for r in rs]
             lines.append(f"| {p} | {_pct(_mean([k[0] for k in kept]))} | {_mean([k[1] for k in kept]):.0f} |")
         lines.append(f"| none | {_pct(dev)} | {args.steps} |")
+        keeps = [p for p in PATIENCES if all(with_patience(r["curve"], p)[0] >= max(d for _, d in r["curve"])
+                                             for r in rs)]
+        if keeps:
+            lines += ["", f"The smallest patience that keeps every task's best dev score on these curves: {keeps[0]}."]
         lines.append("")
     lines += [f"{len(results)} runs finished, {minutes:.1f} minutes of wall time (frozen evaluations included).", ""]
     return "\n".join(lines)
@@ -183,6 +207,12 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.out)
     results: dict = {}
+    cost_file = out / "template-cost.json"  # mean tokens per training example in each template
+    cost = read_json(cost_file) if cost_file.is_file() else {}
+    if not args.report_only:
+        for template in {t for m in args.methods for t in SWEPT_TEMPLATES.get(m, (args.template,))} - set(cost):
+            cost[template] = round(template_cost(load_backbone(args.backbone, template=template), args.data_dir), 1)
+        write_json(cost_file, cost)
     for method, configs in GRID.items():
         for template in SWEPT_TEMPLATES.get(method, (args.template,)):
             for name, *_ in configs:
@@ -209,8 +239,8 @@ def main() -> None:
                             args, backbones[template], method, template, config, task)
                         print(f"{method:8s} {template:8s} {config[0]:20s} {task:10s} dev {_pct(r['dev'])} "
                               f"test {_pct(r['test'])} step {r['best_step']} ({r.get('seconds', 0):.0f} s)", flush=True)
-                        write_text(args.doc, document(args, results))
-    write_text(args.doc, document(args, results))
+                        write_text(args.doc, document(args, results, cost))
+    write_text(args.doc, document(args, results, cost))
 
 
 if __name__ == "__main__":

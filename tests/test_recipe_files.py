@@ -161,3 +161,31 @@ def test_backbones_document_sets_each_score_beside_the_one_before():
     # the committed earlier numbers are the document's before this round
     committed = backbones.read_json(backbones.BEFORE)["scores"]["SmolLM2-135M-Instruct"]
     assert len(committed) == 12 and committed["ag_news"]["lora"] == 26.9
+
+
+def test_budget_document_chooses_on_dev_breaks_ties_by_length_and_reads_patience():
+    """recipes/budget.py: early stopping replayed on a dev curve as train() counts it, the configuration chosen on
+    dev with a tie (within 2 points) going to the shorter template, and the smallest patience that loses nothing."""
+    from types import SimpleNamespace
+
+    budget = _recipes("budget")
+    curve = [(0, 0.0), (25, 0.5), (50, 0.5), (75, 0.5), (100, 0.6), (125, 0.6), (150, 0.5)]
+    assert budget.with_patience(curve, 2) == (0.5, 75)  # two evaluations without a better score: stop
+    assert budget.with_patience(curve, 3) == (0.6, 150)
+    assert budget.with_patience([(0, 0.3), (25, 0.1), (50, 0.2)], 1) == (0.3, 50)  # step 0 kept when strictly better
+
+    def run(dev, test):
+        return {"dev": dev, "test": test, "best_step": 100, "curve": curve, "seconds": 60}
+
+    results = {}
+    for task in budget.TASKS:
+        results[("prompt", "chat", "lr 0.3", task)] = run(0.60, 0.5)
+        results[("prompt", "boundary", "lr 0.3", task)] = run(0.59, 0.6)
+        results[("prompt", "boundary", "lr 0.03", task)] = run(0.40, 0.3)
+    args = SimpleNamespace(backbone="smollm2", steps=200, batch_size=8, eval_every=25, max_test_examples=100,
+                           template="chat")
+    text = budget.document(args, results, {"chat": 80.0, "boundary": 50.0})
+    assert "Chosen: **boundary, lr 0.3** (mean dev 59.0; best 60.0; mean tokens per training example" in text
+    assert "The smallest patience that keeps every task's best dev score on these curves: 3." in text
+    lone = budget.document(args, {k: v for k, v in results.items() if k[1] == "chat"}, {"chat": 80.0})
+    assert "Chosen: **chat, lr 0.3** (mean dev 60.0; best 60.0)." in lone
