@@ -156,7 +156,8 @@ def document(args, results: dict, cost: dict | None = None) -> str:
             dev, test = _mean([r["dev"] for r in done]), _mean([r["test"] for r in done])
             if len(done) == len(TASKS):
                 ranked.append((dev, template, name, rs))
-            lines.append(f"| {template} | {name} | " + " | ".join(row) + f" | {_pct(dev)} | {_pct(test)} |")
+            part = "" if len(done) in (0, len(TASKS)) else f" ({len(done)} of {len(TASKS)} tasks)"
+            lines.append(f"| {template} | {name} | " + " | ".join(row) + f" | {_pct(dev)}{part} | {_pct(test)}{part} |")
         lines.append("")
         if not ranked:
             continue
