@@ -38,7 +38,7 @@ def builtin_root() -> Path:
 
 def builtin_names() -> list[str]:
     """The installed built-ins: the root's folders that hold a ``subspace.json``, sorted."""
-    from ..subspace.space import SUBSPACE_JSON  # a built-in is a subspace folder (that module names it here)
+    from ..subspace.files import SUBSPACE_JSON  # a built-in is a subspace folder (that module names it here)
 
     root = builtin_root()
     if not root.is_dir():
@@ -84,7 +84,7 @@ class Builtin:
 
     @classmethod
     def read(cls, name: str) -> "Builtin":
-        from ..subspace.space import SUBSPACE_JSON
+        from ..subspace.files import SUBSPACE_JSON
 
         folder = subspace_folder(PREFIX + name)
         meta = read_json(folder / SUBSPACE_JSON)

@@ -192,11 +192,11 @@ def _answer_section(record: dict[str, Any]) -> list[str]:
 
 
 _AUTO = {"causal": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
+#: The peft_type of the adapters import-peft reads, and the method each becomes.
+METHOD_OF = {"LORA": "lora", "PROMPT_TUNING": "prompt"}
 
 
 def _use_section(record: dict[str, Any]) -> list[str]:
-    from .imports import METHOD_OF
-
     family, merged = record["backbone"]["family"], record["exported_as"] == "merged"
     back = "`taskspace predict RUN` on the run answers the same."
     if not merged and record["method"]["method"] in METHOD_OF.values():

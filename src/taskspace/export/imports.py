@@ -27,7 +27,7 @@ from ..deltas import DeltaMethod, build_method
 from ..deltas.lora import ROLES
 from ..errors import ConfigError, DataError, IncompatibleError
 from ..store import read_json, read_tensors
-from .card import read_record
+from .card import METHOD_OF, read_record
 from .peft import CONFIG, WEIGHTS
 
 if TYPE_CHECKING:
@@ -140,7 +140,6 @@ def _prompt(config: dict, tensors: dict[str, torch.Tensor], backbone: Backbone, 
 
 _IMPORTERS = {"LORA": _lora, "PROMPT_TUNING": _prompt}
 #: peft_type -> the taskspace method it becomes.
-METHOD_OF = {"LORA": "lora", "PROMPT_TUNING": "prompt"}
 
 
 def adapter_method(folder: str | Path) -> str:

@@ -31,8 +31,7 @@ from ..projections import Projection, build_projection
 from ..store import read_json, read_tensors, write_json, write_tensors
 from ..runs import ThetaSource
 
-SUBSPACE_JSON = "subspace.json"
-SUBSPACE_TENSORS = "subspace.safetensors"
+from .files import SUBSPACE_JSON, SUBSPACE_TENSORS  # noqa: F401 (named here too)
 
 
 @dataclass
