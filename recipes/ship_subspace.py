@@ -5,7 +5,8 @@
 
 ``--subspace`` is a folder of the run that recipes/smol.py fitted and tuned through on the unseen tasks: ``ipt-d<d>``
 (MSF), ``linear-d<d>`` (the bank's principal directions) or ``random-ae-d<d>``. Into ``OUT/NAME/`` go its
-``subspace.json`` and ``subspace.safetensors`` as saved (not its fit state, nor its runs, nor the bank) and
+``subspace.json`` and ``subspace.safetensors`` as saved (the JSON's bank named from the run folder, not by this
+machine's path; not its fit state, nor its runs, nor the bank) and
 ``card.md``: one sentence saying what it is, then the backbone (name, weights fingerprint, input template,
 truncation, lengths, as the run recorded them), the method and the finder's settings, the training tasks, the recipe
 command that made it, the unseen-task table (prompt tuning and IST through this subspace, mean and 95 % interval over
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import os
 import re
 import shutil
@@ -242,7 +244,8 @@ def card_text(name: str, subspace: str, meta: dict, cfg: dict, results: dict, ke
     (method, m), = meta["methods"].items()
     describe = results["setting"]["describe"]
     lines = [f"# {summary(meta)}", "",
-             f"`builtin:{name}`: `{subspace}` of the recipe run below, its `{FILES[0]}` and `{FILES[1]}` as saved.",
+             f"`builtin:{name}`: `{subspace}` of the recipe run below, its `{FILES[0]}` (the bank it was fitted to "
+             f"named from the run's folder) and `{FILES[1]}` as saved.",
              ""]
     lines += backbone_lines(meta, describe) + method_lines(meta, cfg)
     lines += ["## Recipe", "", "```bash", command, "```", ""]
@@ -272,7 +275,9 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
     target = out / name
     if target.exists():
         raise ConfigError(f"--name {name}: {target} exists already (remove it to ship again)")
-    weight = sum((folder / f).stat().st_size for f in FILES) + len(card.encode("utf-8"))
+    record = json.dumps(shipped_record(meta, run), indent=2) + "\n"
+    weight = (len(record.encode("utf-8")) + (folder / SUBSPACE_TENSORS).stat().st_size
+              + len(card.encode("utf-8")))
     if weight > builtin.MAX_BYTES:
         raise ConfigError(f"--subspace {subspace}: the built-in would weigh {weight:,} bytes, above the "
                           f"{builtin.MAX_BYTES:,} bytes a built-in may weigh (taskspace.builtin.MAX_BYTES)")
@@ -281,8 +286,8 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
     shutil.rmtree(partial, ignore_errors=True)  # what an earlier attempt, killed while writing, left
     try:
         partial.mkdir(parents=True)
-        for f in FILES:
-            shutil.copyfile(folder / f, partial / f)
+        write_text(partial / SUBSPACE_JSON, record)
+        shutil.copyfile(folder / SUBSPACE_TENSORS, partial / SUBSPACE_TENSORS)
         write_text(partial / builtin.CARD, card)
         partial.rename(target)
     except BaseException as e:
@@ -292,6 +297,18 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
             raise storage_error(e, target) from None
         raise
     return target
+
+
+def shipped_record(meta: dict, run: Path) -> dict:
+    """The subspace's ``subspace.json`` as it ships: as saved, except that the bank it was fitted to is named from
+    the run's folder (``smol-catalog/bank``) instead of by this machine's absolute path."""
+    info = meta.get("info", {})
+    if "bank" not in info:
+        return meta
+    bank = Path(info["bank"]).resolve()
+    inside = bank.is_relative_to(run.resolve())
+    shown = (Path(run.resolve().name) / bank.relative_to(run.resolve())).as_posix() if inside else bank.name
+    return {**meta, "info": {**info, "bank": shown}}
 
 
 def remove_created(created: list[Path]) -> None:

@@ -259,7 +259,10 @@ def test_your_own_task_folder_is_listed_and_tuned_with_a_default_metric(tmp_path
         (mine / f"my-sentiment_16_100_{split}.jsonl").write_text("\n".join(lines) + "\n")
     assert main(["tasks", "--data-dir", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
-    assert "my-sentiment" in out and "1 tasks" in out
+    assert "1 tasks" in out
+    # The metric and options tune gives it, read from its files (sst2's examples carry their options).
+    assert [line.split()[:4] for line in out.splitlines() if line.startswith("my-sentiment")] == [
+        ["my-sentiment", "ACC", "unknown", "yes"]]
     args = ["tune", "--task", "my-sentiment", "--method", "lora", "--data-dir", str(tmp_path / "data"),
             "--backbone", f"{shared_dir}/models/stories260K", "--steps", "1", "--eval-every", "1",
             "--max-test-examples", "4", "--backbone-opt", "max_output_length=2", "--no-progress",

@@ -70,9 +70,11 @@ def test_a_shipped_subspace_holds_its_files_and_a_card_of_the_runs_numbers(finis
     folder = out / NAME
     assert [p.name for p in out.iterdir()] == [NAME]  # no partial folder left beside it
     assert {p.name for p in folder.iterdir()} == {"subspace.json", "subspace.safetensors", builtin.CARD}
-    for f in ("subspace.json", "subspace.safetensors"):
-        assert (folder / f).read_bytes() == (run / "ipt-d2" / f).read_bytes()
-    meta = json.loads((folder / "subspace.json").read_text())
+    assert (folder / "subspace.safetensors").read_bytes() == (run / "ipt-d2" / "subspace.safetensors").read_bytes()
+    meta, saved = (json.loads((f / "subspace.json").read_text()) for f in (folder, run / "ipt-d2"))
+    # as saved, but the bank is named from the run's folder, not by this machine's absolute path
+    assert saved["info"]["bank"] == str((run / "bank").resolve()) and meta["info"]["bank"] == f"{run.name}/bank"
+    assert meta == {**saved, "info": {**saved["info"], "bank": f"{run.name}/bank"}}
     card = (folder / builtin.CARD).read_text(encoding="utf-8")
     lines = card.splitlines()
     assert lines[0] == (f"# A 2-dimensional prompt-tuning subspace of {meta['backbone']['name']}, learnt (IPT's MSF) "

@@ -13,7 +13,6 @@ batch is split over the processes and the gradients summed (data parallelism, :m
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ from torch import nn
 from .checkpoint import Checkpoint, interrupted, optimizer_from_files, restore_rng
 from .config import Config, at_least, non_negative, option, positive
 from .errors import ConfigError, TaskspaceError
+from .microbatch import backward, micro_batch_share, once_per_step  # noqa: F401 (were defined here)
 from .optim import OPTIMIZERS, SCHEDULES, grad_norm, make_optimizer, make_scheduler
 from .parallel import all_reduce_sum_, broadcast_object, group
 from .store import append_jsonl, write_text
@@ -123,32 +123,6 @@ def _state(module: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
-_SHARE: contextvars.ContextVar[float] = contextvars.ContextVar("micro_batch_share", default=1.0)
-
-
-def micro_batch_share() -> float:
-    """The share of the step's batch that the loss being computed covers (1.0 without micro-batches).
-
-    :func:`train` weights each micro-batch's loss by its share, which adds up to the step's loss for a mean over
-    examples; a loss that sums over the batch instead (IPT's code) divides by the share."""
-    return _SHARE.get()
-
-
-_STEP: contextvars.ContextVar[dict | None] = contextvars.ContextVar("training_step", default=None)
-
-
-def once_per_step(key: str, make):
-    """``make()`` the first time a training step asks for ``key``, and that same value for the rest of the step:
-    a random draw that belongs to the step (UDT's mixing weights) stays one draw when :func:`train` splits the
-    step's batch into micro-batches, as it is without them. Outside a step of :func:`train`: ``make()``."""
-    memo = _STEP.get()
-    if memo is None:
-        return make()
-    if key not in memo:
-        memo[key] = make()
-    return memo[key]
-
-
 def _check_dtype(backbone: nn.Module | None) -> None:
     if backbone is not None and getattr(backbone, "dtype", None) == torch.float16:
         raise ConfigError("dtype=float16: training through float16 weights needs loss scaling, which taskspace does "
@@ -193,7 +167,7 @@ def train(
         request = next(steps)
         while True:
             batch, targets = request
-            request = steps.send(_backward(loss_fn, batch, targets, config.micro_batch_size, rank, world))
+            request = steps.send(backward(loss_fn, batch, targets, config.micro_batch_size, rank, world))
     except StopIteration as stop:
         return stop.value
     except KeyboardInterrupt:
@@ -405,40 +379,6 @@ def _steps(trainable: nn.Module, examples: Sequence[Example], config: TrainConfi
         resumed_from=resumed,
         history=history,
     )
-
-
-def _backward(loss_fn, batch: list[Example], targets: list[str], micro_batch_size: int | None, rank: int,
-              world: int) -> float:
-    """Back-propagate this process's share of the step's loss: its examples (``rank::world`` of the batch), in
-    micro-batches of at most ``micro_batch_size``, each part weighted by its share of the whole batch. Returns the
-    loss of those parts (a NaN is back-propagated like any value: the caller refuses it after the sum)."""
-    n = len(batch)
-    mine = list(range(rank, n, world))
-    size = micro_batch_size or len(mine) or 1
-    value = 0.0
-    step = _STEP.set({})  # what once_per_step draws, shared by the step's micro-batches
-    try:
-        for start in range(0, len(mine), size):
-            value += _backward_part(loss_fn, batch, targets, mine[start:start + size])
-    finally:
-        _STEP.reset(step)
-    return value
-
-
-def _backward_part(loss_fn, batch: list[Example], targets: list[str], part: list[int]) -> float:
-    """One micro-batch (``part``, indices into the step's ``batch``) back-propagated; its loss."""
-    n = len(batch)
-    if len(part) < n:  # a part of the batch: its share of the step's (mean) loss
-        share = len(part) / n
-        token = _SHARE.set(share)
-        try:
-            loss = loss_fn([batch[i] for i in part], [targets[i] for i in part]) * share
-        finally:
-            _SHARE.reset(token)
-    else:
-        loss = loss_fn(batch, targets)
-    loss.backward()
-    return float(loss.detach())
 
 
 class log_to:

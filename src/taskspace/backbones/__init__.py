@@ -17,7 +17,8 @@ import torch
 
 from ..errors import ConfigError, did_you_mean
 from . import smollm2
-from .base import Backbone, Batch, token_nll
+from .base import Backbone
+from .batch import Batch, token_nll
 from .causal import CausalBackbone
 from .encoder import EncoderBackbone
 from .seq2seq import Seq2SeqBackbone

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 from functools import partial
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar, Iterator, Sequence
 
@@ -33,26 +32,13 @@ from torch.utils.hooks import RemovableHandle
 from ..errors import ConfigError
 from ..tasks.example import Example
 from .attention import PREFIX_ATTR, WRAPPABLE, PrefixProvider, use_taskspace_attention
+# Batch, token_nll and first_not_none were defined here; they stay importable from here
+from .batch import REDUCTIONS, Batch, first_not_none, token_nll  # noqa: F401
 from .checkpointing import LayerCheckpointing
 # option_rows, take_tokens and the dtype helpers were defined here; they stay importable from here
 from .decoding import group_options, option_rows, take_tokens
 from .dtypes import DTYPE_CHOICES, DTYPES, FAST_BF16_ENV, default_dtype, fast_bfloat16, resolve_dtype
 from .sites import AttentionSite, Sites, discover_sites
-
-
-@dataclass
-class Batch:
-    """Examples and the tensors a backbone made of them. ``targets`` are the reference strings trained on."""
-
-    examples: list[Example]
-    targets: list[str]
-    tensors: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.examples)
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        return self.tensors[key]
 
 
 class _Handle:
@@ -65,31 +51,6 @@ class _Handle:
         if self._fn is not None:
             self._fn()
             self._fn = None
-
-
-#: How a sequence's token losses are reduced: their mean (the default) or their sum.
-REDUCTIONS = ("mean", "sum")
-
-
-def token_nll(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
-              reduction: str = "mean") -> torch.Tensor:
-    """Per-sequence token negative log-likelihood, the mean (or the sum) over the sequence's scored tokens;
-    ``labels`` is -100 where no token is scored."""
-    flat = nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(),
-        labels.reshape(-1),
-        ignore_index=-100,
-        reduction="none",
-        label_smoothing=label_smoothing,
-    ).view(labels.shape)
-    if reduction == "sum":
-        return flat.sum(-1)
-    counts = (labels != -100).sum(-1).clamp(min=1)
-    return flat.sum(-1) / counts
-
-
-def first_not_none(*values):
-    return next((v for v in values if v is not None), None)
 
 
 class Backbone(LayerCheckpointing, nn.Module):

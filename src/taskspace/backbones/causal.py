@@ -8,7 +8,8 @@ import torch
 from transformers.cache_utils import DynamicCache
 
 from ..tasks.example import Example
-from .base import Backbone, Batch, first_not_none, token_nll
+from .base import Backbone
+from .batch import Batch, first_not_none, token_nll
 from .decoding import option_rows, settled_rows, take_tokens
 from .templates import TEMPLATES, TRUNCATIONS, Template, default_template
 

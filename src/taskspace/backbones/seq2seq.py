@@ -10,7 +10,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from ..errors import ConfigError
 from ..tasks.example import Example
-from .base import Backbone, Batch, first_not_none, token_nll
+from .base import Backbone
+from .batch import Batch, first_not_none, token_nll
 from .decoding import option_rows, settled_rows, take_tokens
 
 

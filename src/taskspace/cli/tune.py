@@ -9,7 +9,7 @@ from pathlib import Path
 from ..backbones import DEFAULT_BACKBONE
 from ..backbones.dtypes import DTYPE_CHOICES
 from ..config import add_arguments, from_args
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..presets import tuning_values
 from ..tuning import MultiTuneConfig, TuneConfig
 from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_runs_out_args,
@@ -165,6 +165,27 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _own_task_row(name: str, data_dir: str) -> tuple[str, str, str, str, str]:
+    """A listing row for a task outside the catalog: its files are read as ``tune`` reads them (the metric it would
+    be scored with, whether its examples have options, inferred class labels included), quietly; a task whose files
+    cannot be read says why in its type column."""
+    import logging
+
+    from ..tasks import load_task
+
+    tasks_logger = logging.getLogger("taskspace.tasks")
+    level = tasks_logger.level
+    tasks_logger.setLevel(logging.ERROR)  # the listing states the metric and options; tune says how they came
+    try:
+        task = load_task(name, data_dir)
+    except (DataError, ConfigError) as e:
+        return name, "?", "unknown", f"not in the catalog; unreadable: {e}", "?"
+    finally:
+        tasks_logger.setLevel(level)
+    has_options = any(e.options for split in (task.train, task.dev, task.test) for e in split)
+    return name, task.metric, "unknown", "not in the catalog (your own data)", "yes" if has_options else "no"
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from ..tasks import CATALOG, available_tasks
 
@@ -181,10 +202,10 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for n in names:
         info = CATALOG.get(n)
         if info is None:
-            # A task of the user's own (its folder holds few-shot files): listed unless a catalog filter asks for
-            # what only the catalog knows.
+            # A task of the user's own: listed unless a catalog filter asks for what only the catalog knows, with
+            # the metric and options tune would give it (read from its files, as tune reads them).
             if not (args.category or wanted_type):
-                rows.append((n, "(--metric)", "unknown", "not in the catalog", "?"))
+                rows.append(_own_task_row(n, args.data_dir))
             continue
         if (args.category and info.category != args.category) or (wanted_type and info.type != wanted_type):
             continue

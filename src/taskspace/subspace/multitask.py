@@ -12,8 +12,8 @@ from ..backbones import Backbone
 from ..deltas import DeltaMethod
 from ..deltas.base import first_of_groups
 from ..evaluation import evaluate
+from ..microbatch import micro_batch_share
 from ..tasks import Example, Task, load_task
-from ..train import micro_batch_share
 
 
 @dataclass
@@ -70,7 +70,7 @@ def mixed_loss(backbone: Backbone, method: DeltaMethod, examples: Sequence[Examp
     ``index`` holds each example's task row; ``theta_of(rows)`` returns the thetas ``[len(rows), D]`` of the batch
     rows ``rows``. ``tokens="mean"``: the mean over examples of each example's mean token loss; ``"sum"``: the sum
     of every token loss in the batch (IPT's original code; under micro-batches, divided by the micro-batch's share
-    of the step, see :func:`taskspace.train.micro_batch_share`). ``label_smoothing`` None: the backbone's option.
+    of the step, see :func:`taskspace.microbatch.micro_batch_share`). ``label_smoothing`` None: the backbone's option.
     A method that takes per-example theta gets one bind for the whole batch: the thetas of the batch's distinct
     tasks (``theta_of`` called with one row of each task) and each example's row among them, the examples ordered
     by task (so LoRA computes each task's update once over its examples; a task's rows must therefore share one

@@ -33,7 +33,8 @@ from torch import nn
 from ...config import Config, at_least, non_negative, option
 from ...deltas import METHODS
 from ...projections import Projection, UDTDown, UDTUp
-from ...train import TrainConfig, once_per_step
+from ...microbatch import once_per_step
+from ...train import TrainConfig
 from ..multitask import mixed_loss
 from ..space import MethodSpace, Subspace
 from .base import FitData, Finder, register

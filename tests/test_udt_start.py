@@ -1,0 +1,104 @@
+"""recipes/udt_start.py: one bank, the recipe's unified fit once per start of its projections; the relative error
+of each training task's decoded solution is what the subspace decodes (1.0 at the anchor), and a second invocation
+reuses every finished fit."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from taskspace.backbones import load_backbone
+from taskspace.errors import ConfigError
+from taskspace.subspace import Bank, FitData, Subspace
+from test_recipes import TINY, _recipes
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory, shared_dir, data_dir):
+    """The tiny recipe reduced to a bank of adapter and LoRA on its two training tasks and its unified fit (d 3, 2
+    steps), compared in the starts ``zeros`` and ``normal``."""
+    cfg = yaml.safe_load(TINY.format(llama=f"{shared_dir}/models/stories260K"))
+    for section in ("ipt", "ist", "fastfood", "analyses"):
+        del cfg[section]
+    cfg["bank"]["methods"] = {m: cfg["bank"]["methods"][m] for m in ("adapter", "lora")}
+    cfg["udt"]["fit"]["methods"] = ["adapter", "lora"]
+    del cfg["udt"]["landscape"]  # a plane needs three methods
+    cfg["bank"]["train"]["select_initial"] = False  # every solution trained: a change to be relative to
+    root = tmp_path_factory.mktemp("udt-start")
+    recipe = root / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    args = [str(recipe), "--out", str(root / "run"), "--doc", str(root / "start.md"), "--data-dir", str(data_dir),
+            "--starts", "zeros", "normal"]
+    _recipes("udt_start").main(args)
+    return root, cfg, args
+
+
+def test_each_start_is_fitted_on_the_same_bank_and_reported(started):
+    root, cfg, _ = started
+    results = json.loads((root / "run" / "udt-start" / "results.json").read_text())
+    assert set(results) == {"zeros", "normal"}
+    for name, (up, down) in {"zeros": ("zeros", "uniform"), "normal": ("normal", "normal")}.items():
+        config = results[name]["config"]
+        assert (config["up_init"], config["down_init"]) == (up, down)
+        assert config["d"] == 3 and config["train"]["steps"] == 2  # the recipe's fit otherwise
+        assert set(results[name]["relative_error"]) == {"adapter", "lora"}
+        assert set(results[name]["relative_error"]["lora"]) == set(cfg["train_tasks"])
+        assert [step for step, _ in results[name]["dev"]] == [0, 2]
+    saved = [json.loads((root / "run" / "udt-start" / n / "subspace.json").read_text())["info"]["bank"]
+             for n in ("zeros", "normal")]
+    assert saved == [str((root / "run" / "bank").resolve())] * 2
+    doc = (root / "start.md").read_text()
+    for name in ("zeros", "normal"):
+        errors = list(results[name]["relative_error"]["adapter"].values())
+        assert None not in errors
+        row = next(line for line in doc.splitlines() if line.startswith(f"| {name} |"))
+        assert f"{sum(errors) / len(errors):.2f} ({min(errors):.2f}-{max(errors):.2f})" in row
+    assert "| normal-adafactor |" not in doc  # not run
+
+
+def test_the_relative_error_is_the_decoded_solutions_and_one_at_the_anchor(started, shared_dir):
+    root, cfg, _ = started
+    module = _recipes("udt_start")
+    backbone = load_backbone(f"{shared_dir}/models/stories260K", decode="rank")
+    bank = Bank(root / "run" / "bank", backbone)
+    data = FitData.from_bank(bank, cfg["train_tasks"])
+    space = Subspace.load(root / "run" / "udt-start" / "normal", backbone)
+    errors = module.relative_errors(space, data)
+    # independently: each method's own vector from its bank solution, mixed with equal weights, decoded by theta()
+    for i, task in enumerate(cfg["train_tasks"]):
+        own = [space.methods[m].down(bank.stacked([task], m)[0][0] - space.methods[m].anchor)
+               for m in ("adapter", "lora")]
+        z = (own[0] + own[1]) / 2
+        for m in ("adapter", "lora"):
+            theta = bank.stacked([task], m)[0][0]
+            expected = (space.theta(m, z) - theta).norm() / (theta - space.methods[m].anchor).norm()
+            assert errors[m][task] == pytest.approx(float(expected), rel=1e-5)
+    with torch.no_grad():
+        for m in space.methods.values():
+            for p in m.up.parameters():
+                p.zero_()
+    assert all(e == pytest.approx(1.0) for per in module.relative_errors(space, data).values() for e in per.values())
+
+
+def test_a_second_invocation_reuses_the_fits(started, monkeypatch):
+    root, _, args = started
+    common = _recipes("recipe_common")
+    monkeypatch.setattr(common, "fit_subspace", lambda *a, **k: pytest.fail("fitted"))
+    before = json.loads((root / "run" / "udt-start" / "results.json").read_text())
+    _recipes("udt_start").main(args)  # both finished: loaded, not fitted
+    assert json.loads((root / "run" / "udt-start" / "results.json").read_text()) == before
+    with pytest.raises(pytest.fail.Exception, match="fitted"):
+        _recipes("udt_start").main([*args[:-2], "normal-adafactor"])  # not finished: fitted
+
+
+def test_a_recipe_without_a_udt_section_is_refused(tmp_path, shared_dir):
+    cfg = yaml.safe_load(TINY.format(llama=f"{shared_dir}/models/stories260K"))
+    del cfg["udt"]
+    recipe = tmp_path / "no-udt.yaml"
+    recipe.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError, match="'udt' section"):
+        _recipes("udt_start").main([str(recipe), "--out", str(tmp_path / "run"), "--doc", str(tmp_path / "d.md")])
+    assert not (tmp_path / "run").exists()
