@@ -16,6 +16,7 @@ import argparse
 import json
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.tasks import CATALOG, load_task
 from taskspace.train import TrainConfig
 from taskspace.tuning import TuneConfig, tune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
+from recipe_common import run_main  # noqa: E402
 
 #: Six tasks with options and six generative ones that a ~135M model can learn from 16 examples.
 OPTION_TASKS = ["ag_news", "glue-sst2", "trec", "emotion", "glue-mrpc", "sciq"]
@@ -205,4 +209,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

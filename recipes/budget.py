@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from taskspace.backbones import load_backbone
 from taskspace.store import read_json, write_json, write_text
 from taskspace.tuning import TuneConfig, tune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
+from recipe_common import run_main  # noqa: E402
 
 TASKS = ["glue-sst2", "ag_news", "lama-trex", "tweet_qa"]
 #: method -> configurations: (name, learning rate, method options)
@@ -245,4 +249,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

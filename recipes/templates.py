@@ -12,6 +12,7 @@ capped at 100 examples). The document is written again after every finished run;
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -19,6 +20,9 @@ from taskspace.backbones import load_backbone
 from taskspace.backbones.templates import TEMPLATES
 from taskspace.store import read_json, write_json, write_text
 from taskspace.tuning import TuneConfig, tune
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
+from recipe_common import run_main  # noqa: E402
 
 TASKS = ["glue-sst2", "ag_news", "lama-trex"]
 METHODS = ["lora", "prompt"]
@@ -102,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -30,26 +30,11 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.subspace import FitData, UnifiedConfig, build_bank
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules, also when imported
-from recipe_common import Stages, fit_saved, fmt, read_recipe, run_main, stage_config  # noqa: E402
+from recipe_common import Stages, fit_saved, read_recipe, run_main, stage_config  # noqa: E402
 from smol import Runner  # noqa: E402
+from smol_report.udt_start import STARTS, start_lines  # noqa: E402
 from smol_settings import parts_of  # noqa: E402
 from smol_stages.original import bank_specs, report_entry  # noqa: E402
-
-#: variant name -> the fit's settings that differ from the recipe's (``train``: merged into its training settings),
-#: and what the variant is.
-STARTS: dict[str, tuple[dict, str]] = {
-    "zeros": ({"up_init": "zeros", "down_init": "uniform"},
-              "up-projections at zero (every decoded solution starts at its anchor), down-projections nn.Linear's "
-              "uniform start, the recipe's optimiser: recipes/smol-udt.yaml's fit"),
-    "normal": ({"up_init": "normal", "down_init": "normal"},
-               "both projections from N(0, 0.02), as the authors' code (init_weight) and the udt-paper preset, the "
-               "recipe's optimiser"),
-    "normal-adafactor": ({"up_init": "normal", "down_init": "normal",
-                          "train": {"optimizer": "adafactor", "schedule": "constant", "max_grad_norm": None}},
-                         "both projections from N(0, 0.02) and the paper's optimiser as the udt-paper preset has it "
-                         "(Adafactor at a constant rate, no clipping), at the recipe's learning rate: the setting in "
-                         "which nn.Linear's uniform start failed (docs/subspaces.md)"),
-}
 
 
 def variant_settings(fit: dict, name: str) -> dict:
@@ -84,45 +69,9 @@ def fit_log(folder: Path) -> list[tuple[int, float]]:
 
 
 def document(cfg: dict, args, results: dict, seconds: dict) -> str:
-    fit = cfg["udt"]["fit"]
-    tasks = list(cfg["train_tasks"])
-    settings = ", ".join(f"{k} {v}" for k, v in fit.items() if k not in ("up_init", "down_init"))
-    lines = [
-        "# Where UDT's projections start, on the same bank",
-        "",
-        "Command (from the repository root):",
-        "",
-        "```bash",
-        f"python recipes/udt_start.py {args.config} --out {args.out} --doc {args.doc}",
-        "```",
-        "",
-        f"The bank of {args.config} ({len(tasks)} training tasks: {', '.join(tasks)}; methods "
-        f"{', '.join(cfg['bank']['methods'])}) and its unified fit ({settings}), "
-        "fitted once per start of the projections (one variant also changes the optimiser), nothing else changed. "
-        "Dev: the score the fit selects on, the mean over methods and training tasks of the dev score of each task's "
-        "solution decoded from the methods' intrinsic vectors mixed with equal weights (step 0: the start itself). "
-        "Relative error: ||decoded - delta|| / ||delta|| of the selected state, mean (and range) over the training "
-        "tasks (a task whose bank solution is its anchor has none); 1.0 is the anchor, no change at all.",
-        "",
-    ]
-    methods = list(fit.get("methods", ("adapter", "prefix", "lora")))
-    lines += ["| variant | dev by step | selected step | " + " | ".join(f"{m}: relative error" for m in methods)
-              + " | minutes |",
-              "| --- | --- | ---: | " + " | ".join("---:" for _ in methods) + " | ---: |"]
-    for name, (_, what) in STARTS.items():
-        r = results.get(name)
-        if r is None:
-            continue
-        curve = ", ".join(f"{s}: {fmt(d)}" for s, d in r["dev"])
-        cells = []
-        for m in methods:
-            errs = [e for e in r["relative_error"][m].values() if e is not None]
-            cells.append(f"{sum(errs) / len(errs):.2f} ({min(errs):.2f}-{max(errs):.2f})" if errs else "–")
-        minutes = seconds.get(f"fit: {name}")
-        lines.append(f"| {name} | {curve} | {r['best_step']} | " + " | ".join(cells)
-                     + f" | {'–' if minutes is None else f'{minutes / 60:.1f}'} |")
-    lines += ["", "The starts:", ""] + [f"- `{name}`: {what}." for name, (_, what) in STARTS.items()] + [""]
-    return "\n".join(lines) + "\n"
+    lines = ["# Where UDT's projections start, on the same bank", "", "Command (from the repository root):", "",
+             "```bash", f"python recipes/udt_start.py {args.config} --out {args.out} --doc {args.doc}", "```", ""]
+    return "\n".join(lines + start_lines(cfg, results, seconds, source=args.config)[2:]) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -102,3 +102,17 @@ def test_a_recipe_without_a_udt_section_is_refused(tmp_path, shared_dir):
     with pytest.raises(ConfigError, match="'udt' section"):
         _recipes("udt_start").main([str(recipe), "--out", str(tmp_path / "run"), "--doc", str(tmp_path / "d.md")])
     assert not (tmp_path / "run").exists()
+
+
+def test_the_recipe_report_of_the_run_holds_the_comparison(started, data_dir):
+    """recipes/smol.py's report on the same run folder has the section, with the standalone document's table."""
+    import argparse
+
+    root, cfg, args = started
+    ns = argparse.Namespace(config=args[0], out=str(root / "run"), report=str(root / "report.md"),
+                            data_dir=str(data_dir), no_png=True)
+    _recipes("smol_report.write").write_report(root / "report.md", cfg, ns)
+    report = (root / "report.md").read_text()
+    table = [line for line in (root / "start.md").read_text().splitlines() if line.startswith("| ")]
+    assert "## Where UDT's projections start, on the same bank" in report and len(table) == 4
+    assert all(line in report.splitlines() for line in table)
