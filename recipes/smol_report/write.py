@@ -14,7 +14,7 @@ from smol_settings import RESULTS, STAGES, parts_of
 from .analyses import analyses_lines, landscape_lines
 from .figures import write_figures
 from .sections import report_lines
-from .udt_start import start_lines
+from .variants import COMPARISONS, variant_lines
 
 
 def write_report(path: Path, cfg: dict, args) -> None:
@@ -45,11 +45,12 @@ def write_report(path: Path, cfg: dict, args) -> None:
             text, copied = landscape_lines(results["landscape"], out, stem, png=png)
             more += text
             files += copied
-        starts = out / "udt-start"  # recipes/udt_start.py on this run's bank
-        if (starts / "results.json").is_file():
-            more += start_lines(part, read_json(starts / "results.json"),
-                                read_json(starts / "stages.json") if (starts / "stages.json").is_file() else {},
-                                source=args.config)
+        for comparison in COMPARISONS:  # recipes/fit_variants.py on this run's bank
+            folder = out / "variants" / comparison
+            if (folder / "results.json").is_file():
+                more += variant_lines(comparison, part, read_json(folder / "results.json"),
+                                      read_json(folder / "stages.json") if (folder / "stages.json").is_file() else {},
+                                      source=args.config, bank_seconds=stages.get("bank: training tasks"))
         lines += [("#" + line) if name and line.startswith("## ") else line for line in more]
         lines += ["Files: " + ", ".join(f"[{f.name}]({f.name})" for f in files) + ".", ""]
         lines += [f"![{f.name}]({f.name})" for f in files if f.suffix == ".png"] + [""]
