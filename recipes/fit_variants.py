@@ -141,8 +141,12 @@ def main(argv: list[str] | None = None) -> None:
             for name in comparison.variants:
                 shutil.rmtree(folder / name, ignore_errors=True)
         data = FitData.from_bank(bank, tasks)
+        methods = configs[next(iter(configs))].to_dict()
+        methods = methods.get("methods") or [methods["method"]]
+        dev = [bank.score(t, m, split="dev") for t in tasks for m in methods]
+        bank_dev = sum(dev) / len(dev) if None not in dev else None  # what the fits' dev scores are measured against
         results["setting"] = {"backbone": run.backbone.describe(), "threads": torch.get_num_threads(),
-                              "tasks": list(tasks), "base": base}
+                              "tasks": list(tasks), "base": base, "bank_dev": bank_dev}
         for name, config in configs.items():
             space = stages.run(f"fit: {name}", fit_saved, comparison.finder, config, data, folder / name)
             results[name] = {"config": config.to_dict(), "dev": fit_log(folder / name),

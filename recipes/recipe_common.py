@@ -59,9 +59,20 @@ def stage_config(cls, settings: dict[str, Any], **fixed: Any):
 
 
 def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
-    """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there."""
+    """A finder's subspace in ``folder``: fitted (resumably) and saved, or loaded when it is already there; one saved
+    from other settings or other training tasks (a recipe edited since) is refused, naming what differs."""
     if (folder / "subspace.json").is_file():
-        return Subspace.load(folder, data.backbone)
+        space = Subspace.load(folder, data.backbone)
+        saved = space.info.get("config")
+        if saved is not None and saved != config.identity():
+            differ = sorted(k for k in set(saved) | set(config.identity())
+                            if saved.get(k) != config.identity().get(k))
+            raise ConfigError(f"{folder} was fitted with other settings ({', '.join(differ)} differ from the "
+                              "recipe's); remove the folder to fit it again")
+        if "tasks" in space.info and data.tasks and list(space.info["tasks"]) != list(data.tasks):
+            raise ConfigError(f"{folder} was fitted on other training tasks than the recipe's; remove the folder to "
+                              "fit it again")
+        return space
     return fit_subspace(name, data, config=config, out=folder)
 
 

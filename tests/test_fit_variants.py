@@ -109,6 +109,9 @@ def test_msf_against_an_eighth_of_its_alpha_and_the_authors_batch_on_the_finishe
     assert (big["train"]["batch_size"], big["train"]["steps"], big["train"]["eval_every"]) == (64, 1, 1)
     assert big["alpha"] == recipe["alpha"] and recipe["train"]["batch_size"] == 2  # TINY's MSF batch
     assert set(results["recipe"]["relative_error"]) == {"prompt"}
+    dev = [json.loads((entry_dir(root / "run" / "bank", t, "prompt", 0) / "scores.json").read_text())["dev"]
+           for t in cfg["train_tasks"]]
+    assert results["setting"]["bank_dev"] == pytest.approx(sum(dev) / len(dev))  # the fit's methods only
     assert results["setting"]["tasks"] == cfg["train_tasks"]
     doc = (root / "msf.md").read_text()
     assert doc.startswith("# MSF's batch against alpha, on the same bank") and "--finished-only" in doc
@@ -161,3 +164,16 @@ def test_the_recipe_report_of_the_run_holds_the_comparison(started, data_dir):
         table = [line for line in (root / doc).read_text().splitlines() if line.startswith("| ")]
         assert f"## {title}" in report and len(table) == rows
         assert all(line in report.splitlines() for line in table)
+
+
+def test_a_fit_saved_from_other_settings_is_refused(started, tmp_path):
+    """An edited recipe does not get the old fit back: the saved fit's settings are compared with the recipe's."""
+    root, cfg, args = started
+    edited = yaml.safe_load((root / "tiny.yaml").read_text())
+    edited["udt"]["fit"]["d"] = 4
+    recipe = tmp_path / "edited.yaml"
+    recipe.write_text(yaml.safe_dump(edited))
+    before = (root / "run" / "variants" / "udt-start" / "results.json").read_text()
+    with pytest.raises(ConfigError, match=r"udt-start/zeros was fitted with other settings \(d differ"):
+        _recipes("fit_variants").main([str(recipe), *args[1:]])
+    assert (root / "run" / "variants" / "udt-start" / "results.json").read_text() == before

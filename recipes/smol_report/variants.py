@@ -120,16 +120,21 @@ def variant_lines(comparison: str, cfg: dict, results: dict, seconds: dict, sour
                           if k != "train"] + [_train_text(fit.get("train", {}))])
     setting = results.get("setting", {})
     tasks = setting.get("tasks", list(cfg["train_tasks"]))
-    of = "" if len(tasks) == len(cfg["train_tasks"]) else (
-        f" (the first {len(tasks)} of its {len(cfg['train_tasks'])}, whose bank entries were finished)")
+    partial = len(tasks) != len(cfg["train_tasks"])
+    of = f" (those of its {len(cfg['train_tasks'])} whose bank entries were finished)" if partial else ""
     bank_train = cfg["bank"].get("train", {})
-    minutes = "" if bank_seconds is None else f"; the bank took {bank_seconds / 60:.1f} min"
+    minutes = "" if bank_seconds is None else (
+        f"; the bank stage had run {bank_seconds / 60:.1f} min" if partial else
+        f"; the bank took {bank_seconds / 60:.1f} min")
     text = (f"The bank of {source} ({len(tasks)} training tasks{of}: {', '.join(tasks)}; methods "
             f"{', '.join(cfg['bank']['methods'])}, {bank_train.get('steps', '?')} steps of "
-            f"{bank_train.get('batch_size', '?')} each{minutes}) and its {c.finder} fit (the recipe's: {settings}), "
+            f"{bank_train.get('batch_size', '?')} each{minutes}) and its {c.finder} fit (as the recipe set it when "
+            f"measured: {settings}), "
             "fitted once per variant below, nothing else changed. Dev: the score the fit selects on, " + c.measures
             + " of the selected state, mean (and range) over the training tasks (a task whose bank solution is its "
             "anchor has none); 1.0 is the anchor, no change at all.")
+    if setting.get("bank_dev") is not None:
+        text += f" The bank's own solutions score {fmt(setting['bank_dev'])} on dev (the same mean)."
     if "backbone" in setting:
         b = setting["backbone"]
         text += (f" Backbone: {b['name']}, {b['dtype']} weights, the {b['template']} template, "
