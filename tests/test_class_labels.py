@@ -178,3 +178,10 @@ def test_a_folder_that_is_one_task_is_listed_and_tuned_as_classification(tmp_pat
 def test_no_infer_options_is_refused_for_crossfit_files(data_dir):
     with pytest.raises(ConfigError, match=r"--no-infer-options: task 'glue-sst2' is read from CrossFit files"):
         load_task("glue-sst2", data_dir, columns=Columns(infer_options=False))
+
+
+def test_a_task_whose_files_cannot_be_read_is_listed_with_the_reason(tmp_path, capsys):
+    folder = _csv(tmp_path / "data" / "broken", REVIEWS, header=("text", "stars"))
+    assert main(["tasks", "--data-dir", str(folder.parent)]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("broken ")]
+    assert row.split()[1] == "?" and "unreadable: " in row
