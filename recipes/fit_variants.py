@@ -141,8 +141,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in comparison.variants:
                 shutil.rmtree(folder / name, ignore_errors=True)
         data = FitData.from_bank(bank, tasks)
-        methods = configs[next(iter(configs))].to_dict()
-        methods = methods.get("methods") or [methods["method"]]
+        methods = finder(next(iter(configs.values()))).method_names()
         dev = [bank.score(t, m, split="dev") for t in tasks for m in methods]
         bank_dev = sum(dev) / len(dev) if None not in dev else None  # what the fits' dev scores are measured against
         results["setting"] = {"backbone": run.backbone.describe(), "threads": torch.get_num_threads(),

@@ -63,10 +63,9 @@ def fit_saved(name: str, config, data: FitData, folder: Path) -> Subspace:
     from other settings or other training tasks (a recipe edited since) is refused, naming what differs."""
     if (folder / "subspace.json").is_file():
         space = Subspace.load(folder, data.backbone)
-        saved = space.info.get("config")
-        if saved is not None and saved != config.identity():
-            differ = sorted(k for k in set(saved) | set(config.identity())
-                            if saved.get(k) != config.identity().get(k))
+        saved, wanted = space.info.get("config"), config.identity()
+        if saved is not None and saved != wanted:
+            differ = sorted(k for k in set(saved) | set(wanted) if saved.get(k) != wanted.get(k))
             raise ConfigError(f"{folder} was fitted with other settings ({', '.join(differ)} differ from the "
                               "recipe's); remove the folder to fit it again")
         if "tasks" in space.info and data.tasks and list(space.info["tasks"]) != list(data.tasks):
