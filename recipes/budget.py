@@ -5,8 +5,12 @@
 For each method, each of its configurations (a learning rate, for prompt tuning also the initialisation) and each
 template it is swept in (prompt tuning and LoRA: ``chat`` and ``boundary``; the others: the backbone's default),
 one ``tune`` run per task (two tasks with options, two generative; 16-shot seed-100 files, test capped at 100
-examples) of ``--steps`` steps of ``--batch-size``, linear decay, dev evaluated every ``--eval-every`` steps and no
-early stopping, so that each run's log holds its whole dev curve. The document then reads, on dev only:
+examples) of ``--steps`` steps of ``--batch-size``, linear decay, dev evaluated every ``--eval-every`` steps. Prompt
+tuning and LoRA run without early stopping, so that each run's log holds its whole dev curve: their curves chose
+the library's patience (3 evaluations; both memorise the training set within 100 steps and no dev score rose
+after that). The other methods then run with that patience (``STOP_PATIENCE``), which costs a third less; their
+curves end where the run stopped, so their tables hold only the patiences below it. The document then reads, on
+dev only:
 
 - the configuration and template with the best mean dev score over the tasks (test reported beside it);
 - how the mean best-so-far dev score grows with the steps (where learning finishes);
@@ -45,6 +49,14 @@ GRID: dict[str, list[tuple[str, float, dict]]] = {
 }
 SWEPT_TEMPLATES = {"prompt": ("chat", "boundary"), "lora": ("chat", "boundary")}
 PATIENCES = (1, 2, 3, 4, 6)
+#: The methods whose whole curves are read (no early stopping); the others stop with STOP_PATIENCE evaluations,
+#: the patience those curves chose (docs/budget.md).
+WHOLE_CURVES = ("prompt", "lora")
+STOP_PATIENCE = 3
+
+
+def patience_of(method: str) -> int | None:
+    return None if method in WHOLE_CURVES else STOP_PATIENCE
 #: Mean dev scores this close (points) count as a tie, broken by the shorter examples.
 TIE = 2.0
 
@@ -74,7 +86,7 @@ def run_one(args, backbone, method: str, template: str, config: tuple, task: str
                     backbone=args.backbone, backbone_options={"template": template},
                     max_test_examples=args.max_test_examples)
     tc.train = tc.train.replace(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, lr=lr,
-                                patience=None, progress=False)
+                                patience=patience_of(method), progress=False)
     started = time.time()
     tune(tc, folder, backbone=backbone)
     if not (folder / "timing.json").is_file():
@@ -128,8 +140,10 @@ def document(args, results: dict, cost: dict | None = None) -> str:
         "",
         f"One `tune` run per method, configuration, template and task on {args.backbone} (float32 weights), "
         f"16-shot seed-100 files, {args.steps} steps of {args.batch_size} with linear decay, dev every "
-        f"{args.eval_every} steps, no early stopping, answers generated, test capped at {args.max_test_examples} "
-        f"examples. Tasks: {', '.join(TASKS)}. Made by `python recipes/budget.py --out runs/budget --doc "
+        f"{args.eval_every} steps, answers generated, test capped at {args.max_test_examples} examples; "
+        f"{' and '.join(WHOLE_CURVES)} without early stopping (their whole dev curves chose the patience), the other "
+        f"methods with early stopping after {STOP_PATIENCE} evaluations without a better dev score (their curves end "
+        f"where they stopped). Tasks: {', '.join(TASKS)}. Made by `python recipes/budget.py --out runs/budget --doc "
         "docs/budget.md`. Selection is on dev only: the configuration and template with the best mean over the "
         f"tasks of the best dev score, or, among those within {TIE} points of it (a 16-example dev set moves by "
         "6 points an example), the one whose examples are shortest in tokens (its steps cost least). Test is the "
@@ -172,7 +186,7 @@ def document(args, results: dict, cost: dict | None = None) -> str:
         lines += [f"Chosen: **{template}, {name}** (mean dev {_pct(dev)}; best {_pct(best)}"
                   + (f"; mean tokens per training example within {TIE} points of it: {lengths}" if len(near) > 1
                      and lengths else "") + ").", ""]
-        steps = [s for s, _ in rs[0]["curve"] if s > 0]
+        steps = list(range(args.eval_every, args.steps + 1, args.eval_every))
         lines += ["Mean best-so-far dev score by step (this configuration):", "",
                   "| step | " + " | ".join(str(s) for s in steps) + " |",
                   "| --- | " + " | ".join("---:" for _ in steps) + " |",
@@ -180,12 +194,14 @@ def document(args, results: dict, cost: dict | None = None) -> str:
                   + " |", ""]
         lines += ["Early stopping on these curves (patience in evaluations):", "",
                   "| patience | mean dev kept | mean steps trained |", "| ---: | ---: | ---: |"]
-        for p in PATIENCES:
+        stop = patience_of(method)  # a curve cut by early stopping says nothing of a longer patience
+        for p in (p for p in PATIENCES if stop is None or p < stop):
             kept = [with_patience(r["curve"], p) for r in rs]
             lines.append(f"| {p} | {_pct(_mean([k[0] for k in kept]))} | {_mean([k[1] for k in kept]):.0f} |")
-        lines.append(f"| none | {_pct(dev)} | {args.steps} |")
-        keeps = [p for p in PATIENCES if all(with_patience(r["curve"], p)[0] >= max(d for _, d in r["curve"])
-                                             for r in rs)]
+        lines.append(f"| none | {_pct(dev)} | {args.steps} |" if stop is None else
+                     f"| {stop} (run) | {_pct(dev)} | {_mean([r['curve'][-1][0] for r in rs]):.0f} |")
+        keeps = [p for p in PATIENCES if (stop is None or p < stop)
+                 and all(with_patience(r["curve"], p)[0] >= max(d for _, d in r["curve"]) for r in rs)]
         if keeps:
             lines += ["", f"The smallest patience that keeps every task's best dev score on these curves: {keeps[0]}."]
         lines.append("")

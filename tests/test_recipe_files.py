@@ -189,3 +189,12 @@ def test_budget_document_chooses_on_dev_breaks_ties_by_length_and_reads_patience
     assert "The smallest patience that keeps every task's best dev score on these curves: 3." in text
     lone = budget.document(args, {k: v for k, v in results.items() if k[1] == "chat"}, {"chat": 80.0})
     assert "Chosen: **chat, lr 0.3** (mean dev 60.0; best 60.0)." in lone
+    # a method swept with early stopping: its curves end where it stopped, so only shorter patiences are replayed
+    assert budget.patience_of("lora") is None and budget.patience_of("bitfit") == budget.STOP_PATIENCE == 3
+    stopped = [(0, 0.0), (25, 0.5), (50, 0.7), (75, 0.6), (100, 0.6), (125, 0.7)]
+    cut = {("bitfit", "chat", "lr 5e-3", task): {**run(0.7, 0.6), "curve": stopped} for task in budget.TASKS}
+    section = budget.document(args, cut, {"chat": 80.0}).split("## bitfit")[1]
+    assert "| 1 | 70.0 | 75 |" in section and "| 2 | 70.0 | 100 |" in section
+    assert "| 3 (run) | 70.0 | 125 |" in section and "| 4 |" not in section and "| none |" not in section
+    assert "| dev | 50.0 | 70.0 | 70.0 | 70.0 | 70.0 | 70.0 | 70.0 | 70.0 |" in section  # kept after it stopped
+    assert "on these curves: 1." in section
