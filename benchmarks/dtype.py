@@ -1,7 +1,8 @@
-"""float32 against bfloat16 frozen weights: the same tune runs (the README's main job by default: LoRA, 60 steps of
-4, dev every 30 steps, test capped at 100) in both dtypes, on several tasks and data seeds, one after the other in
-one process. Printed per run: wall time (training and evaluation, the model already loaded) and dev / test scores
-in each dtype; then the mean time ratio (bfloat16 over float32) and the mean and largest score differences.
+"""float32 against bfloat16 frozen weights: the same tune runs (by default the README's main job as it was before
+docs/budget.md's defaults: LoRA, 60 steps of 4, dev every 30 steps, test capped at 100) in both dtypes, on several
+tasks and data seeds, one after the other in one process. Printed per run: wall time (training and evaluation, the
+model already loaded) and dev / test scores in each dtype; then the mean time ratio (bfloat16 over float32) and the
+mean and largest score differences.
 
     python benchmarks/dtype.py                                        # SmolLM2, 3 tasks x 2 data seeds
     python benchmarks/dtype.py --tasks glue-sst2 --data-seeds 100 --steps 10

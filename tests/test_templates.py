@@ -1,4 +1,5 @@
-"""The input template of causal backbones: SmolLM2 answers in its own chat template, a long input keeps the template
+"""The input template of causal backbones: SmolLM2 answers after ``Answer:`` by default (measured best) and in its own
+chat template when asked, a long input keeps the template
 and loses its middle (or an end, as the ``truncation`` setting says), ``plain`` is the form taskspace used before
 templates, and an artefact made with one template is never used with another."""
 
@@ -27,7 +28,26 @@ def llama_dir(shared_dir):
     return f"{shared_dir}/models/stories260K"
 
 
-def test_smollm2_answers_in_its_chat_template(smol):
+@pytest.fixture(scope="module")
+def smol_chat(smollm2_cache):
+    return load_backbone("smollm2", template="chat")
+
+
+def test_smollm2_defaults_to_the_measured_template_whatever_its_path(smol):
+    """SmolLM2's default is docs/budget.md's choice, ``boundary``, though its tokenizer has a chat template; a
+    local copy of the same model (or the hub's name) gets it too; another model with a chat template gets ``chat``."""
+    from taskspace.backbones.templates import default_template, has_chat_template
+
+    assert smol.template == "boundary" and smol.describe()["template"] == "boundary"
+    assert has_chat_template(smol.tokenizer)
+    assert smol.tokenizer.decode(smol._prompt_ids(SHORT)) == "[ag_news] The stock market rose today.\nAnswer:"
+    for name in ("HuggingFaceTB/SmolLM2-135M-Instruct", "/models/SmolLM2-135M-Instruct/"):
+        assert default_template(smol.tokenizer, name) == "boundary"
+    assert default_template(smol.tokenizer, "my-org/instruct-model") == "chat"
+
+
+def test_smollm2_answers_in_its_chat_template_when_asked(smol_chat):
+    smol = smol_chat
     assert smol.template == "chat" and smol.describe()["template"] == "chat"
     tok = smol.tokenizer
     expected = tok.apply_chat_template([{"role": "user", "content": "[ag_news] The stock market rose today."}],
@@ -41,10 +61,10 @@ def test_smollm2_answers_in_its_chat_template(smol):
 
 
 @pytest.mark.parametrize("template", ["chat", "boundary", "plain"])
-def test_a_long_input_loses_its_middle_and_keeps_the_template(smol, template):
+def test_a_long_input_loses_its_middle_and_keeps_the_template(smol, smol_chat, template):
     """By default both ends of a long input stay: a CrossFit input may put its question first (ropes) and its
     options last (multiple choice)."""
-    backbone = smol if template == "chat" else load_backbone("smollm2", template=template)
+    backbone = {"chat": smol_chat, "boundary": smol}.get(template) or load_backbone("smollm2", template=template)
     assert backbone.truncation == "middle" and backbone.describe()["truncation"] == "middle"
     ids = backbone._prompt_ids(LONG)
     assert len(ids) == backbone.max_input_length

@@ -72,7 +72,7 @@ class Backbone(LayerCheckpointing, nn.Module):
     truncations: ClassVar[tuple[str, ...]] = ("right",)
 
     @classmethod
-    def default_template(cls, tokenizer) -> str:
+    def default_template(cls, tokenizer, name: str = "") -> str:
         return "plain"
 
     @classmethod
@@ -104,7 +104,7 @@ class Backbone(LayerCheckpointing, nn.Module):
                               f"{' or '.join(self.truncations)}")
         #: Where an input too long for ``max_input_length`` is cut; recorded in every artefact.
         self.truncation = truncation
-        template = self.default_template(tokenizer) if template is None else template
+        template = self.default_template(tokenizer, name) if template is None else template
         if template not in self.templates:
             raise ConfigError(f"template={template!r}: the {self.family} family takes "
                               f"{' or '.join(self.templates)} (see taskspace.backbones.templates)")

@@ -26,8 +26,8 @@ class CausalBackbone(Backbone):
     truncations = TRUNCATIONS
 
     @classmethod
-    def default_template(cls, tokenizer) -> str:
-        return default_template(tokenizer)
+    def default_template(cls, tokenizer, name: str = "") -> str:
+        return default_template(tokenizer, name)
 
     def __init__(self, model, tokenizer, **options):
         super().__init__(model, tokenizer, **options)

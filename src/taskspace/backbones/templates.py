@@ -5,8 +5,11 @@ decides what it has learnt to continue with there. Three templates:
 
 - ``chat``: the tokenizer's own chat template (instruct models): the formatted input is the user's turn, the
   answer the assistant's turn (then the end-of-turn token, the tokenizer's EOS). The default of a backbone whose
-  tokenizer has one, as SmolLM2-135M-Instruct's does (docs/templates.md measures the three templates on it).
-- ``boundary``: the formatted input, a newline and ``Answer:``, then the answer after a space.
+  tokenizer has one, unless measurements chose another for that model (:data:`MEASURED`).
+- ``boundary``: the formatted input, a newline and ``Answer:``, then the answer after a space. The default of
+  SmolLM2-135M-Instruct: in docs/budget.md's sweep prompt tuning and LoRA each reach their best mean dev score in it
+  (or within the tie of the chat template, with 1.6x shorter examples), and it beats the bare form by 14 points
+  (docs/templates.md).
 - ``plain``: the formatted input and the answer right after it, with no boundary: taskspace's form before
   templates (and the papers' text-to-text form, the only one of the seq2seq and encoder families). The default of
   causal backbones without a chat template until one is measured to be better.
@@ -42,9 +45,16 @@ def has_chat_template(tokenizer) -> bool:
     return tokenizer is not None and bool(getattr(tokenizer, "chat_template", None))
 
 
-def default_template(tokenizer) -> str:
-    """``chat`` where the tokenizer has a chat template, else ``plain``."""
-    return "chat" if has_chat_template(tokenizer) else "plain"
+#: The template measured best for a model, by the name it is recorded under (its last path part, so that a local
+#: copy or the hub's name of the same model counts): docs/budget.md.
+MEASURED = {"SmolLM2-135M-Instruct": "boundary"}
+
+
+def default_template(tokenizer, name: str = "") -> str:
+    """The template measured best for the model named ``name`` (:data:`MEASURED`); else ``chat`` where the tokenizer
+    has a chat template, else ``plain``."""
+    measured = MEASURED.get(name.rstrip("/").rsplit("/", 1)[-1])
+    return measured or ("chat" if has_chat_template(tokenizer) else "plain")
 
 
 def _special_sides(tokenizer) -> tuple[list[int], list[int]]:
