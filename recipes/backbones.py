@@ -17,7 +17,6 @@ import json
 import platform
 import shutil
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -35,7 +34,7 @@ from taskspace.train import TrainConfig
 from taskspace.tuning import TuneConfig, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
-from recipe_common import run_main  # noqa: E402
+from recipe_common import now, run_main  # noqa: E402
 
 #: Six tasks with options and six generative ones that a ~135M model can learn from 16 examples.
 OPTION_TASKS = ["ag_news", "glue-sst2", "trec", "emotion", "glue-mrpc", "sciq"]
@@ -57,9 +56,9 @@ def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
     path = folder / "frozen.json"
     if path.is_file():
         return read_json(path)
-    started = time.time()
+    started = now()
     scores = cached_frozen_scores(backbone, {"dev": task.dev, "test": test}, task.metric, batch_size=batch_size)
-    scores["seconds"] = round(time.time() - started, 1)
+    scores["seconds"] = round(now() - started, 1)
     write_json(path, scores)
     return scores
 
@@ -192,11 +191,11 @@ def main() -> None:
                         eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples,
                         zero_shot=False,
                     )
-                    started = time.time()
+                    started = now()
                     result = tune(config, run_dir, backbone=backbone)  # a finished run is verified and returned
                     if finished:
                         continue
-                    wall = round(time.time() - started, 1)  # of this invocation: a resumed run counts its rest
+                    wall = round(now() - started, 1)  # of this invocation: a resumed run counts its rest
                     write_json(run_dir / "timing.json", {"wall_seconds": wall, "threads": torch.get_num_threads()})
                     shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # a finished run needs no resume state
                     print(f"{backbone.name} {task_name} {method}: test {result.scores['test']:.3f} ({wall:.0f} s)",

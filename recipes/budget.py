@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 from taskspace.backbones import load_backbone
@@ -35,7 +34,7 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.tuning import TuneConfig, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
-from recipe_common import run_main  # noqa: E402
+from recipe_common import now, run_main  # noqa: E402
 
 TASKS = ["glue-sst2", "ag_news", "lama-trex", "tweet_qa"]
 #: method -> configurations: (name, learning rate, method options)
@@ -87,10 +86,10 @@ def run_one(args, backbone, method: str, template: str, config: tuple, task: str
                     max_test_examples=args.max_test_examples)
     tc.train = tc.train.replace(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, lr=lr,
                                 patience=patience_of(method), progress=False)
-    started = time.time()
+    started = now()
     tune(tc, folder, backbone=backbone)
     if not (folder / "timing.json").is_file():
-        write_json(folder / "timing.json", {"seconds": round(time.time() - started, 1)})
+        write_json(folder / "timing.json", {"seconds": round(now() - started, 1)})
     return read_result(folder)
 
 

@@ -4,6 +4,7 @@ score's printed form."""
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import time
@@ -16,27 +17,51 @@ from taskspace.subspace import FitData, Subspace, fit_subspace
 from taskspace.train import TrainConfig
 
 
+#: The time this process spent paused by SIGTSTP (``kill -TSTP PID``, the way to pause a long run while something
+#: else uses the cores; ``kill -CONT PID`` resumes it), counted by :func:`run_main`'s handlers.
+_PAUSED = {"seconds": 0.0, "since": None}
+
+
+def _pause(signum, frame) -> None:
+    _PAUSED["since"] = time.time()
+    os.kill(os.getpid(), signal.SIGSTOP)  # returns once SIGCONT has resumed the process
+
+
+def _resumed(signum, frame) -> None:
+    if _PAUSED["since"] is not None:
+        _PAUSED["seconds"] += time.time() - _PAUSED["since"]
+        _PAUSED["since"] = None
+
+
+def now() -> float:
+    """Wall-clock seconds less the time this process was paused by SIGTSTP: the clock of a stage's or a run's
+    recorded time. (A process stopped by SIGSTOP cannot know it was; that time counts.)"""
+    return time.time() - _PAUSED["seconds"]
+
+
 class Stages:
-    """Wall-clock seconds of each stage. With a ``path`` (a JSON file), they accumulate over the invocations that
-    ran the stage and are saved after each, an interrupted one included (Ctrl-C, or SIGTERM under
-    :func:`run_main`), so that the total is the time the stage cost; without one, they cover this invocation."""
+    """Wall-clock seconds of each stage, less the time the process was paused (:func:`now`). With a ``path`` (a
+    JSON file), they accumulate over the invocations that ran the stage and are saved after each, an interrupted one
+    included (Ctrl-C, or SIGTERM under :func:`run_main`), so that the total is the time the stage cost; without one,
+    they cover this invocation."""
 
     def __init__(self, path: Path | None = None):
         self.path = path
         self.seconds: dict[str, float] = read_json(path) if path is not None and path.is_file() else {}
 
     def run(self, name: str, fn, *args, **kwargs):
-        t = time.time()
+        t = now()
         print(f"[{time.strftime('%H:%M:%S')}] {name} ...", flush=True)
         finished = False
         try:
             out = fn(*args, **kwargs)
             finished = True
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.time() - t
+            spent = now() - t
+            self.seconds[name] = self.seconds.get(name, 0.0) + spent
             if self.path is not None:
                 write_json(self.path, self.seconds)
-            print(f"[{time.strftime('%H:%M:%S')}] {name}: {(time.time() - t) / 60:.1f} min"
+            print(f"[{time.strftime('%H:%M:%S')}] {name}: {spent / 60:.1f} min"
                   f"{'' if finished else ' (interrupted)'}", flush=True)
         return out
 
@@ -102,8 +127,11 @@ def run_main(main) -> None:
     """Run a runner's ``main``; bad input (a misspelt key, a missing file, an unknown task) or a file that cannot be
     written ends it with one line on stderr and exit status 2, as taskspace's commands do, and Ctrl-C with one
     line saying what was saved and exit status 130 (running the same command resumes). SIGTERM ends it as Ctrl-C
-    does, through ``finally`` blocks (a stage's time so far is kept)."""
+    does, through ``finally`` blocks (a stage's time so far is kept). SIGTSTP pauses it (SIGCONT resumes) and the
+    pause is left out of the recorded times (:func:`now`)."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    signal.signal(signal.SIGTSTP, _pause)
+    signal.signal(signal.SIGCONT, _resumed)
     name = Path(sys.argv[0]).name
     try:
         main()

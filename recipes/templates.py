@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from taskspace.backbones import load_backbone
@@ -22,7 +21,7 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.tuning import TuneConfig, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
-from recipe_common import run_main  # noqa: E402
+from recipe_common import now, run_main  # noqa: E402
 
 TASKS = ["glue-sst2", "ag_news", "lama-trex"]
 METHODS = ["lora", "prompt"]
@@ -36,11 +35,11 @@ def run_one(args, backbone, task: str, method: str, template: str) -> dict:
                         backbone_options={"template": template}, max_test_examples=args.max_test_examples)
     config.train = config.train.replace(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every,
                                         progress=False)
-    started = time.time()
+    started = now()
     result = tune(config, folder, backbone=backbone)
     timing = folder / "timing.json"
     if not timing.is_file():
-        write_json(timing, {"seconds": round(time.time() - started, 1)})
+        write_json(timing, {"seconds": round(now() - started, 1)})
     return {**result.scores, **read_json(timing)}
 
 

@@ -236,7 +236,7 @@ def _refused(argv: list[str], capsys) -> str:
     import signal
 
     runner = _runner()
-    handler = signal.getsignal(signal.SIGTERM)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGTSTP, signal.SIGCONT)}
     saved = sys.argv
     sys.argv = [str(ROOT / "recipes" / "smol.py"), *argv]
     try:
@@ -244,7 +244,8 @@ def _refused(argv: list[str], capsys) -> str:
             _recipes("recipe_common").run_main(runner.main)
     finally:
         sys.argv = saved
-        signal.signal(signal.SIGTERM, handler)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     assert stop.value.code == 2
     return capsys.readouterr().err
 
@@ -404,3 +405,40 @@ def test_the_templates_recipe_documents_what_it_finished(tmp_path, monkeypatch):
     recipe.main()
     text = doc.read_text()
     assert "| glue-sst2 | lora | – | – | 82.0 (10.0) |" in text and "1 runs finished, 1.5 minutes" in text
+
+
+def test_a_paused_recipe_leaves_the_pause_out_of_its_stage_times(tmp_path):
+    """``kill -TSTP`` pauses a runner (``kill -CONT`` resumes it), as a long run is paused while tests use the cores;
+    the stage's recorded time is its own, without the pause."""
+    import signal
+
+    child = tmp_path / "child.py"
+    child.write_text(
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(ROOT / 'recipes')!r})\n"
+        "from pathlib import Path\n"
+        "from recipe_common import Stages, run_main\n"
+        "def main():\n"
+        "    def work():\n"
+        "        print('ready', flush=True)\n"
+        "        for _ in range(100):\n"
+        "            time.sleep(0.01)\n"
+        "    Stages(Path(sys.argv[1])).run('work', work)\n"
+        "run_main(main)\n")
+    proc = subprocess.Popen([sys.executable, str(child), str(tmp_path / "stages.json")], stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().endswith("work ...\n") and proc.stdout.readline() == "ready\n"
+    started = time.time()
+    proc.send_signal(signal.SIGTSTP)
+    for _ in range(200):  # until it has stopped itself
+        if Path(f"/proc/{proc.pid}/stat").read_text().split(")")[1].split()[0] == "T":
+            break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("SIGTSTP did not pause the runner")
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=60) == 0
+    wall = time.time() - started
+    stage = json.loads((tmp_path / "stages.json").read_text())["work"]
+    assert wall >= 2.0 and 0.5 <= stage <= wall - 1.5, (stage, wall)  # about 1 s of work, not the 2 s paused
