@@ -31,7 +31,7 @@ from taskspace.frozen import frozen_scores as cached_frozen_scores
 from taskspace.store import read_json, write_json, write_text
 from taskspace.tasks import CATALOG, load_task
 from taskspace.train import TrainConfig
-from taskspace.tuning import TuneConfig, tune
+from taskspace.tuning import TuneConfig, tune, tune_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
 from recipe_common import now, run_main  # noqa: E402
@@ -49,6 +49,14 @@ def _tasks_for(backbone) -> list[str]:
     if backbone.family == "encoder":
         return list(OPTION_TASKS)
     return [t for pair in zip(OPTION_TASKS, GENERATIVE_TASKS) for t in pair]
+
+
+def training_budget(args) -> TrainConfig:
+    """tune's budget (``taskspace methods``: steps, batch, dev interval, patience), with the steps, batch size and
+    dev interval given on the command line; the learning rate is each method's."""
+    given = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
+                               ("eval_every", args.eval_every)) if v is not None}
+    return tune_training(**given)
 
 
 def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
@@ -163,9 +171,7 @@ def main() -> None:
     args = ap.parse_args()
 
     out = Path(args.out)
-    given = {k: v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
-                               ("eval_every", args.eval_every)) if v is not None}
-    budget = TrainConfig(lr=None, **given)
+    budget = training_budget(args)
     settings = (f"{budget.steps} steps, batch {budget.batch_size}, dev every {budget.eval_every} steps, patience "
                 f"{budget.patience}, {budget.optimizer} with {budget.schedule} decay, clip {budget.max_grad_norm}, "
                 f"learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}, float32 weights")

@@ -163,6 +163,22 @@ def test_backbones_document_sets_each_score_beside_the_one_before():
     assert len(committed) == 12 and committed["ag_news"]["lora"] == 26.9
 
 
+def test_backbones_trains_with_tunes_budget():
+    """recipes/backbones.py regenerates the document under tune's defaults (``taskspace methods``), not under
+    TrainConfig's own; what the command line gives replaces them."""
+    from types import SimpleNamespace
+
+    from taskspace.tuning import TUNE_BUDGET
+
+    backbones = _recipes("backbones")
+    budget = backbones.training_budget(SimpleNamespace(steps=None, batch_size=None, eval_every=None))
+    assert {k: getattr(budget, k) for k in TUNE_BUDGET} == TUNE_BUDGET and budget.lr is None
+    assert budget.patience is not None  # early stopping, as tune
+    short = backbones.training_budget(SimpleNamespace(steps=60, batch_size=4, eval_every=None))
+    assert (short.steps, short.batch_size, short.eval_every, short.patience) == (60, 4, budget.eval_every,
+                                                                                 budget.patience)
+
+
 def test_budget_document_chooses_on_dev_breaks_ties_by_length_and_reads_patience():
     """recipes/budget.py: early stopping replayed on a dev curve as train() counts it, the configuration chosen on
     dev with a tie (within 2 points) going to the shorter template, and the smallest patience that loses nothing."""
