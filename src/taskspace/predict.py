@@ -7,7 +7,8 @@ The run's backbone is loaded with the settings it recorded (the decode protocol,
 dtype, the input template), its delta is read and checked against it, and every input is formatted as the run's
 task formatted its own (``[task] input``, in the run's template). An input may come with options: with the
 ``rank`` protocol the most likely option is the answer, with ``generate`` the options only reach the model as part
-of the input text, as in training.
+of the input text, as in training: a run whose task wrote its answer choices after each input (multiple-choice
+QA, :func:`taskspace.tasks.task.with_inline_choices`) writes a query's options after it the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .evaluation import predict
 from .runs import is_finished
 from .store import load_delta, read_json
 from .tasks import Example
+from .tasks.formats import inline_options_suffix
 
 
 @dataclass
@@ -40,11 +42,13 @@ class Predictor:
     """A finished run's theta bound to its backbone."""
 
     def __init__(self, backbone: Backbone, method: DeltaMethod, theta: torch.Tensor, task: str,
-                 batch_size: int = 32):
+                 batch_size: int = 32, inline_choices: bool = False):
         self.backbone = backbone
         self.method = method
         self.theta = theta
         self.task = task
+        #: Whether a query's options are written after its input, as the run's task wrote its answer choices.
+        self.inline_choices = inline_choices
         #: Inputs per batch unless :meth:`predict` is told otherwise: a run's own evaluation batch size.
         self.batch_size = batch_size
 
@@ -66,7 +70,8 @@ class Predictor:
         method = build_method(config["method"]["method"], backbone, config["method"]["config"])
         theta = load_delta(run_dir / "theta", method)[0]
         return cls(backbone, method, theta, config["run"]["task"],
-                   batch_size=config["run"].get("eval_batch_size", 32))
+                   batch_size=config["run"].get("eval_batch_size", 32),
+                   inline_choices=config.get("data", {}).get("inline_choices", False))  # False: made before
 
     def predict(self, inputs: Iterable[str | Query], *, batch_size: int | None = None,
                 progress: bool = False) -> list[str]:
@@ -79,7 +84,8 @@ class Predictor:
     def _example(self, query: Query) -> Example:
         # An Example needs a reference; prediction never reads it.
         reference = query.options[0] if query.options else ""
-        return Example(query.input, (reference,), tuple(query.options), task=self.task)
+        text = query.input + (inline_options_suffix(query.options) if self.inline_choices and query.options else "")
+        return Example(text, (reference,), tuple(query.options), task=self.task)
 
 
 def read_queries(lines: Sequence[str], source: str) -> list[Query]:

@@ -235,7 +235,8 @@ def write_run_config(run_dir: Path, record: dict[str, Any], backbone: Backbone, 
         "backbone": {**backbone.describe(), "fingerprint": backbone.fingerprint()},
         "method": method.describe(),
         "data": {"sources": task.sources, "train": len(task.train), "dev": len(task.dev),
-                 "test": len(test), "test_total": len(task.test), "metric": task.metric},
+                 "test": len(test), "test_total": len(task.test), "metric": task.metric,
+                 "inline_choices": task.inline_choices},
         DATA_DIGEST: {task.name: split_digests(task, test)},
     })
 

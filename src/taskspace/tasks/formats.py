@@ -292,6 +292,9 @@ def write_tsv(
         text = example.input
         options = _dedup(example.options)
         if inline_options and options and options != fixed:
+            written = inline_options_suffix(options) if len(options) <= _MAX_INLINE_OPTIONS else None
+            if written and text.endswith(written):  # a loaded task's input already ends with them
+                text = text[: -len(written)]
             if any(_TSV_FORBIDDEN.search(o) for o in options):
                 if not sanitize:
                     raise DataError(

@@ -15,7 +15,7 @@ from taskspace.tasks.catalog import CATALOG, TaskInfo, close_task_names
 from taskspace.tasks.classlabels import with_class_labels
 from taskspace.tasks.example import Example
 from taskspace.tasks.files import find_test_file, task_files
-from taskspace.tasks.formats import SPLITS, read_examples
+from taskspace.tasks.formats import SPLITS, inline_options_suffix, read_examples
 from taskspace.tasks.metrics import resolve_metric
 from taskspace.tasks.sampling import DEFAULT_SEEDS, pool_examples
 from taskspace.tasks.sampling import resample as resample_examples
@@ -47,6 +47,9 @@ class Task:
     k: int
     seed: int
     sources: dict[str, str] = field(default_factory=dict)
+    #: Whether each input ends with its answer choices, `` (A) opt1 (B) opt2 ...`` (CrossFit's multiple-choice
+    #: form, :func:`with_inline_choices`): what a model that generates its answer reads them from.
+    inline_choices: bool = False
 
     @property
     def metric(self) -> str:
@@ -285,14 +288,16 @@ def load_task(
     test = read(test_path) if test_path is not None else []
     sources["test"] = _test_source(test_path, k, seed, data_dir, name)
 
+    per_example = None
     if info is None:
         info = _uncatalogued(name, metric, (train, dev, test), sources)
     else:
         for split in (train, dev, test):
             _check_options(split, info)
+        per_example = info.options_kind == "per-example"
         if metric is not None:
             info = replace(info, metric=metric)
-    return Task(name, info, train, dev, test, k, seed, sources)
+    return with_inline_choices(Task(name, info, train, dev, test, k, seed, sources), per_example)
 
 
 def _uncatalogued(name: str, metric: str | None, splits, sources: dict[str, str]) -> TaskInfo:
@@ -309,6 +314,34 @@ def _uncatalogued(name: str, metric: str | None, splits, sources: dict[str, str]
     return TaskInfo(name, metric, has_options, (), "unknown", "unknown")
 
 
+def with_inline_choices(task: Task, per_example: bool | None = None) -> Task:
+    """``task`` with CrossFit's multiple-choice input form (SPEC): where the options are per-example answer choices,
+    each input ends with them, `` (A) opt1 (B) opt2 ...``, so that a model answering by generation sees what it
+    chooses among (without them, multiple-choice QA answered by generation is a guess at the option's wording).
+    A fixed label set (sentiment, NLI, ...) is not written, as CrossFit does not; generative tasks keep their
+    inputs. ``per_example``: whether the options are answer choices (the catalog's word for a catalogued task);
+    None decides from the data: options that differ between examples."""
+    splits = (task.train, task.dev, task.test)
+    if per_example is None:
+        per_example = len({e.options for split in splits for e in split if e.options}) > 1
+    if not per_example or task.info.labels:
+        return task
+
+    def inline(example: Example) -> Example:
+        if not example.options:
+            return example
+        try:
+            suffix = inline_options_suffix(example.options)
+        except ValueError as e:
+            raise DataError(f"{e}: per-example answer choices are written after the input", example.meta.get("source"),
+                            example.meta.get("line")) from None
+        return replace(example, input=example.input + suffix)
+
+    train, dev, test = ([inline(e) for e in split] for split in splits)
+    sources = {**task.sources, "choices": "each input ends with its answer choices, ' (A) ... (B) ...'"}
+    return replace(task, train=train, dev=dev, test=test, sources=sources, inline_choices=True)
+
+
 def _own_task(name: str, info: TaskInfo | None, metric: str | None, splits: dict[str, list[Example]],
               sources: dict[str, str], k: int, seed: int, labels: tuple[str, ...]) -> Task:
     """A task of your own; ``labels``: the class labels its outputs were read as (the options of every example)."""
@@ -322,4 +355,4 @@ def _own_task(name: str, info: TaskInfo | None, metric: str | None, splits: dict
         info = TaskInfo(name, chosen, has_options, labels, "unknown", "unknown")
     else:
         info = replace(_uncatalogued(name, metric, (train, dev, test), sources), labels=labels)
-    return Task(name, info, train, dev, test, k, seed, sources)
+    return with_inline_choices(Task(name, info, train, dev, test, k, seed, sources))
