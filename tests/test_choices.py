@@ -92,3 +92,29 @@ def test_predict_writes_a_querys_choices_as_its_run_did(shared_dir, data_dir, tm
     config_file.write_text(json.dumps(record))
     before = Predictor.load(tmp_path / "run", backbone=backbone)
     assert before._example(Query("Where do cats sleep?", ("bed", "sky"))).input == "Where do cats sleep?"
+
+
+def test_an_export_says_and_formats_the_choices_after_the_input(shared_dir):
+    """The export record of a multiple-choice run gives the ids taskspace feeds the model (the choices after the
+    input), and its model card says so; a run of a task without choices ignores options given to it."""
+    import torch
+
+    from taskspace.deltas import build_method
+    from taskspace.export.card import card_text, export_record, input_ids, input_text
+    from taskspace.tasks import Example
+    from tiny import tiny_backbone
+
+    backbone = tiny_backbone("llama", str(shared_dir), template="boundary")
+    method = build_method("lora", backbone, {"r": 2})
+    theta = method.init(torch.Generator().manual_seed(0))
+    question, options = "Where do cats sleep?", ("bed", "sky")
+    record = export_record(Predictor(backbone, method, theta, "commonsense_qa", inline_choices=True), None, "peft")
+    example = Example(question + " (A) bed (B) sky", ("bed",), options, task="commonsense_qa")
+    assert input_text(record, question, options) == backbone.format_input(example)
+    batch = backbone.collate([example])
+    assert input_ids(record, question, backbone.tokenizer, options) == \
+        batch["input_ids"][0, : int(batch["answer_start"])].tolist()
+    assert "The input ends with its answer choices" in card_text(record)
+    plain = export_record(Predictor(backbone, method, theta, "glue-sst2"), None, "peft")
+    assert input_text(plain, question, options) == "[glue-sst2] " + question
+    assert "answer choices" not in card_text(plain)

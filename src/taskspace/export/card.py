@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .. import __version__
 from ..backbones import Backbone
@@ -22,6 +22,7 @@ from ..errors import DataError
 from ..predict import Predictor
 from ..store import read_json, write_json, write_text
 from ..tasks import Example
+from ..tasks.formats import inline_options_suffix
 
 RECORD = "taskspace.json"
 CARD = "README.md"
@@ -82,7 +83,7 @@ def export_record(predictor: Predictor, run_dir: str | Path | None, exported_as:
         "scores": {k: scores.get(k) for k in ("dev", "test", "n_dev", "n_test", "n_test_total")} if scores else None,
         "method": p.method.describe(),
         "backbone": backbone,
-        "input": _input_format(p.backbone, p.task),
+        "input": {**_input_format(p.backbone, p.task), "inline_choices": p.inline_choices},
         "answer": _answer_format(p.backbone),
     }
 
@@ -106,18 +107,21 @@ def recorded_backbone_options(record: dict[str, Any] | None) -> dict[str, Any]:
     return {k: record["backbone"][k] for k in IMPORTED_SETTINGS if k in record["backbone"]}
 
 
-def input_text(record: dict[str, Any], text: str) -> str:
+def input_text(record: dict[str, Any], text: str, options: Sequence[str] = ()) -> str:
     """``text`` as the exported model was tuned to read it, before tokenization: ``[task] text`` (or the text alone
-    where the backbone had no task prefix)."""
-    return record["input"]["task_prefix"] + text
+    where the backbone had no task prefix), then ``options`` as `` (A) ... (B) ...`` where the task wrote its
+    answer choices after each input (``inline_choices``)."""
+    choices = inline_options_suffix(options) if options and record["input"].get("inline_choices") else ""
+    return record["input"]["task_prefix"] + text + choices
 
 
-def input_ids(record: dict[str, Any], text: str, tokenizer) -> list[int]:
-    """The token ids taskspace feeds the model for ``text``, from an export's record and the base model's tokenizer:
-    the formatted text in the template's ids (a causal model's) or with the tokenizer's special tokens, a long input
-    cut as taskspace cuts it."""
+def input_ids(record: dict[str, Any], text: str, tokenizer, options: Sequence[str] = ()) -> list[int]:
+    """The token ids taskspace feeds the model for ``text`` (with its answer choices ``options``, for a task that
+    wrote them after its inputs), from an export's record and the base model's tokenizer: the formatted text in the
+    template's ids (a causal model's) or with the tokenizer's special tokens, a long input cut as taskspace cuts
+    it."""
     fmt = record["input"]
-    formatted = input_text(record, text)
+    formatted = input_text(record, text, options)
     if fmt["special_tokens"]:
         return tokenizer(formatted, max_length=fmt["max_input_length"], truncation=True).input_ids
     body = tokenizer(formatted, add_special_tokens=False).input_ids
@@ -154,6 +158,9 @@ def _input_section(record: dict[str, Any]) -> list[str]:
     prefix = fmt["task_prefix"]
     first = (f"1. The text is `{prefix}` followed by the input (the task prefix)." if prefix
              else "1. The text is the input itself (no task prefix).")
+    if fmt.get("inline_choices"):
+        first += (" The input ends with its answer choices, ` (A) first (B) second ...` (CrossFit's multiple-choice "
+                  "form); the answer is the chosen option's text.")
     if fmt["special_tokens"]:
         second = "2. It is tokenized with the tokenizer's own special tokens (`add_special_tokens=True`)."
     else:
