@@ -53,11 +53,13 @@ PATIENCES = (1, 2, 3, 4, 6)
 WHOLE_CURVES = ("prompt", "lora")
 STOP_PATIENCE = 3
 
-
-def patience_of(method: str) -> int | None:
-    return None if method in WHOLE_CURVES else STOP_PATIENCE
 #: Mean dev scores this close (points) count as a tie, broken by the shorter examples.
 TIE = 2.0
+
+
+def patience_of(method: str) -> int | None:
+    """The early-stopping patience ``method``'s sweep runs with: none for the methods whose whole curves are read."""
+    return None if method in WHOLE_CURVES else STOP_PATIENCE
 
 
 def template_cost(backbone, data_dir: str) -> float:
