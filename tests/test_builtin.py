@@ -74,9 +74,9 @@ def test_a_builtin_loads_by_name_and_refuses_another_backbone_or_template(root, 
     assert torch.equal(space.theta("prompt", z), folder.theta("prompt", z))
     with pytest.raises(IncompatibleError, match=f"^builtin:{NAME}: the subspace was fitted on backbone"):
         Subspace.load(f"builtin:{NAME}", tiny_backbone("gpt2", str(shared_dir)))
-    with pytest.raises(IncompatibleError, match=f"^builtin:{NAME}: .* with the plain input template; this backbone "
-                                                "uses boundary"):
-        Subspace.load(f"builtin:{NAME}", load_backbone(llama_dir, template="boundary"))
+    with pytest.raises(IncompatibleError, match=f"^builtin:{NAME}: .* with the boundary input template; this "
+                                                "backbone uses plain"):
+        Subspace.load(f"builtin:{NAME}", load_backbone(llama_dir, template="plain"))
     with pytest.raises(ConfigError, match=f"builtin:tiny-promt: no such built-in subspace; did you mean "
                                           f"builtin:{NAME}\\?"):
         Subspace.load("builtin:tiny-promt", llama)
@@ -89,8 +89,8 @@ def test_subspace_tune_in_a_builtin_and_export_a_prompt_adapter(root, llama, dat
     common = ["--task", "glue-sst2", "--method", "prompt", "--data-dir", str(data_dir), "--steps", "2",
               "--eval-every", "2", "--max-test-examples", "4", "--no-progress"]
     for argv, expected in ((["--subspace", "builtin:tiny-promt"], "did you mean builtin:tiny-prompt?"),
-                           (["--subspace", f"builtin:{NAME}", "--backbone-opt", "template=boundary"],
-                            "plain input template; this backbone uses boundary")):
+                           (["--subspace", f"builtin:{NAME}", "--backbone-opt", "template=plain"],
+                            "boundary input template; this backbone uses plain")):
         assert main(["subspace-tune", *argv, *common, "--out", str(tmp_path / "refused")]) == 2
         assert expected in _one_line(capsys)
         assert not (tmp_path / "refused").exists()

@@ -38,7 +38,9 @@ def fit_bank(finder, config, bank, tasks, folder):
 
 @pytest.fixture(scope="module")
 def llama(shared_dir):
-    return load_backbone(f"{shared_dir}/models/stories260K")
+    # the plain template, as this module's fits were sized under (a model without a chat template now defaults to
+    # the boundary)
+    return load_backbone(f"{shared_dir}/models/stories260K", template="plain")
 
 
 @pytest.fixture(scope="module")
@@ -423,7 +425,7 @@ def test_a_bank_refuses_entries_scored_another_way(bank, shared_dir):
     --decode is refused, not mixed in; a bank written before those settings were recorded still resumes."""
     from taskspace.backbones import load_backbone
 
-    other = load_backbone(f"{shared_dir}/models/stories260K",
+    other = load_backbone(f"{shared_dir}/models/stories260K", template="plain",
                           decode="generate" if bank.backbone.decode == "rank" else "rank")
     with pytest.raises(ConfigError, match="backbone options such as --decode"):
         build_bank(bank.root, bank.spec, other)

@@ -114,13 +114,13 @@ def test_truncation_a_family_cannot_use_is_refused_and_old_records_reload_as_mad
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
-def test_plain_is_the_form_before_templates(kind, shared_dir):
-    backbone = tiny_backbone(kind, str(shared_dir))
-    assert backbone.template == "plain"  # no chat template: the form taskspace always used
-    assert backbone._prompt_ids(SHORT) == backbone.tokenizer(backbone.format_input(SHORT)).input_ids
-    boundary = tiny_backbone(kind, str(shared_dir), template="boundary")
+def test_a_model_without_a_chat_template_gets_the_boundary(kind, shared_dir):
+    boundary = tiny_backbone(kind, str(shared_dir))
+    assert boundary.template == "boundary"  # no chat template: an explicit boundary, as SmolLM2 measured best
     assert boundary.tokenizer.decode(boundary._prompt_ids(SHORT), skip_special_tokens=True).endswith(
         "today.\nAnswer:")
+    plain = tiny_backbone(kind, str(shared_dir), template="plain")  # the form taskspace always used, when asked
+    assert plain._prompt_ids(SHORT) == plain.tokenizer(plain.format_input(SHORT)).input_ids
 
 
 def test_templates_a_family_cannot_use_are_refused(shared_dir, llama_dir):
@@ -136,21 +136,21 @@ def test_an_artefact_of_one_template_is_never_used_with_another(tmp_path, llama_
     config = TuneConfig(task="glue-sst2", method="lora", data_dir=str(data_dir), backbone=llama_dir,
                         method_options={"r": 2}, max_test_examples=4, zero_shot=False)
     config.train = config.train.replace(steps=2, eval_every=2, progress=False)
-    run = tune(config, tmp_path / "r", backbone=load_backbone(llama_dir)).run_dir
+    run = tune(config, tmp_path / "r", backbone=load_backbone(llama_dir, template="plain")).run_dir
     with pytest.raises(ConfigError, match="template plain; this backbone's is boundary: pass --backbone-opt "
                                           "template=plain"):
-        tune(config, tmp_path / "r", backbone=load_backbone(llama_dir, template="boundary"))
+        tune(config, tmp_path / "r", backbone=load_backbone(llama_dir))
     described = dict(json.loads((run / "config.json").read_text())["backbone"])
     described.pop("template")  # a record made before templates: the plain form
     assert reload_backbone(described).template == "plain"
-    boundary_run = tune(config, tmp_path / "b", backbone=load_backbone(llama_dir, template="boundary")).run_dir
+    boundary_run = tune(config, tmp_path / "b", backbone=load_backbone(llama_dir)).run_dir
     assert load_run(boundary_run)[2].backbone.template == "boundary"  # re-scored as it was made
 
     assert main(["fit-subspace", "--recipe", "fastfood", "--d", "4", "--backbone", llama_dir,
                  "--out", str(tmp_path / "ff")]) == 0
     assert Subspace.load(tmp_path / "ff", load_backbone(llama_dir)).d == 4
-    with pytest.raises(IncompatibleError, match="tuned with the plain input template; this backbone uses boundary"):
-        Subspace.load(tmp_path / "ff", load_backbone(llama_dir, template="boundary"))
+    with pytest.raises(IncompatibleError, match="tuned with the boundary input template; this backbone uses plain"):
+        Subspace.load(tmp_path / "ff", load_backbone(llama_dir, template="plain"))
 
 
 def test_the_template_changes_what_the_model_sees(shared_dir):

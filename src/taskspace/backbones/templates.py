@@ -9,10 +9,11 @@ decides what it has learnt to continue with there. Three templates:
 - ``boundary``: the formatted input, a newline and ``Answer:``, then the answer after a space. The default of
   SmolLM2-135M-Instruct: in docs/budget.md's sweep prompt tuning and LoRA each reach their best mean dev score in it
   (or within the tie of the chat template, with 1.6x shorter examples), and it beats the bare form by 14 points
-  (docs/templates.md).
+  (docs/templates.md). Also the default of causal backbones without a chat template: there the model sees plain
+  text either way, as SmolLM2 does under ``boundary``, where an explicit boundary beat none (no base model of real
+  size is at hand to measure it on; ``plain`` stays one option away).
 - ``plain``: the formatted input and the answer right after it, with no boundary: taskspace's form before
-  templates (and the papers' text-to-text form, the only one of the seq2seq and encoder families). The default of
-  causal backbones without a chat template until one is measured to be better.
+  templates (and the papers' text-to-text form, the only one of the seq2seq and encoder families).
 
 A template is split once into the token ids before and after the formatted input (:class:`Template`), so that an
 input longer than ``max_input_length`` is cut inside and keeps both sides of the template. Where the formatted input
@@ -52,9 +53,9 @@ MEASURED = {"SmolLM2-135M-Instruct": "boundary"}
 
 def default_template(tokenizer, name: str = "") -> str:
     """The template measured best for the model named ``name`` (:data:`MEASURED`); else ``chat`` where the tokenizer
-    has a chat template, else ``plain``."""
+    has a chat template, else ``boundary``."""
     measured = MEASURED.get(name.rstrip("/").rsplit("/", 1)[-1])
-    return measured or ("chat" if has_chat_template(tokenizer) else "plain")
+    return measured or ("chat" if has_chat_template(tokenizer) else "boundary")
 
 
 def _special_sides(tokenizer) -> tuple[list[int], list[int]]:
