@@ -6,7 +6,8 @@
 ``--subspace`` is a folder of the run that recipes/smol.py fitted and tuned through on the unseen tasks: ``ipt-d<d>``
 (MSF), ``linear-d<d>`` (the bank's principal directions) or ``random-ae-d<d>``. Into ``OUT/NAME/`` go its
 ``subspace.json`` and ``subspace.safetensors`` as saved (the JSON's bank named from the run folder, not by this
-machine's path; not its fit state, nor its runs, nor the bank) and
+machine's path, and the recipe's IST settings added as what ``subspace-tune`` trains with in it by default; not its
+fit state, nor its runs, nor the bank) and
 ``card.md``: one sentence saying what it is, then the backbone (name, weights fingerprint, input template,
 truncation, lengths, as the run recorded them), the method and the finder's settings, the training tasks, the recipe
 command that made it, the unseen-task table (prompt tuning and IST through this subspace, mean and 95 % interval over
@@ -225,19 +226,21 @@ def ist_flags(ist: dict) -> list[str]:
 
 def usage_lines(name: str, meta: dict, describe: dict, cfg: dict) -> list[str]:
     method = next(iter(meta["methods"]))
-    words = ["taskspace", "subspace-tune", "--subspace", builtin.PREFIX + name, "--method", method, "--task",
-             "reviews", "--data-dir", "my_data/reviews", "--decode", describe["decode"]]
-    for option in ("template", "truncation", "max_input_length", "max_output_length"):
-        value = recorded_truncation(describe) if option == "truncation" else describe[option]
-        words += ["--backbone-opt", f"{option}={value}"]
-    words += [*ist_flags(cfg["ist"]), "--out", "runs/reviews"]
+    words = ["taskspace", "subspace-tune", "--subspace", builtin.PREFIX + name, "--task", "reviews", "--data-dir",
+             "my_data/reviews", "--out", "runs/reviews"]
     tune = " \\\n    ".join(textwrap.wrap(" ".join(words), 112, break_on_hyphens=False, break_long_words=False))
+    settings = [f"--decode {describe['decode']}"] + [
+        f"--backbone-opt {option}={recorded_truncation(describe) if option == 'truncation' else describe[option]}"
+        for option in ("template", "truncation", "max_input_length", "max_output_length")]
+    flags = ist_flags(cfg["ist"])
+    training = " ".join(flags) if flags else "the command's defaults"
     return ["## Use", "",
             f"Adapt {meta['backbone']['name']} to a task of your own by tuning only the {meta['d']} numbers of an "
-            "intrinsic vector (`my_data/reviews`: a folder with its train and dev files; the options repeat the run's "
-            f"backbone settings and its IST training), then export the decoded {method} parameters as a PEFT "
-            "adapter:", "",
-            "```bash", tune, "taskspace export runs/reviews --format peft --out adapters/reviews", "```", ""]
+            "intrinsic vector (`my_data/reviews`: a folder with its train and dev files), then export the decoded "
+            f"{method} parameters as a PEFT adapter:", "",
+            "```bash", tune, "taskspace export runs/reviews --format peft --out adapters/reviews", "```", "",
+            f"The built-in loads the backbone as the run did (`{' '.join(settings)}`) and trains z as the recipe's "
+            f"IST did (`{training}`); an option given replaces any of them.", ""]
 
 
 def card_text(name: str, subspace: str, meta: dict, cfg: dict, results: dict, key: str, command: str) -> str:
@@ -275,7 +278,7 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
     target = out / name
     if target.exists():
         raise ConfigError(f"--name {name}: {target} exists already (remove it to ship again)")
-    record = json.dumps(shipped_record(meta, run), indent=2) + "\n"
+    record = json.dumps(shipped_record(meta, run, cfg["ist"], method), indent=2) + "\n"
     weight = (len(record.encode("utf-8")) + (folder / SUBSPACE_TENSORS).stat().st_size
               + len(card.encode("utf-8")))
     if weight > builtin.MAX_BYTES:
@@ -299,10 +302,16 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
     return target
 
 
-def shipped_record(meta: dict, run: Path) -> dict:
+def shipped_record(meta: dict, run: Path, ist: dict, method: str) -> dict:
     """The subspace's ``subspace.json`` as it ships: as saved, except that the bank it was fitted to is named from
-    the run's folder (``smol-catalog/bank``) instead of by this machine's absolute path."""
+    the run's folder (``smol-catalog/bank``) instead of by this machine's absolute path, and with the recipe's IST
+    settings (``ist``) under ``subspace_tune``: what ``taskspace subspace-tune`` trains with in it by default."""
+    try:
+        SubspaceTuneConfig(task="", method=method, data_dir="").updated(ist)
+    except ConfigError as e:
+        raise ConfigError(f"the recipe's ist section: {e}") from None
     info = meta.get("info", {})
+    meta = {**meta, "subspace_tune": ist}
     if "bank" not in info:
         return meta
     bank = Path(info["bank"]).resolve()

@@ -208,7 +208,7 @@ def test_task_types_command_included_and_excluded(tmp_path, data_dir, shared_dir
     assert main(["bank", "--out", str(tmp_path / "bank"), "--methods", "prompt", "--opt", "prompt.n_tokens=2",
                  "--tasks", *train_tasks, "--backbone", llama, *plain, *data, *COMMON]) == 0
     fit = ["fit-subspace", "--recipe", "ipt", "--bank", str(tmp_path / "bank"), "--tasks", *train_tasks, "--d", "3",
-           "--hidden", "4", *plain, *data, "--steps", "2", "--eval-every", "2", "--no-progress"]
+           "--hidden", "4", *data, "--steps", "2", "--eval-every", "2", "--no-progress"]  # the bank's template
     assert main([*fit, "--out", str(tmp_path / "all")]) == 0
     capsys.readouterr()
     assert main([*fit, "--exclude-type", "topic", "--out", str(tmp_path / "no-topic")]) == 0

@@ -111,6 +111,24 @@ def test_subspace_tune_in_a_builtin_and_export_a_prompt_adapter(root, llama, dat
     torch.testing.assert_close(exported, space["prompt"].method.layout.view(theta, "prompt"))
 
 
+def test_the_method_is_the_subspaces_only_one_unless_given():
+    from taskspace.cli import build_parser
+    from taskspace.cli.subspace import subspace_tune_config_from
+
+    args = build_parser().parse_args(["subspace-tune", "--subspace", "s", "--task", "trec", "--data-dir", "d",
+                                      "--out", "o"])
+    assert subspace_tune_config_from(args, {"methods": {"lora": {}}}).method == "lora"
+    with pytest.raises(ConfigError, match=r"^--method: expected one of the subspace's methods \(adapter, lora\)$"):
+        subspace_tune_config_from(args, {"methods": {"adapter": {}, "lora": {}}})
+    args.method = "adapter"
+    assert subspace_tune_config_from(args, {"methods": {"adapter": {}, "lora": {}}}).method == "adapter"
+    recorded = {"methods": {"lora": {}}, "subspace_tune": {"z_std": 0.5, "train": {"lr": 0.3, "steps": 7}}}
+    config = subspace_tune_config_from(args, recorded)  # the subspace's training, under the options given
+    assert (config.z_std, config.train.lr, config.train.steps) == (0.5, 0.3, 7)
+    args.lr = 0.1
+    assert subspace_tune_config_from(args, recorded).train.lr == 0.1
+
+
 def test_every_shipped_builtin_is_small_complete_and_package_data(monkeypatch):
     """Over the built-ins this package holds (none yet is fine): each within the size limit, with its card, whose
     first line says what it is and whose text names the backbone's fingerprint and template; and every file a

@@ -74,7 +74,8 @@ def test_a_shipped_subspace_holds_its_files_and_a_card_of_the_runs_numbers(finis
     meta, saved = (json.loads((f / "subspace.json").read_text()) for f in (folder, run / "ipt-d2"))
     # as saved, but the bank is named from the run's folder, not by this machine's absolute path
     assert saved["info"]["bank"] == str((run / "bank").resolve()) and meta["info"]["bank"] == f"{run.name}/bank"
-    assert meta == {**saved, "info": {**saved["info"], "bank": f"{run.name}/bank"}}
+    # and with the recipe's IST settings, which subspace-tune trains with in it by default
+    assert meta == {**saved, "info": {**saved["info"], "bank": f"{run.name}/bank"}, "subspace_tune": cfg["ist"]}
     card = (folder / builtin.CARD).read_text(encoding="utf-8")
     lines = card.splitlines()
     assert lines[0] == (f"# A 2-dimensional prompt-tuning subspace of {meta['backbone']['name']}, learnt (IPT's MSF) "
@@ -103,12 +104,13 @@ def test_a_shipped_subspace_holds_its_files_and_a_card_of_the_runs_numbers(finis
     assert any(line.startswith(f"| random auto-encoder, d = 2 (baseline) | {e_rel('random-ae/d2')} | ")
                for line in lines)
 
-    # how to use it: the recipe's backbone settings and IST training (TINY's, where they differ from the command's)
-    flat = card.replace(" \\\n    ", " ")
-    for text in (f"taskspace subspace-tune --subspace builtin:{NAME} --method prompt --task reviews",
+    # how to use it: the command, and the recipe's backbone settings and IST training it takes from the built-in
+    # (TINY's, where they differ from the command's)
+    flat = card.replace(" \\\n    ", " ").replace("\n", " ")
+    for text in (f"taskspace subspace-tune --subspace builtin:{NAME} --task reviews --data-dir my_data/reviews "
+                 "--out runs/reviews", "taskspace export runs/reviews --format peft",
                  f"--backbone-opt template={llama.template} --backbone-opt truncation={llama.truncation}",
-                 "--steps 2 --batch-size 2 --lr 0.1 --eval-every 2 --out runs/reviews",
-                 "taskspace export runs/reviews --format peft"):
+                 "`--steps 2 --batch-size 2 --lr 0.1 --eval-every 2`"):
         assert text in flat, text
 
     # it loads by name from TASKSPACE_BUILTIN_DIR, and decodes as the run's folder does
@@ -117,6 +119,30 @@ def test_a_shipped_subspace_holds_its_files_and_a_card_of_the_runs_numbers(finis
     shipped, source = Subspace.load(f"builtin:{NAME}", llama), Subspace.load(run / "ipt-d2", llama)
     z = torch.randn(2, generator=torch.Generator().manual_seed(1))
     assert torch.equal(shipped.theta("prompt", z), source.theta("prompt", z))
+
+
+def test_subspace_tune_in_a_shipped_builtin_trains_as_its_recipe_did(finished, llama, data_dir, tmp_path,
+                                                                     monkeypatch):
+    """The card's command as it stands, no method, backbone or training options: the built-in's method, the run's
+    backbone settings (TINY ranks options; the command's default is to generate) and the recipe's IST training;
+    an option given replaces one."""
+    from taskspace.cli import main
+
+    run, recipe, cfg = finished
+    _ship(run, recipe, tmp_path / "builtin")
+    monkeypatch.setenv(builtin.ROOT_ENV, str(tmp_path / "builtin"))
+    common = ["subspace-tune", "--subspace", f"builtin:{NAME}", "--task", "superglue-cb", "--data-dir", str(data_dir),
+              "--max-test-examples", "4", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "as-shipped")]) == 0
+    record = json.loads((tmp_path / "as-shipped" / "config.json").read_text())
+    train = record["run"]["train"]
+    assert record["run"]["method"] == "prompt" and record["backbone"]["decode"] == llama.decode == "rank"
+    assert record["backbone"]["max_input_length"] == llama.max_input_length
+    assert (train["steps"], train["batch_size"], train["lr"], train["eval_every"]) == (2, 2, 0.1, 2)
+    assert main([*common, "--lr", "0.2", "--decode", "generate", "--out", str(tmp_path / "given")]) == 0
+    record = json.loads((tmp_path / "given" / "config.json").read_text())
+    assert record["run"]["train"]["lr"] == 0.2 and record["run"]["train"]["steps"] == 2
+    assert record["backbone"]["decode"] == "generate"
 
 
 def test_the_linear_subspace_ships_with_its_own_first_line(finished, tmp_path):

@@ -259,6 +259,21 @@ def reload_backbone(description: dict, **overrides) -> Backbone:
     return load_backbone(description["name"], **{**options, **overrides})
 
 
+#: The backbone settings that decide how an example is laid out and scored: recorded of the backbone in bank.json
+#: (a bank cannot mix them) and subspace.json, and what a command that loads the backbone for one of them starts from.
+SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing", "template",
+                    "truncation")
+
+
+def recorded_settings(record: dict) -> dict:
+    """The scoring settings that a bank's or a subspace's JSON recorded of its backbone (its ``backbone`` entry),
+    as options of :func:`load_backbone`: those recorded (a subspace saved before they were holds its template
+    alone), and the ``plain`` template where none is (made before templates)."""
+    settings = {k: v for k, v in (record.get("settings") or {}).items() if k in SCORING_SETTINGS}
+    settings.setdefault("template", record.get("template", "plain"))
+    return settings
+
+
 def recorded_truncation(description: dict) -> str:
     """Where the backbone ``description`` (a record's ``describe()``) cut long inputs: as recorded, or, for a record
     made before the setting existed, where taskspace then cut them: a causal backbone kept an input's end while it
@@ -320,6 +335,8 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "EncoderBackbone",
     "FAMILIES",
+    "SCORING_SETTINGS",
+    "recorded_settings",
     "recorded_truncation",
     "reload_backbone",
     "Seq2SeqBackbone",

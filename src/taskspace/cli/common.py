@@ -109,14 +109,16 @@ def backbone_options_from(args: argparse.Namespace) -> dict[str, Any]:
 
 def load_backbone_from(args: argparse.Namespace, recorded_in: Path | None = None):
     """The backbone named by ``--backbone``; without one, the backbone an artefact's JSON file (a bank's or a
-    subspace's) recorded, else the default."""
-    from ..backbones import load_backbone
+    subspace's) recorded, with the settings it was scored with there (template, lengths, decode protocol, where
+    long inputs are cut) under the options given, else the default backbone."""
+    from ..backbones import load_backbone, recorded_settings
     from ..store import read_json
 
-    name = args.backbone
-    if name is None:
-        name = read_json(recorded_in)["backbone"]["name"] if recorded_in is not None else DEFAULT_BACKBONE
-    return load_backbone(name, **backbone_options_from(args))
+    name, options = args.backbone, backbone_options_from(args)
+    if name is None and recorded_in is not None:
+        recorded = read_json(recorded_in)["backbone"]
+        name, options = recorded["name"], {**recorded_settings(recorded), **options}
+    return load_backbone(name or DEFAULT_BACKBONE, **options)
 
 
 def output_folder(path: str | Path, option: str) -> Path:

@@ -168,8 +168,20 @@ def _fit_subspace(args: argparse.Namespace, config: Config, out: Path) -> int:
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def subspace_tune_config_from(args: argparse.Namespace) -> SubspaceTuneConfig:
-    base = SubspaceTuneConfig(task=args.task, method=args.method, data_dir=data_dir_from(args))
+def subspace_tune_config_from(args: argparse.Namespace, recorded: dict | None = None) -> SubspaceTuneConfig:
+    """The run's settings, lowest first: the library's defaults, what the subspace's JSON (``recorded``) holds
+    under ``subspace_tune`` (a built-in: the training its card's scores were measured with), the preset, the command
+    line. The method: ``--method``, else the subspace's only one."""
+    recorded = recorded or {}
+    method = args.method
+    if method is None:
+        methods = list(recorded.get("methods", {}))
+        if len(methods) != 1:
+            raise ConfigError(f"--method: expected one of the subspace's methods ({', '.join(methods)})")
+        method = methods[0]
+    base = SubspaceTuneConfig(task=args.task, method=method, data_dir=data_dir_from(args))
+    if recorded.get("subspace_tune"):
+        base = base.updated(recorded["subspace_tune"])
     if args.preset:
         base = base.updated(preset_values(args.preset, "subspace-tune"))
     return from_args(base, args)
@@ -177,19 +189,23 @@ def subspace_tune_config_from(args: argparse.Namespace) -> SubspaceTuneConfig:
 
 def cmd_subspace_tune(args: argparse.Namespace) -> int:
     from ..analysis.reports import tuning_tables
+    from ..store import read_json
     from ..subspace import Bank, Subspace, subspace_tune
     from ..subspace.space import SUBSPACE_JSON
 
     output_folder(args.out, "--out")
-    config = subspace_tune_config_from(args)
-    backbone = load_backbone_from(args, subspace_folder(args.subspace) / SUBSPACE_JSON)
+    recorded_in = subspace_folder(args.subspace) / SUBSPACE_JSON
+    # the options are checked before a subspace that is not there is reported (unless it must name the method)
+    readable = recorded_in.is_file() or args.method is None
+    config = subspace_tune_config_from(args, read_json(recorded_in) if readable else None)
+    backbone = load_backbone_from(args, recorded_in)
     space = Subspace.load(args.subspace, backbone)
     scores = subspace_tune(space, args.subspace, config, args.out, overwrite=args.overwrite)
     test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
-    print(f"task {args.task} | {space.recipe} subspace (d = {space.d}) | method {args.method} | "
+    print(f"task {args.task} | {space.recipe} subspace (d = {space.d}) | method {config.method} | "
           f"dtype {str(backbone.dtype).removeprefix('torch.')} | dev {100 * scores['dev']:.2f} test {test}")
     bank = Bank(args.bank, backbone) if args.bank else None
-    write_tables(tuning_tables(f"{args.task}, {space.recipe} d={space.d}", [args.task], args.method,
+    write_tables(tuning_tables(f"{args.task}, {space.recipe} d={space.d}", [args.task], config.method,
                                [scores["test"]], bank), Path(args.out), "relative")
     return 0
 
@@ -292,15 +308,19 @@ def add_commands(sub) -> None:
     defaults_t = SubspaceTuneConfig(task="", method="prompt", data_dir="")
     t = sub.add_parser("subspace-tune", help="tune a fresh intrinsic vector through a subspace's up-projection",
                        description="IPT's intrinsic subspace tuning / UDT's subspace optimisation: train only z "
-                                   "(d numbers) through a method's frozen up-projection. Without --preset it "
-                                   "trains with AdamW and linear decay (the defaults below), whatever the "
-                                   "subspace; --preset udt-paper trains with Adafactor at a constant rate, as UDT "
-                                   "does, --preset ipt-paper as IPT's IST. With --bank, writes the relative "
-                                   "performance against the method in its original space.")
+                                   "(d numbers) through a method's frozen up-projection. The backbone is the one "
+                                   "the subspace was fitted on, with its recorded settings (template, lengths, "
+                                   "decode protocol, truncation), each replaced by an option given. It trains with "
+                                   "AdamW and linear decay (the defaults below) unless the subspace records its own "
+                                   "training (a built-in: what its card's scores were measured with); --preset "
+                                   "udt-paper trains with Adafactor at a constant rate, as UDT does, --preset "
+                                   "ipt-paper as IPT's IST; options typed override both. With --bank, writes the "
+                                   "relative performance against the method in its original space.")
     t.add_argument("--subspace", required=True,
                    help="subspace folder, or builtin:NAME for one that ships with taskspace (`taskspace subspaces`)")
     t.add_argument("--task", required=True)
-    t.add_argument("--method", required=True, choices=method_names())
+    t.add_argument("--method", choices=method_names(), help="the method whose up-projection decodes z (default: "
+                                                            "the subspace's only method)")
     t.add_argument("--out", required=True, help="run directory")
     t.add_argument("--bank", help="bank folder with the original-space reference runs")
     t.add_argument("--overwrite", action="store_true")

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .. import __version__
-from ..backbones import Backbone
+from ..backbones import SCORING_SETTINGS, Backbone
 from ..config import Config, at_least, option, positive_count
 from ..deltas import METHODS, DeltaMethod, build_method, default_lr
 from ..errors import ConfigError, DataError
@@ -120,9 +120,6 @@ class BankEntry:
 #: What to do when a bank's data changed since its entries were made (a bank never mixes two versions of a task).
 _OTHER_DATA = "build a bank of the current data in another folder, or use the data the bank was built on"
 
-#: The backbone settings every entry of a bank is scored with, recorded in bank.json (a bank cannot mix them).
-SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_prefix", "label_smoothing", "template",
-                    "truncation")
 
 
 def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..backbones import Backbone
+from ..backbones import SCORING_SETTINGS, Backbone
 from ..builtin import is_builtin, subspace_folder
 from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, IncompatibleError
@@ -100,13 +100,15 @@ class Subspace:
         if self.task_vectors is not None:
             tensors["task_vectors"] = self.task_vectors
         write_tensors(folder / SUBSPACE_TENSORS, tensors, {"format": "taskspace.subspace/1", "recipe": self.recipe})
+        described = self.backbone.describe()
         write_json(folder / SUBSPACE_JSON, {
             "format": "taskspace.subspace/1",
             "taskspace_version": __version__,
             "recipe": self.recipe,
             "d": self.d,
             "backbone": {"name": self.backbone.name, "model_type": self.backbone.model_type,
-                         "fingerprint": self.backbone.fingerprint(), "template": self.backbone.template},
+                         "fingerprint": self.backbone.fingerprint(), "template": self.backbone.template,
+                         "settings": {k: described[k] for k in SCORING_SETTINGS}},
             "methods": methods,
             "info": self.info,
         })
