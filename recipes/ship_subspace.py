@@ -195,15 +195,18 @@ def unseen_lines(cfg: dict, results: dict, key: str, method: str, d: int, size: 
     rows = [(f"IST through this subspace ({key})", key)]
     rows += [(f"random auto-encoder, d = {k.split('/d')[1]} (baseline)", k) for k in sorted(num.scores)
              if re.fullmatch(r"random-ae/d[0-9]+", k) and k != key]
-    lines += ["", "| what | E_rel % | gain kept % | seeds |", "| --- | ---: | ---: | ---: |"]
+    rows.append((f"{METHOD_WORDS.get(method, method)} (the reference)", f"reference/{method}"))
+    lines += ["", "| what | E_rel % | gain kept % | seeds | seeds' spread (points) |",
+              "| --- | ---: | ---: | ---: | ---: |"]
     for label, k in rows:
         rel, kept = num.relative(k, unseen, refs), num.relative(k, unseen, refs, gain=True)
-        lines.append(f"| {label} | {ci(*rel[:2])} | {ci(*kept[:2])} | {rel[2]} |")
+        lines.append(f"| {label} | {ci(*rel[:2])} | {ci(*kept[:2])} | {rel[2]} | {ci(num.spread(k, unseen), None)} |")
     return lines + ["", "E_rel: per seed, the mean over the unseen tasks of score / reference (the task's "
                         f"{method} tuning, mean over its seeds), then the mean over the seeds with its 95 % interval. "
                         "Gain kept: the share of the reference's gain over the frozen model that a score keeps, over "
-                        f"the tasks where that gain is at least {100 * GAIN_MARGIN:.0f} points. As "
-                        "recipes/smol_report computes them for the recipe's report.", ""]
+                        f"the tasks where that gain is at least {100 * GAIN_MARGIN:.0f} points. Seeds' spread: the "
+                        "mean over the unseen tasks of the standard deviation of a task's test score over its seeds. "
+                        "As recipes/smol_report computes them for the recipe's report.", ""]
 
 
 def ist_flags(ist: dict) -> list[str]:

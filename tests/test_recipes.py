@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -98,7 +99,13 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     # the same numbers as a CSV, and the figures beside the report
     table = {row["key"]: row for row in csv.DictReader((out / "report.csv").open())}
     assert float(table["udt/lora"]["e_rel"]) == pytest.approx(centre, abs=1e-12)
-    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "linear/d1", "frozen"}
+    assert set(table) >= {"ipt/d2", "ipt/d3", "random-ae/d2", "random-ae/d3", "fastfood/d2", "linear/d1", "frozen",
+                          "reference/prompt"}
+    # the seeds' spread: the mean over tasks of each task's standard deviation over the seeds; the reference's own too
+    for key in ("ipt/d2", "reference/prompt"):
+        spread = mean([statistics.stdev(scores[key][t].values()) for t in refs])
+        assert float(table[key]["spread"]) == pytest.approx(spread, abs=1e-12)
+    assert float(table["reference/prompt"]["e_rel"]) == pytest.approx(1.0)  # its seeds against their own mean
     # the linear subspace of the same bank (two solutions: one direction), IST through it on the unseen tasks, set
     # beside IST at the nearest IPT d
     assert json.loads((out / "linear-d1" / "subspace.json").read_text())["info"]["tasks"] == ["glue-sst2", "ag_news"]

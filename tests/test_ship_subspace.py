@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -100,7 +101,13 @@ def test_a_shipped_subspace_holds_its_files_and_a_card_of_the_runs_numbers(finis
     def e_rel(key: str) -> str:
         return _cell([mean([ratio(scores[key][t][s], refs[t]) for t in unseen]) for s in ("0", "1")])
 
-    assert any(line.startswith(f"| IST through this subspace (ipt/d2) | {e_rel('ipt/d2')} | ") for line in lines)
+    def spread(key: str) -> str:  # the mean over the unseen tasks of the standard deviation over the seeds
+        return f"{100 * mean([statistics.stdev(scores[key][t].values()) for t in unseen]):.1f}"
+
+    assert any(line.startswith(f"| IST through this subspace (ipt/d2) | {e_rel('ipt/d2')} | ")
+               and line.endswith(f" | 2 | {spread('ipt/d2')} |") for line in lines)
+    assert any(line.startswith(f"| prompt-tuning (the reference) | {e_rel('reference/prompt')} | ")
+               and line.endswith(f" | {spread('reference/prompt')} |") for line in lines)
     assert any(line.startswith(f"| random auto-encoder, d = 2 (baseline) | {e_rel('random-ae/d2')} | ")
                for line in lines)
 

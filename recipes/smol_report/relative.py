@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from taskspace.analysis import gain_kept, mean, mean_interval, ratio
+from taskspace.analysis.stability import seed_std
 
 from smol_settings import linear_dims, random_dims
 
@@ -68,16 +69,24 @@ class Numbers:
     def absolute(self, key: str, task: str) -> tuple[float | None, float | None, int]:
         return mean_interval(list(self.scores.get(key, {}).get(task, {}).values()))
 
+    def spread(self, key: str, tasks: list[str]) -> float | None:
+        """The seeds' spread: the mean over ``tasks`` of the sample standard deviation of each task's scores over
+        its seeds (a fraction, as the scores; tasks with fewer than two seeds recorded left out)."""
+        by_task = self.scores.get(key, {})
+        std = seed_std({t: [v for v in by_task.get(t, {}).values() if v is not None] for t in tasks})[0]
+        return None if std is None else std / 100
+
 
 #: The columns of the relative-performance CSV (one row per kind of run; fractions, not percentages).
 RELATIVE_COLUMNS = ("what", "key", "method", "d", "e_rel", "e_rel_half", "gain_kept", "gain_kept_half", "low_e_rel",
-                    "low_e_rel_half", "low_tasks", "seeds", "paper")
+                    "low_e_rel_half", "low_tasks", "seeds", "spread", "paper")
 
 
 def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
     """One record per kind of unseen-task run: E_rel and gain kept with their 95 % intervals over the seeds, E_rel
-    over the tasks where the frozen model scores under half the reference, and the paper's number where it gives
-    one; then the frozen backbone against each original-space method (where every subspace starts from)."""
+    over the tasks where the frozen model scores under half the reference, the seeds' spread (:meth:`Numbers.spread`)
+    and the paper's number where it gives one; then each original-space method's own (the reference against itself:
+    its seeds' E_rel and spread), and the frozen backbone against each (where every subspace starts from)."""
     unseen, seeds = list(cfg["unseen_tasks"]), list(cfg["seeds"])
     num = Numbers(results, seeds)
     ipt_method = cfg.get("ipt", {}).get("method", "prompt")
@@ -91,7 +100,7 @@ def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
         records.append({"what": label, "key": key, "method": method, "d": d, "e_rel": rel[0], "e_rel_half": rel[1],
                         "gain_kept": kept[0], "gain_kept_half": kept[1], "low_e_rel": low_rel[0],
                         "low_e_rel_half": low_rel[1], "low_tasks": len(low) if low else None, "seeds": rel[2],
-                        "paper": paper})
+                        "spread": num.spread(key, tasks), "paper": paper})
 
     for d in cfg.get("ipt", {}).get("dims", []):
         add(f"IPT, IST, unseen tasks, d = {d}", f"ipt/d{d}", ipt_method, unseen, d,
@@ -108,6 +117,9 @@ def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
         for m in cfg["udt"]["fit"]["methods"]:
             add(f"UDT subspace optimisation, {m}", f"udt/{m}", m, unseen, cfg["udt"]["fit"].get("d"),
                 PAPER["udt_optimisation"])
+    for m in cfg["bank"]["methods"]:
+        if f"reference/{m}" in num.scores:
+            add(f"{m} tuning (the reference)", f"reference/{m}", m, unseen)
     for m in cfg["bank"]["methods"]:
         refs = num.reference(m, unseen)
         records.append({**dict.fromkeys(RELATIVE_COLUMNS), "what": f"frozen backbone (vs {m})", "key": "frozen",

@@ -86,13 +86,16 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     # relative performance --------------------------------------------------------------------------------------
     rows = [[r["what"], ci(r["e_rel"], r["e_rel_half"]), ci(r["gain_kept"], r["gain_kept_half"]),
              "–" if r["low_tasks"] is None else ci(r["low_e_rel"], r["low_e_rel_half"]) + f" ({r['low_tasks']})",
-             "–" if r["seeds"] is None else str(r["seeds"]), paper_cell(r)]
+             "–" if r["seeds"] is None else str(r["seeds"]), ci(r["spread"], None), paper_cell(r)]
             for r in relative_records(cfg, results)]
     lines += ["## Relative performance on the unseen tasks", "",
-              "| what | E_rel % | gain kept % | E_rel % where frozen < half the reference (tasks) | seeds | paper |",
-              "| --- | ---: | ---: | ---: | ---: | ---: |"]
+              "| what | E_rel % | gain kept % | E_rel % where frozen < half the reference (tasks) | seeds | seeds' "
+              "spread (points) | paper |",
+              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
-    lines.append("")
+    lines += ["", "Seeds' spread: the mean over the unseen tasks of the standard deviation of a task's test score "
+              "over its seeds (the paper's Table II measure of stability); a reference's row compares its seeds with "
+              "their own mean.", ""]
 
     # the headline: learnt vs random ------------------------------------------------------------------------------
     if "ipt" in cfg and random_dims(cfg["ipt"]):
