@@ -181,10 +181,12 @@ class Runner:
 
     def ipt(self) -> None:
         """At each d, MSF, IST on the unseen tasks and the random auto-encoder at the same d (at the dims it is
-        asked for); then IST in the linear subspace at its dims, and the seen-task challenges at the largest d."""
+        asked for); IST in the linear subspace at its dims right after the first d (the headline: learnt against
+        random and linear, before the other dims, which a recipe cuts first); the seen-task challenges at the
+        largest d last."""
         i, ist = self.cfg["ipt"], self.cfg["ist"]
         method = i.get("method", "prompt")
-        for d in i["dims"]:
+        for n, d in enumerate(i["dims"]):
             space, config, folder = msf(self, d)
             self.stage(f"IPT IST d={d}, unseen tasks", tune_in, self, f"ipt/d{d}", space, folder, self.unseen,
                        method, ist["train"], z_std=ist.get("z_std", 0.02))
@@ -192,10 +194,11 @@ class Runner:
                 rspace, rfolder = random_ae_space(self, d, config)
                 self.stage(f"random auto-encoder d={d}, unseen tasks", tune_in, self, f"random-ae/d{d}", rspace,
                            rfolder, self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
-        for d in linear_dims(self.cfg):
-            space, folder = linear(self, d)
-            self.stage(f"linear subspace d={d}, unseen tasks", tune_in, self, f"linear/d{d}", space, folder,
-                       self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
+            if n == 0:
+                for dl in linear_dims(self.cfg):
+                    lspace, lfolder = linear(self, dl)
+                    self.stage(f"linear subspace d={dl}, unseen tasks", tune_in, self, f"linear/d{dl}", lspace,
+                               lfolder, self.unseen, method, ist["train"], z_std=ist.get("z_std", 0.02))
         seen = self.train_tasks[: i.get("challenge_tasks", 0)]
         if seen:
             d = max(i["dims"])

@@ -86,6 +86,10 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     assert land["axis"] == [-1.0, 0.0, 1.0] and land["order"] == list(udt)
     run = out / "udt" / "runs" / "rotten_tomatoes-d100-adapter-s1"
     assert land["origin_score"]["adapter"] == pytest.approx(json.loads((run / "scores.json").read_text())["dev"])
+    # the headline's stages (the first d, its random baseline, the linear subspace) before the other d
+    order = list(json.loads((out / "stages.json").read_text()))
+    assert (order.index("IPT IST d=2, unseen tasks") < order.index("random auto-encoder d=2, unseen tasks")
+            < order.index("linear subspace d=1, unseen tasks") < order.index("IPT IST d=3, unseen tasks"))
     report = (out / "report.md").read_text()
     for heading in ("## Relative performance on the unseen tasks", "## Learnt vs random subspace",
                     "## UDT transfer", "## Stage times", "IPT IST d=3, training tasks, other data"):
