@@ -140,6 +140,27 @@ def test_the_report_names_the_papers_d_and_leaves_out_a_spread_of_one_run(tmp_pa
     assert "| kind | mean std |" in two and "no spread" not in two
 
 
+def test_e_rel_by_category_of_the_unseen_tasks():
+    """Each kind of unseen-task run's E_rel over the cls and the non-cls unseen tasks apart (per seed, then the mean
+    over the seeds); none for unseen tasks of one category."""
+    relative = _recipes("smol_report.relative")
+    scores = {"reference/prompt": {"glue-sst2": {"0": 0.8, "1": 0.6}, "trec": {"0": 0.5, "1": 0.5},
+                                   "lama-trex": {"0": 0.4, "1": 0.2}},
+              "ipt/d10": {"glue-sst2": {"0": 0.7, "1": 0.7}, "trec": {"0": 0.1, "1": 0.3},
+                          "lama-trex": {"0": 0.3, "1": 0.3}}}
+    cfg = {"unseen_tasks": ["glue-sst2", "trec", "lama-trex"], "seeds": [0, 1], "bank": {"methods": {"prompt": {}}},
+           "ipt": {"dims": [10], "random_ae": False}}
+    groups, rows = relative.category_cells(cfg, {"scores": scores, "frozen": {}})
+    assert groups == {"cls": ["glue-sst2", "trec"], "non-cls": ["lama-trex"]}
+    (what, (cls, non_cls)), (ref_what, _) = rows
+    assert what.startswith("IPT, IST, unseen tasks, d = 10") and ref_what == "prompt tuning (the reference)"
+    per_seed = [(0.7 / 0.7 + 0.1 / 0.5) / 2, (0.7 / 0.7 + 0.3 / 0.5) / 2]  # references: the means over the seeds
+    assert cls[0] == pytest.approx(sum(per_seed) / 2) and cls[2] == 2
+    assert non_cls[0] == pytest.approx(0.3 / 0.3)
+    assert relative.category_cells({**cfg, "unseen_tasks": ["glue-sst2", "trec"]},
+                                   {"scores": scores, "frozen": {}}) == ({}, [])
+
+
 def test_backbones_document_sets_each_score_beside_the_one_before():
     """recipes/backbones.py's document: each cell is the new test score with the earlier one in brackets, the mean
     row compares the same tasks, and a method below the frozen model on a task is counted."""

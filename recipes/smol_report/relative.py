@@ -128,6 +128,30 @@ def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
     return records
 
 
+def category_cells(cfg: dict, results: dict) -> tuple[dict[str, list[str]], list[tuple[str, list[tuple]]]]:
+    """E_rel per category of the unseen tasks (CrossFit's cls and non-cls): the categories' tasks, and per kind of
+    unseen-task run of :func:`relative_records` (the frozen backbone and Fastfood's own task list left out) its E_rel
+    over each category's tasks alone (centre, 95 % half-width, seeds). No categories for unseen tasks of one."""
+    from taskspace.tasks import CATALOG
+
+    unseen = list(cfg["unseen_tasks"])
+    groups: dict[str, list[str]] = {}
+    for t in unseen:
+        if t in CATALOG:
+            groups.setdefault(CATALOG[t].category, []).append(t)
+    if len(groups) < 2:
+        return {}, []
+    groups = dict(sorted(groups.items()))
+    num = Numbers(results, list(cfg["seeds"]))
+    rows = []
+    for r in relative_records(cfg, results):
+        if r["key"] == "frozen" or r["key"].startswith("fastfood/"):
+            continue
+        refs = num.reference(r["method"], unseen)
+        rows.append((r["what"], [num.relative(r["key"], tasks, refs) for tasks in groups.values()]))
+    return groups, rows
+
+
 def transfer_cells(cfg: dict, results: dict) -> tuple[list[str], dict[str, dict[str, tuple]]]:
     """UDT's transfer matrix: the methods, and per source and target method the E_rel of the transferred vectors
     on the unseen tasks against the target in its original space (centre and 95 % half-width over the seeds)."""

@@ -17,7 +17,7 @@ from recipe_common import fmt
 from smol_settings import linear_dims, random_dims
 
 from .failures import failure_lines
-from .relative import GAIN_MARGIN, PAPER, Numbers, ci, paper_cell, relative_records, transfer_cells
+from .relative import GAIN_MARGIN, PAPER, Numbers, category_cells, ci, paper_cell, relative_records, transfer_cells
 
 #: Score keys of the analyses (reported in their own sections, not among the unseen tasks' main columns).
 ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/", "scale/")
@@ -96,6 +96,14 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     lines += ["", "Seeds' spread: the mean over the unseen tasks of the standard deviation of a task's test score "
               "over its seeds (the paper's Table II measure of stability); a reference's row compares its seeds with "
               "their own mean.", ""]
+    groups, by_category = category_cells(cfg, results)
+    if groups:
+        lines += ["## E_rel by category (unseen tasks)", "",
+                  "| what | " + " | ".join(f"{c} ({len(ts)} task{'' if len(ts) == 1 else 's'})" for c, ts in groups.items()) + " |",
+                  "| --- |" + " ---: |" * len(groups)]
+        lines += [f"| {what} | " + " | ".join(ci(*cell[:2]) for cell in cells) + " |" for what, cells in by_category]
+        lines += ["", "E_rel over one category's unseen tasks alone (CrossFit's ontology), per seed, then the mean "
+                  "over the seeds with its 95 % interval.", ""]
 
     # the headline: learnt vs random ------------------------------------------------------------------------------
     if "ipt" in cfg and random_dims(cfg["ipt"]):
