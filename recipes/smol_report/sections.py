@@ -98,8 +98,8 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
               "their own mean.", ""]
     groups, by_category = category_cells(cfg, results)
     if groups:
-        lines += ["## E_rel by category (unseen tasks)", "",
-                  "| what | " + " | ".join(f"{c} ({len(ts)} task{'' if len(ts) == 1 else 's'})" for c, ts in groups.items()) + " |",
+        heads = [f"{c} ({len(ts)} task{'' if len(ts) == 1 else 's'})" for c, ts in groups.items()]
+        lines += ["## E_rel by category (unseen tasks)", "", "| what | " + " | ".join(heads) + " |",
                   "| --- |" + " ---: |" * len(groups)]
         lines += [f"| {what} | " + " | ".join(ci(*cell[:2]) for cell in cells) + " |" for what, cells in by_category]
         lines += ["", "E_rel over one category's unseen tasks alone (CrossFit's ontology), per seed, then the mean "
