@@ -195,7 +195,7 @@ def test_subspace_commands_end_to_end(tmp_path, data_dir, shared_dir, capsys):
     assert (bank / "scores.md").is_file() and (bank / "scores.csv").is_file()
     spec = json.loads((bank / "bank.json").read_text())["spec"]
     assert spec["methods"] == {"lora": {"r": 2}, "adapter": {"r": 2}}
-    assert spec["lr"] == {"lora": 0.01, "adapter": 2e-3}  # given, and the method's default
+    assert spec["lr"] == {"lora": 0.01, "adapter": 5e-4}  # given, and the method's default
     assert main(["fit-subspace", "--recipe", "unified", "--bank", str(bank), "--tasks", "glue-sst2",
                  "--methods", "lora", "adapter", "--d", "3", "--out", str(space), "--data-dir", str(data_dir),
                  *common]) == 0
