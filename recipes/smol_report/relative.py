@@ -128,10 +128,12 @@ def relative_records(cfg: dict, results: dict) -> list[dict[str, Any]]:
     return records
 
 
-def category_cells(cfg: dict, results: dict) -> tuple[dict[str, list[str]], list[tuple[str, list[tuple]]]]:
+def category_cells(cfg: dict, results: dict, records: list[dict[str, Any]] | None = None
+                   ) -> tuple[dict[str, list[str]], list[tuple[str, list[tuple]]]]:
     """E_rel per category of the unseen tasks (CrossFit's cls and non-cls): the categories' tasks, and per kind of
-    unseen-task run of :func:`relative_records` (the frozen backbone and Fastfood's own task list left out) its E_rel
-    over each category's tasks alone (centre, 95 % half-width, seeds). No categories for unseen tasks of one."""
+    unseen-task run of :func:`relative_records` (``records``, computed when not given; the frozen backbone and
+    Fastfood's own task list left out) its E_rel over each category's tasks alone (centre, 95 % half-width, seeds).
+    No categories for unseen tasks of one."""
     from taskspace.tasks import CATALOG
 
     unseen = list(cfg["unseen_tasks"])
@@ -144,7 +146,7 @@ def category_cells(cfg: dict, results: dict) -> tuple[dict[str, list[str]], list
     groups = dict(sorted(groups.items()))
     num = Numbers(results, list(cfg["seeds"]))
     rows = []
-    for r in relative_records(cfg, results):
+    for r in relative_records(cfg, results) if records is None else records:
         if r["key"] == "frozen" or r["key"].startswith("fastfood/"):
             continue
         refs = num.reference(r["method"], unseen)

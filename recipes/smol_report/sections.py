@@ -84,10 +84,11 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     ipt_method = cfg.get("ipt", {}).get("method", "prompt")
 
     # relative performance --------------------------------------------------------------------------------------
+    records = relative_records(cfg, results)
     rows = [[r["what"], ci(r["e_rel"], r["e_rel_half"]), ci(r["gain_kept"], r["gain_kept_half"]),
              "–" if r["low_tasks"] is None else ci(r["low_e_rel"], r["low_e_rel_half"]) + f" ({r['low_tasks']})",
              "–" if r["seeds"] is None else str(r["seeds"]), ci(r["spread"], None), paper_cell(r)]
-            for r in relative_records(cfg, results)]
+            for r in records]
     lines += ["## Relative performance on the unseen tasks", "",
               "| what | E_rel % | gain kept % | E_rel % where frozen < half the reference (tasks) | seeds | seeds' "
               "spread (points) | paper |",
@@ -96,7 +97,7 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     lines += ["", "Seeds' spread: the mean over the unseen tasks of the standard deviation of a task's test score "
               "over its seeds (the paper's Table II measure of stability); a reference's row compares its seeds with "
               "their own mean.", ""]
-    groups, by_category = category_cells(cfg, results)
+    groups, by_category = category_cells(cfg, results, records)
     if groups:
         heads = [f"{c} ({len(ts)} task{'' if len(ts) == 1 else 's'})" for c, ts in groups.items()]
         lines += ["## E_rel by category (unseen tasks)", "", "| what | " + " | ".join(heads) + " |",

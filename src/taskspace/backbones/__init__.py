@@ -265,6 +265,12 @@ SCORING_SETTINGS = ("decode", "max_input_length", "max_output_length", "task_pre
                     "truncation")
 
 
+def scoring_settings(backbone: Backbone) -> dict:
+    """The :data:`SCORING_SETTINGS` of ``backbone``, as a bank or a subspace records them."""
+    described = backbone.describe()
+    return {k: described[k] for k in SCORING_SETTINGS}
+
+
 def recorded_settings(record: dict) -> dict:
     """The scoring settings that a bank's or a subspace's JSON recorded of its backbone (its ``backbone`` entry),
     as options of :func:`load_backbone`: those recorded (a subspace saved before they were holds its template
@@ -338,6 +344,7 @@ __all__ = [
     "SCORING_SETTINGS",
     "recorded_settings",
     "recorded_truncation",
+    "scoring_settings",
     "reload_backbone",
     "Seq2SeqBackbone",
     "Sites",

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Sequence
 import torch
 
 from .. import __version__
-from ..backbones import SCORING_SETTINGS, Backbone
+from ..backbones import Backbone, recorded_settings, scoring_settings
 from ..config import Config, at_least, option, positive_count
 from ..deltas import METHODS, DeltaMethod, build_method, default_lr
 from ..errors import ConfigError, DataError
@@ -121,7 +121,6 @@ class BankEntry:
 _OTHER_DATA = "build a bank of the current data in another folder, or use the data the bank was built on"
 
 
-
 def entry_dir(root: Path, task: str, method: str, seed: int) -> Path:
     return root / task / method / f"s{seed}"
 
@@ -185,10 +184,9 @@ def build_bank(
     root = Path(root)
     if rank is None or world is None:
         rank, world = shard()
-    described = backbone.describe()
     record = {"format": "taskspace.bank/1", "taskspace_version": __version__, "spec": spec.identity(),
               "backbone": {"name": backbone.name, "fingerprint": backbone.fingerprint(),
-                           "settings": {k: described[k] for k in SCORING_SETTINGS}},
+                           "settings": scoring_settings(backbone)},
               "data": {task: split_digests(*spec.test_split(task)) for task in spec.tasks}}
     if (root / BANK_FILE).is_file():
         saved = read_json(root / BANK_FILE)
@@ -253,7 +251,7 @@ class Bank:
                 f"{self.root}: the bank was tuned on backbone {meta['backbone']['name']!r} (weights sha256 "
                 f"{fingerprint[:12]}...), not on {backbone.name!r} ({backbone.fingerprint()[:12]}...)"
             )
-        template = meta["backbone"].get("settings", {}).get("template", "plain")  # before templates: plain
+        template = recorded_settings(meta["backbone"])["template"]
         if template != backbone.template:
             raise ConfigError(f"{self.root}: the bank was tuned with the {template} input template; this backbone "
                               f"uses {backbone.template} (load it with --backbone-opt template={template})")

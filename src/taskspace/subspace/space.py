@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..backbones import SCORING_SETTINGS, Backbone
+from ..backbones import Backbone, recorded_settings, scoring_settings
 from ..builtin import is_builtin, subspace_folder
 from ..deltas import DeltaMethod, build_method
 from ..errors import ConfigError, IncompatibleError
@@ -100,7 +100,6 @@ class Subspace:
         if self.task_vectors is not None:
             tensors["task_vectors"] = self.task_vectors
         write_tensors(folder / SUBSPACE_TENSORS, tensors, {"format": "taskspace.subspace/1", "recipe": self.recipe})
-        described = self.backbone.describe()
         write_json(folder / SUBSPACE_JSON, {
             "format": "taskspace.subspace/1",
             "taskspace_version": __version__,
@@ -108,7 +107,7 @@ class Subspace:
             "d": self.d,
             "backbone": {"name": self.backbone.name, "model_type": self.backbone.model_type,
                          "fingerprint": self.backbone.fingerprint(), "template": self.backbone.template,
-                         "settings": {k: described[k] for k in SCORING_SETTINGS}},
+                         "settings": scoring_settings(self.backbone)},
             "methods": methods,
             "info": self.info,
         })
@@ -127,7 +126,7 @@ class Subspace:
                 f"{saved_bb['fingerprint'][:12]}...), not on {backbone.name!r} "
                 f"({backbone.fingerprint()[:12]}...)"
             )
-        template = saved_bb.get("template", "plain")  # a subspace saved before templates: the plain form
+        template = recorded_settings(saved_bb)["template"]
         if template != backbone.template:
             raise IncompatibleError(f"{shown}: the subspace was fitted to solutions tuned with the "
                                     f"{template} input template; this backbone uses {backbone.template} (load it with "
