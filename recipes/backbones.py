@@ -7,12 +7,16 @@ task: the frozen backbone's dev and test scores once, then one ``tune`` run per 
 the backbone's decode protocol: ``generate`` for SmolLM2, ``rank`` for the encoder; test capped at 100
 examples). After every finished run the document is written again, so an interrupted invocation leaves a
 document of everything finished so far; the same command resumes (finished runs are verified and reused).
-``--report-only`` writes the document from finished runs without training.
+``--report-only`` writes the document from finished runs without training. ``--reuse-budget runs/budget`` takes a
+run docs/budget.md's sweep (recipes/budget.py) made with exactly these settings instead of training it again: the
+sweep's record is checked against them by ``tune`` itself, the run is linked (not copied), and the document marks
+its cells.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shutil
@@ -81,9 +85,30 @@ def collect(out: Path) -> dict:
             scores = task_dir / method / "scores.json"
             if scores.is_file():
                 timing = task_dir / method / "timing.json"
-                entry[method] = {**read_json(scores), **(read_json(timing) if timing.is_file() else {})}
+                entry[method] = {**read_json(scores), **(read_json(timing) if timing.is_file() else {}),
+                                 "reused": (task_dir / method).is_symlink()}
+                entry[method].setdefault("wall_seconds", entry[method].pop("seconds", 0.0))  # the sweep's name
         results.setdefault(task_dir.parent.name, {})[task_dir.name] = entry
     return results
+
+
+def budget_twin(config: TuneConfig, backbone, budget: Path) -> tuple[TuneConfig, Path] | None:
+    """The run of docs/budget.md's sweep (under ``budget``) with ``config``'s settings, and the config the sweep
+    recorded for it: the same but for the backbone's template, named there rather than defaulted (the backbone
+    resolves both alike: ``tune`` checks its record), and the zero-shot state also scored (an evaluation before
+    training, which changes neither the training nor the scores). None where the sweep has no such run: a
+    learning rate or options it did not try, or a patience it did not train with (prompt tuning and LoRA ran
+    without early stopping)."""
+    from budget import GRID, patience_of, run_folder
+
+    if config.method not in GRID or patience_of(config.method) != config.train.patience:
+        return None
+    name = next((n for n, lr, options in GRID[config.method]
+                 if lr == config.train.lr and options == config.method_options), None)
+    folder = None if name is None else run_folder(budget, config.method, backbone.template, name, config.task)
+    if folder is None or not (folder / "scores.json").is_file():
+        return None
+    return dataclasses.replace(config, backbone_options={"template": backbone.template}, zero_shot=True), folder
 
 
 def _pct(x):
@@ -91,6 +116,7 @@ def _pct(x):
 
 
 BEFORE = Path(__file__).with_name("backbones_before.json")
+REUSED = " †"  # marks a cell whose run is the budget sweep's
 
 
 def _cell(now: float | None, before: float | None) -> str | None:
@@ -128,7 +154,8 @@ def render(results: dict, meta: dict, before: dict | None = None) -> str:
             row = [task, CATALOG[task].metric if task in CATALOG else "", decode, _cell(_pct(frozen), old.get("frozen"))]
             for m in METHODS:
                 s = entry.get(m)
-                row.append(_cell(None if s is None else _pct(s["test"]), old.get(m)))
+                cell = _cell(None if s is None else _pct(s["test"]), old.get(m))
+                row.append(cell + REUSED if s is not None and s.get("reused") else cell)
                 if s is not None:
                     gains[m].append(s["test"] - frozen)
                     means[m].append(100 * s["test"])
@@ -146,12 +173,52 @@ def render(results: dict, meta: dict, before: dict | None = None) -> str:
         rows.append(["tasks below the frozen model", "", "", None,
                      *[f"{sum(x < 0 for x in g)} of {len(g)}" if g else None for g in gains.values()]])
         done = sum(len(g) for g in gains.values())
+        reused = sum(bool(entry[m].get("reused")) for entry in tasks.values() for m in METHODS if m in entry)
         threads = sorted({entry[m]["threads"] for entry in tasks.values() for m in METHODS
                           if m in entry and "threads" in entry[m]})
         note = (f"{done} runs finished; their wall time (frozen evaluations included): {seconds / 60:.1f} min"
-                + (f" at {' or '.join(map(str, threads))} threads per run" if threads else "") + ". – : not run yet.")
+                + (f" at {' or '.join(map(str, threads))} threads per run" if threads else "") + ". – : not run yet."
+                + (f" {REUSED} ({reused} runs): the run of docs/budget.md's sweep with these same settings "
+                   "(`--reuse-budget`), its wall time as the sweep measured it." if reused else ""))
         parts.append(Table(backbone, header, rows, note).markdown())
     return "\n".join(parts)
+
+
+def run_config(args, budget: TrainConfig, name: str, task: str, method: str) -> TuneConfig:
+    """One run's settings: the method's defaults and learning rate, tune's budget, no zero-shot evaluation (the
+    frozen model's scores are the recipe's own)."""
+    return TuneConfig(task=task, method=method, data_dir=args.data_dir, backbone=name,
+                      train=budget.replace(lr=REGISTRY[method].default_lr, progress=False),
+                      eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples, zero_shot=False)
+
+
+def run_one(args, budget: TrainConfig, backbone, name: str, task: str, method: str, run_dir: Path) -> bool:
+    """Train (or resume) one run into ``run_dir``, or, with ``--reuse-budget``, link the budget sweep's run of the
+    same settings there; a finished one is verified and left. True when this call finished or linked it."""
+    config = run_config(args, budget, name, task, method)
+    twin = budget_twin(config, backbone, Path(args.reuse_budget)) if args.reuse_budget else None
+    if run_dir.is_symlink():
+        if twin is None:
+            raise SystemExit(f"{run_dir} is a link to a budget sweep's run: give --reuse-budget, or remove the link "
+                             "to train the run here")
+        tune(twin[0], run_dir, backbone=backbone)  # verified
+        return False
+    if twin is not None and not run_dir.exists():
+        tune(*twin, backbone=backbone)  # the sweep's record checked against these settings, its theta read
+        run_dir.parent.mkdir(parents=True, exist_ok=True)
+        run_dir.symlink_to(twin[1].resolve(), target_is_directory=True)
+        print(f"{backbone.name} {task} {method}: the budget sweep's run {twin[1]}", flush=True)
+        return True
+    finished = (run_dir / "scores.json").is_file()
+    started = now()
+    result = tune(config, run_dir, backbone=backbone)  # a finished run is verified and returned
+    if finished:
+        return False
+    wall = round(now() - started, 1)  # of this invocation: a resumed run counts its rest
+    write_json(run_dir / "timing.json", {"wall_seconds": wall, "threads": torch.get_num_threads()})
+    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # a finished run needs no resume state
+    print(f"{backbone.name} {task} {method}: test {result.scores['test']:.3f} ({wall:.0f} s)", flush=True)
+    return True
 
 
 def main() -> None:
@@ -168,6 +235,8 @@ def main() -> None:
     ap.add_argument("--max-test-examples", type=int, default=100)
     ap.add_argument("--eval-batch-size", type=int, default=32)
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--reuse-budget", metavar="DIR", help="take the runs recipes/budget.py made under DIR with "
+                    "these same settings instead of training them again")
     args = ap.parse_args()
 
     out = Path(args.out)
@@ -175,7 +244,8 @@ def main() -> None:
     settings = (f"{budget.steps} steps, batch {budget.batch_size}, dev every {budget.eval_every} steps, patience "
                 f"{budget.patience}, {budget.optimizer} with {budget.schedule} decay, clip {budget.max_grad_norm}, "
                 f"learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}, float32 weights")
-    meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md",
+    meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md"
+                       + (f" --reuse-budget {args.reuse_budget}" if args.reuse_budget else ""),
             "machine": platform.processor() or platform.machine(),
             "settings": settings}
     if not args.report_only:
@@ -189,24 +259,8 @@ def main() -> None:
                 folder = out / backbone.name / task_name
                 frozen_scores(backbone, task, test, folder, args.eval_batch_size)
                 for method in args.methods:
-                    run_dir = folder / method
-                    finished = (run_dir / "scores.json").is_file()
-                    config = TuneConfig(
-                        task=task_name, method=method, data_dir=args.data_dir, backbone=name,
-                        train=budget.replace(lr=REGISTRY[method].default_lr, progress=False),
-                        eval_batch_size=args.eval_batch_size, max_test_examples=args.max_test_examples,
-                        zero_shot=False,
-                    )
-                    started = now()
-                    result = tune(config, run_dir, backbone=backbone)  # a finished run is verified and returned
-                    if finished:
-                        continue
-                    wall = round(now() - started, 1)  # of this invocation: a resumed run counts its rest
-                    write_json(run_dir / "timing.json", {"wall_seconds": wall, "threads": torch.get_num_threads()})
-                    shutil.rmtree(run_dir / "checkpoint", ignore_errors=True)  # a finished run needs no resume state
-                    print(f"{backbone.name} {task_name} {method}: test {result.scores['test']:.3f} ({wall:.0f} s)",
-                          flush=True)
-                    write_text(args.doc, render(collect(out), meta))
+                    if run_one(args, budget, backbone, name, task_name, method, folder / method):
+                        write_text(args.doc, render(collect(out), meta))
     try:
         write_text(args.doc, render(collect(out), meta))
     except DataError as e:
