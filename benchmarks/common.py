@@ -7,10 +7,11 @@ here synchronises the device before starting and before stopping the clock.
 from __future__ import annotations
 
 import os
-import platform
 import time
 
 import torch
+
+from taskspace.backbones.dtypes import cpu_model
 
 
 def synchronize(device: str | torch.device) -> None:
@@ -35,11 +36,5 @@ def describe_device(device: str | torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)}), torch {torch.__version__}"
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return (f"cpu ({model}; {torch.get_num_threads()} threads of {os.cpu_count()} cores), "
+    return (f"cpu ({cpu_model()}; {torch.get_num_threads()} threads of {os.cpu_count()} cores), "
             f"torch {torch.__version__}")

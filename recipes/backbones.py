@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import shutil
 import sys
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from taskspace import __version__
 from taskspace.analysis import Table
 from taskspace.backbones import load_backbone
+from taskspace.backbones.dtypes import cpu_model
 from taskspace.deltas import METHODS as REGISTRY
 from taskspace.errors import DataError
 from taskspace.evaluation import capped_test_split
@@ -246,7 +246,7 @@ def main() -> None:
                 f"learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}, float32 weights")
     meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md"
                        + (f" --reuse-budget {args.reuse_budget}" if args.reuse_budget else ""),
-            "machine": platform.processor() or platform.machine(),
+            "machine": cpu_model(),
             "settings": settings}
     if not args.report_only:
         for name in args.backbones:

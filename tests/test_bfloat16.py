@@ -8,11 +8,12 @@ both kinds of host are checked on either kind."""
 from __future__ import annotations
 
 import json
+import platform
 
 import pytest
 import torch
 
-from taskspace.backbones import load_backbone, settled_dtype_option
+from taskspace.backbones import dtypes, load_backbone, settled_dtype_option
 from taskspace.backbones.base import FAST_BF16_ENV, resolve_dtype
 from taskspace.cli import main
 from taskspace.errors import ConfigError
@@ -65,6 +66,23 @@ def test_the_default_is_float32_on_every_cpu_and_auto_follows_the_hardware(fast,
     assert load_backbone(llama_dir).dtype == torch.float32
     assert load_backbone(llama_dir, dtype="auto").dtype == resolve_dtype("auto", "cpu")
     assert load_backbone(llama_dir, dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_the_cpu_is_read_from_cpuinfo(monkeypatch, tmp_path):
+    """The flags decide ``auto`` and the model name goes into the recipes' documents; a host without
+    /proc/cpuinfo has no fast bfloat16 and is named by its architecture."""
+    monkeypatch.delenv(FAST_BF16_ENV, raising=False)
+    info = tmp_path / "cpuinfo"
+    monkeypatch.setattr(dtypes, "CPUINFO", str(info))
+    for flags, fast in (("fpu avx512f avx512_bf16 amx_tile", True), ("fpu avx512f amx_tile", False)):
+        info.write_text(f"processor\t: 0\nmodel name\t: Example CPU 9000\nflags\t\t: {flags}\n\n"
+                        f"processor\t: 1\nmodel name\t: Example CPU 9000\nflags\t\t: {flags}\n")
+        assert dtypes.cpu_model() == "Example CPU 9000"
+        assert dtypes.fast_bfloat16("cpu") is fast
+        assert resolve_dtype("auto", "cpu") == (torch.bfloat16 if fast else torch.float32)
+    info.unlink()
+    assert dtypes.fast_bfloat16("cpu") is False
+    assert dtypes.cpu_model() == (platform.processor() or platform.machine())
 
 
 def test_a_bad_dtype_or_override_is_one_clear_error(monkeypatch, llama_dir):

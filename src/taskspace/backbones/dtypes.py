@@ -4,6 +4,7 @@ device computes bfloat16 fast."""
 from __future__ import annotations
 
 import os
+import platform
 
 import torch
 
@@ -14,6 +15,9 @@ from ..errors import ConfigError
 #: the way to check on any host what a host of the other kind computes (the suite runs under both).
 FAST_BF16_ENV = "TASKSPACE_FAST_BF16"
 
+#: Where Linux describes the CPU: its model name and instruction-set flags.
+CPUINFO = "/proc/cpuinfo"
+
 
 def _cpu_has_fast_bfloat16() -> bool:
     """Whether this CPU has AMX or AVX-512 BF16, or what :data:`FAST_BF16_ENV` says it has."""
@@ -23,12 +27,23 @@ def _cpu_has_fast_bfloat16() -> bool:
             raise ConfigError(f"{FAST_BF16_ENV}={forced!r}: expected 1 (resolve dtype=auto as on a CPU with fast "
                               "bfloat16) or 0 (as on one without)")
         return forced == "1"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
+    flags = (_cpuinfo("flags") or "").split()
     return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def _cpuinfo(key: str) -> str | None:
+    """The first value of ``key`` in :data:`CPUINFO`; None where there is none (or no such file)."""
+    try:
+        with open(CPUINFO, encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.split(":", 1)[0].strip() == key),
+                        None)
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    """This machine's CPU in words: its model name where /proc/cpuinfo has one, else its architecture."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def fast_bfloat16(device: str | torch.device) -> bool:
