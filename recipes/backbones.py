@@ -11,11 +11,16 @@ document of everything finished so far; the same command resumes (finished runs 
 run docs/budget.md's sweep (recipes/budget.py) made with exactly these settings instead of training it again: the
 sweep's record is checked against them by ``tune`` itself, the run is linked (not copied), and the document marks
 its cells.
+
+Every finished result is also kept in ``docs/backbones.json`` (beside ``--doc``), which is committed: the document
+is made from it and from the run folders, so a lost run folder costs nothing. Its first 67 SmolLM2 runs were
+recovered from the committed document when their folders were lost with a machine (its ``"recovered"`` says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import shutil
@@ -75,9 +80,27 @@ def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
     return scores
 
 
-def collect(out: Path) -> dict:
-    """Every finished result under ``out``: {backbone: {task: {"frozen": {...}, method: scores}}}."""
-    results: dict = {}
+def record_path(doc: str | Path) -> Path:
+    """The committed results behind the document: ``docs/backbones.md``'s are ``docs/backbones.json``."""
+    return Path(doc).with_suffix(".json")
+
+
+def read_record(path: Path, settings: str) -> dict:
+    """The committed results (``{"settings", "results", "recovered"}``), or an empty record where there are none;
+    refused when they were made with other settings than ``settings``."""
+    if not path.is_file():
+        return {"settings": settings, "results": {}}
+    record = read_json(path)
+    if record.get("settings") != settings:
+        raise SystemExit(f"{path}: its results were made with other settings ({record.get('settings')}); move it "
+                         "aside to make the document afresh")
+    return record
+
+
+def collect(out: Path, record: dict | None = None) -> dict:
+    """Every finished result: the committed record's, overlaid by those under ``out`` (a run folder is the
+    truth where both have a run): {backbone: {task: {"frozen": {...}, method: scores}}}."""
+    results: dict = copy.deepcopy(record["results"]) if record else {}
     for frozen in sorted(out.glob("*/*/frozen.json")):
         task_dir = frozen.parent
         entry = {"frozen": read_json(frozen)}
@@ -88,8 +111,15 @@ def collect(out: Path) -> dict:
                 entry[method] = {**read_json(scores), **(read_json(timing) if timing.is_file() else {}),
                                  "reused": (task_dir / method).is_symlink()}
                 entry[method].setdefault("wall_seconds", entry[method].pop("seconds", 0.0))  # the sweep's name
-        results.setdefault(task_dir.parent.name, {})[task_dir.name] = entry
+        results.setdefault(task_dir.parent.name, {}).setdefault(task_dir.name, {}).update(entry)
     return results
+
+
+def write_outputs(args, out: Path, record: dict, meta: dict) -> None:
+    """The record (every result finished so far) and the document made from it."""
+    record = {**record, "results": collect(out, record)}
+    write_json(record_path(args.doc), record)
+    write_text(args.doc, render(record["results"], meta, recovered=record.get("recovered")))
 
 
 def budget_twin(config: TuneConfig, backbone, budget: Path) -> tuple[TuneConfig, Path] | None:
@@ -126,7 +156,9 @@ def _cell(now: float | None, before: float | None) -> str | None:
     return f"{now:.1f}" + ("" if before is None else f" ({before:.1f})")
 
 
-def render(results: dict, meta: dict, before: dict | None = None) -> str:
+def render(results: dict, meta: dict, before: dict | None = None, recovered: dict | None = None) -> str:
+    """The document. ``recovered``: {backbone: {"source", "runs", "minutes"}}, for results taken from an earlier
+    document when their run folders were lost (marked ``"recovered"`` in ``results``)."""
     before = before if before is not None else read_json(BEFORE)
     parts = [
         "# Backbones: does tuning matter?",
@@ -149,7 +181,7 @@ def render(results: dict, meta: dict, before: dict | None = None) -> str:
         for task, entry in tasks.items():
             frozen = entry["frozen"]["test"]
             old = earlier.get(task, {})
-            seconds += entry["frozen"].get("seconds", 0.0)
+            seconds += entry["frozen"].get("seconds", 0.0)  # none where recovered
             decode = next((entry[m].get("decode") for m in METHODS if m in entry), "")
             row = [task, CATALOG[task].metric if task in CATALOG else "", decode, _cell(_pct(frozen), old.get("frozen"))]
             for m in METHODS:
@@ -161,7 +193,7 @@ def render(results: dict, meta: dict, before: dict | None = None) -> str:
                     means[m].append(100 * s["test"])
                     if old.get(m) is not None:
                         old_means[m].append(old[m])
-                    seconds += s.get("wall_seconds", 0.0)
+                    seconds += s.get("wall_seconds", 0.0)  # none where recovered
             rows.append(row)
         rows.append(["mean test score (before, over the same tasks)", "", "", None,
                      *[_cell(sum(v) / len(v), sum(old_means[m]) / len(old_means[m]) if old_means[m] else None)
@@ -174,12 +206,24 @@ def render(results: dict, meta: dict, before: dict | None = None) -> str:
                      *[f"{sum(x < 0 for x in g)} of {len(g)}" if g else None for g in gains.values()]])
         done = sum(len(g) for g in gains.values())
         reused = sum(bool(entry[m].get("reused")) for entry in tasks.values() for m in METHODS if m in entry)
+        lost = sum(bool(entry[m].get("recovered")) for entry in tasks.values() for m in METHODS if m in entry)
         threads = sorted({entry[m]["threads"] for entry in tasks.values() for m in METHODS
                           if m in entry and "threads" in entry[m]})
-        note = (f"{done} runs finished; their wall time (frozen evaluations included): {seconds / 60:.1f} min"
-                + (f" at {' or '.join(map(str, threads))} threads per run" if threads else "") + ". – : not run yet."
+        note = (f"{done} runs finished; "
+                + (f"{done - lost} made from their run folders, their wall time (frozen evaluations included): "
+                   if lost else "their wall time (frozen evaluations included): ")
+                + f"{seconds / 60:.1f} min"
+                + (f" at {' or '.join(map(str, threads))} threads per run" if threads else "")
+                + ". – : not run yet."
                 + (f" {REUSED} ({reused} runs): the run of docs/budget.md's sweep with these same settings "
                    "(`--reuse-budget`), its wall time as the sweep measured it." if reused else ""))
+        if lost:
+            lost_from = (recovered or {}).get(backbone, {})
+            note += (f" {lost} runs were made with these settings in earlier sessions and their run folders lost "
+                     f"with the machine; their scores are taken from {lost_from.get('source', 'an earlier document')}"
+                     " at its precision (0.1 point)"
+                     + (f", and their wall time then was {lost_from['minutes']:.1f} min for {lost_from['runs']} runs "
+                        "and their tasks' frozen evaluations" if "minutes" in lost_from else "") + ".")
         parts.append(Table(backbone, header, rows, note).markdown())
     return "\n".join(parts)
 
@@ -248,6 +292,7 @@ def main() -> None:
                        + (f" --reuse-budget {args.reuse_budget}" if args.reuse_budget else ""),
             "machine": cpu_model(),
             "settings": settings}
+    record = read_record(record_path(args.doc), settings)
     if not args.report_only:
         for name in args.backbones:
             backbone = load_backbone(name)
@@ -260,12 +305,11 @@ def main() -> None:
                 frozen_scores(backbone, task, test, folder, args.eval_batch_size)
                 for method in args.methods:
                     if run_one(args, budget, backbone, name, task_name, method, folder / method):
-                        write_text(args.doc, render(collect(out), meta))
+                        write_outputs(args, out, record, meta)
     try:
-        write_text(args.doc, render(collect(out), meta))
+        write_outputs(args, out, record, meta)
     except DataError as e:
         raise SystemExit(str(e))
-
 
 if __name__ == "__main__":
     run_main(main)

@@ -5,6 +5,8 @@ the recorded scores."""
 from __future__ import annotations
 
 import csv
+import shutil
+from types import SimpleNamespace
 
 import pytest
 
@@ -187,8 +189,6 @@ def test_backbones_document_sets_each_score_beside_the_one_before():
 def test_backbones_trains_with_tunes_budget():
     """recipes/backbones.py regenerates the document under tune's defaults (``taskspace methods``), not under
     TrainConfig's own; what the command line gives replaces them."""
-    from types import SimpleNamespace
-
     from taskspace.tuning import TUNE_BUDGET
 
     backbones = _recipes("backbones")
@@ -203,8 +203,6 @@ def test_backbones_trains_with_tunes_budget():
 def test_budget_document_chooses_on_dev_breaks_ties_by_length_and_reads_patience():
     """recipes/budget.py: early stopping replayed on a dev curve as train() counts it, the configuration chosen on
     dev with a tie (within 2 points) going to the shorter template, and the smallest patience that loses nothing."""
-    from types import SimpleNamespace
-
     budget = _recipes("budget")
     curve = [(0, 0.0), (25, 0.5), (50, 0.5), (75, 0.5), (100, 0.6), (125, 0.6), (150, 0.5)]
     assert budget.with_patience(curve, 2) == (0.5, 75)  # two evaluations without a better score: stop
@@ -235,3 +233,56 @@ def test_budget_document_chooses_on_dev_breaks_ties_by_length_and_reads_patience
     assert "| 3 (run) | 70.0 | 125 |" in section and "| 4 |" not in section and "| none |" not in section
     assert "| dev | 50.0 | 70.0 | 70.0 | 70.0 | 70.0 | 70.0 | 70.0 | 70.0 |" in section  # kept after it stopped
     assert "on these curves: 1." in section
+
+
+def test_backbones_record_outlives_the_run_folders(tmp_path):
+    """recipes/backbones.py keeps every finished result in a committed record beside the document: the document is
+    made from it and the run folders (a folder wins where both have a run), it survives the folders' loss, and a
+    record made with other settings is refused."""
+    backbones = _recipes("backbones")
+    out, doc = tmp_path / "runs", tmp_path / "docs" / "backbones.md"
+    task_dir = out / "SmolLM2-135M-Instruct" / "trec"
+    backbones.write_json(task_dir / "frozen.json", {"dev": 0.0, "test": 0.0, "seconds": 60.0})
+    backbones.write_json(task_dir / "lora" / "scores.json", {"test": 0.3, "dev": 0.4, "decode": "generate"})
+    backbones.write_json(task_dir / "lora" / "timing.json", {"wall_seconds": 120.0, "threads": 2})
+    earlier = {"test": 0.5, "decode": "generate", "threads": 2, "recovered": True}
+    record = {"settings": "s", "results": {"SmolLM2-135M-Instruct": {
+        "trec": {"frozen": {"test": 0.0, "recovered": True}, "lora": dict(earlier), "prompt": dict(earlier)},
+        "glue-sst2": {"frozen": {"test": 0.1, "recovered": True}, "lora": {**earlier, "test": 0.8}}}},
+        "recovered": {"SmolLM2-135M-Instruct": {"source": "the test's document", "runs": 3, "minutes": 9.0}}}
+    backbones.write_json(backbones.record_path(doc), record)
+    meta = {"command": "c", "machine": "m", "settings": "s"}
+    args = SimpleNamespace(doc=str(doc))
+    backbones.write_outputs(args, out, backbones.read_record(backbones.record_path(doc), "s"), meta)
+
+    kept = backbones.read_json(tmp_path / "docs" / "backbones.json")
+    trec = kept["results"]["SmolLM2-135M-Instruct"]["trec"]
+    assert trec["lora"]["test"] == 0.3 and not trec["lora"]["reused"] and trec["frozen"]["seconds"] == 60.0
+    assert trec["prompt"]["recovered"] and kept["recovered"] == record["recovered"]
+    text = doc.read_text()
+    assert "| 30.0 (12.2) |" in next(line for line in text.splitlines() if line.startswith("| trec"))
+    note = next(line for line in text.splitlines() if line.startswith("3 runs finished"))
+    assert "1 made from their run folders" in note and "3.0 min" in note  # 60 s frozen + 120 s of LoRA
+    assert "2 runs were made with these settings in earlier sessions" in note and "the test's document" in note
+
+    shutil.rmtree(out)  # the folders are lost: the record still makes the same document
+    lost_doc = tmp_path / "again" / "backbones.md"
+    lost_doc.parent.mkdir()
+    shutil.copy(backbones.record_path(doc), backbones.record_path(lost_doc))
+    backbones.write_outputs(SimpleNamespace(doc=str(lost_doc)), out,
+                            backbones.read_record(backbones.record_path(lost_doc), "s"), meta)
+    assert lost_doc.read_text() == text
+    with pytest.raises(SystemExit, match=r"backbones.json: its results were made with other settings \(s\)"):
+        backbones.read_record(backbones.record_path(doc), "other")
+    assert backbones.read_record(tmp_path / "none.json", "other") == {"settings": "other", "results": {}}
+
+
+def test_backbones_committed_record_is_the_document():
+    """docs/backbones.json is docs/backbones.md's record: every cell of the committed document comes from it."""
+    backbones = _recipes("backbones")
+    record = backbones.read_json(backbones.record_path(ROOT / "docs" / "backbones.md"))
+    text = backbones.render(record["results"], {"command": "c", "machine": "m", "settings": record["settings"]},
+                            recovered=record.get("recovered"))
+    table = [line for line in text.splitlines() if line.startswith("| ")]
+    committed = [line for line in (ROOT / "docs" / "backbones.md").read_text().splitlines() if line.startswith("| ")]
+    assert table == committed
