@@ -6,8 +6,9 @@
 A stage of recipes/smol.py can outlast a session (the catalog's bank: 83 runs, about six hours on 2 cores), and a
 session's machine may be gone by the next one: only what is committed survives. ``save`` copies from a run folder
 (a runner's ``--out``) every file of each finished run (a folder holding ``scores.json``, written last) but its
-checkpoint and lock, and the run's records (the JSON files at its top: ``stages.json``, ``results.json``), into
-``KEPT``, a folder to commit. A finished run with a file over ``--max-file-bytes`` (default 1 MB: a prompt run's
+checkpoint and lock, and the run's records (the other JSON files: ``stages.json``, ``results.json``, a bank's
+``bank.json``; not those of a folder holding tensors, a fitted subspace's, useless without them), into ``KEPT``, a
+folder to commit. A finished run with a file over ``--max-file-bytes`` (default 1 MB: a prompt run's
 theta is about 92 KB; an adapter, prefix or LoRA theta is megabytes) is not kept, and the line says which. Fitted
 subspaces are not runs and are never kept: they are fitted again from the kept bank.
 
@@ -34,6 +35,8 @@ from recipe_common import run_main  # noqa: E402
 
 #: What a run folder holds that is never kept: the resume state of an unfinished run and the runner's lock.
 NOT_KEPT = {"checkpoint", ".lock"}
+#: The file every run folder holds from its start (its configuration; taskspace.runs).
+CONFIG = "config.json"
 
 
 def finished_runs(out: Path) -> list[Path]:
@@ -46,8 +49,22 @@ def run_files(run: Path) -> list[Path]:
     return sorted(p for p in run.rglob("*") if p.is_file() and not NOT_KEPT & set(p.relative_to(run).parts))
 
 
+def records(out: Path) -> list[Path]:
+    """The JSON files under ``out`` outside its run folders (finished or not: a folder holding a run's
+    ``config.json``) and checkpoints, but those of a folder that holds tensors (a fitted subspace's
+    ``subspace.json`` is useless without its ``subspace.safetensors``)."""
+    runs = [p.parent for p in out.rglob(CONFIG)]
+    found = []
+    for f in sorted(out.rglob("*.json")):
+        parts = set(f.relative_to(out).parts)
+        if NOT_KEPT & parts or any(f.is_relative_to(run) for run in runs) or any(f.parent.glob("*.safetensors")):
+            continue
+        found.append(f)
+    return found
+
+
 def save(out: Path, kept: Path, max_file_bytes: int) -> str:
-    """Copy ``out``'s finished runs (each file at most ``max_file_bytes``) and top-level records into ``kept``;
+    """Copy ``out``'s finished runs (each file at most ``max_file_bytes``) and its records into ``kept``;
     return the line that says what was kept and what was not."""
     if not out.is_dir():
         raise DataError("no such run folder (expected a recipe's --out)", out)
@@ -60,10 +77,10 @@ def save(out: Path, kept: Path, max_file_bytes: int) -> str:
         runs += 1
         for f in files:
             copied += _copy(f, kept / f.relative_to(out))
-    records = sorted(out.glob("*.json"))
-    for f in records:
-        copied += _copy(f, kept / f.name)
-    line = (f"{out}: {runs} finished runs and {len(records)} records kept in {kept} ({copied} files new or "
+    kept_records = records(out)
+    for f in kept_records:
+        copied += _copy(f, kept / f.relative_to(out))
+    line = (f"{out}: {runs} finished runs and {len(kept_records)} records kept in {kept} ({copied} files new or "
             "changed)")
     if too_big:
         line += (f"; not kept, a file over {max_file_bytes} bytes: {len(too_big)} runs "

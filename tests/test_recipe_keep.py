@@ -40,14 +40,16 @@ def test_kept_runs_are_restored_and_reused(tmp_path, shared_dir, data_dir, monke
     big = out / "udt" / "runs" / "lora-s0"
     write_json(big / "scores.json", {"test": 0.5})
     (big / "theta.safetensors").write_bytes(b"0" * 200_000)
-    write_json(out / "ipt-d2" / "subspace.json", {"d": 2})  # a fitted subspace: not a run
+    write_json(out / "ipt-d2" / "subspace.json", {"d": 2})  # a fitted subspace: not a run, useless without its
+    (out / "ipt-d2" / "subspace.safetensors").write_bytes(b"0" * 64)  # tensors
     write_json(out / "stages.json", {"bank": 60.0})
+    write_json(out / "bank" / "bank.json", {"format": "taskspace.bank/1"})
 
     line = keep.save(out, kept, 100_000)
-    assert line.startswith(f"{out}: 1 finished runs and 1 records kept in {kept}")
+    assert line.startswith(f"{out}: 1 finished runs and 2 records kept in {kept}")
     assert "not kept, a file over 100000 bytes: 1 runs (udt/runs/lora-s0)" in line
     names = set(_files(kept))
-    assert "stages.json" in names and "bank/glue-sst2/prompt/s0/scores.json" in names
+    assert {"stages.json", "bank/bank.json", "bank/glue-sst2/prompt/s0/scores.json"} <= names
     assert "bank/glue-sst2/prompt/s0/theta.safetensors" in names
     assert not any("checkpoint" in n or ".lock" in n or "trec" in n or "udt" in n or "ipt-d2" in n for n in names)
     assert "(0 files new or changed)" in keep.save(out, kept, 100_000)  # nothing new: nothing copied
