@@ -127,6 +127,24 @@ def test_save_load_and_ist_through_it(llama, size, data_dir, tmp_path):
     assert tuned.shape == (3,) and saved["subspace"]["recipe"] == "linear"
     torch.testing.assert_close(load_delta(run / "theta", loaded["prompt"].method)[0], loaded.theta("prompt", tuned))
 
+    # the same description but other tensors (a subspace fitted again into its folder): another subspace, refused
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    tensors_file = str(folder / "subspace.safetensors")
+    with safe_open(tensors_file, "pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(tensors_file)
+    save_file({**tensors, "anchor.prompt": tensors["anchor.prompt"] + 0.1}, tensors_file, metadata=metadata)
+    refitted = Subspace.load(folder, llama)
+    with pytest.raises(ConfigError, match="holds a run with a different"):
+        subspace_tune(refitted, folder, config, run)
+    # a run recorded before the tensors' hash was: compared on the description, as then
+    record = json.loads((run / "config.json").read_text())
+    del record["subspace"]["tensors_sha256"]
+    (run / "config.json").write_text(json.dumps(record))
+    assert subspace_tune(refitted, folder, config, run) == scores
+
 
 def test_the_command_refuses_what_the_linear_finder_does_not_take(tmp_path, capsys):
     assert main(["fit-subspace", "--recipe", "linear", "--hidden", "4", "--out", str(tmp_path / "a")]) == 2

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..builtin import subspace_folder
+from ..cache import file_sha256
 from ..config import option, positive, positive_count
 from ..deltas import METHODS
 from ..errors import ConfigError, DataError
@@ -25,7 +26,7 @@ from ..tasks import load_task_as
 from ..tasks.sources import Columns
 from ..train import TrainConfig
 from ..tuning import FewShotRunConfig
-from .space import SUBSPACE_JSON, ProjectedTheta, Subspace
+from .space import SUBSPACE_JSON, SUBSPACE_TENSORS, ProjectedTheta, Subspace
 
 
 @dataclass
@@ -60,11 +61,22 @@ def initial_z(d: int, how: str, std: float, seed: int) -> torch.Tensor:
 
 def subspace_id(folder: str | Path) -> dict[str, str]:
     """How a run names its subspace: folder (``builtin:NAME`` as it is, so that a run in a built-in stays valid
-    wherever the package is installed), recipe and a hash of its description."""
+    wherever the package is installed), recipe, a hash of its description and one of its tensors (a subspace
+    fitted again into the same folder, with the same description but other tensors, is another subspace)."""
     path = subspace_folder(folder) / SUBSPACE_JSON
     meta = read_json(path)
     return {"path": str(Path(folder)), "recipe": meta["recipe"],
-            "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+            "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "tensors_sha256": file_sha256(path.with_name(SUBSPACE_TENSORS), remember=False)}
+
+
+def _as_recorded(subspace: dict[str, str], run_dir: Path) -> dict[str, str]:
+    """``subspace`` as the run in ``run_dir`` recorded it: without the tensors' hash for a run made before it was
+    recorded (compared on the description alone, as then)."""
+    config = run_dir / "config.json"
+    if config.is_file() and "tensors_sha256" not in (read_json(config).get("subspace") or {}):
+        return {k: v for k, v in subspace.items() if k != "tensors_sha256"}
+    return subspace
 
 
 def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfig, run_dir: str | Path, *,
@@ -76,7 +88,8 @@ def subspace_tune(space: Subspace, folder: str | Path, config: SubspaceTuneConfi
     record = {"run": config.identity(), "subspace": subspace_id(folder), "d": space.d}
     task = load_task_as(config)
     test = capped_test_split(task, config.max_test_examples, config.test_sample_seed)
-    check_run_dir(run_dir, {"run": record["run"], "subspace": record["subspace"]}, overwrite=overwrite,
+    check_run_dir(run_dir, {"run": record["run"], "subspace": _as_recorded(record["subspace"], run_dir)},
+                  overwrite=overwrite,
                   backbone=space.backbone, data={task.name: split_digests(task, test)})
     ms = space[config.method]
     backbone = space.backbone
