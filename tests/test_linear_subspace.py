@@ -13,7 +13,8 @@ from taskspace.cli import main
 from taskspace.deltas import build_method
 from taskspace.errors import ConfigError
 from taskspace.store import load_delta
-from taskspace.subspace import FitData, LinearConfig, Subspace, SubspaceTuneConfig, build_finder, load_z, subspace_tune
+from taskspace.subspace import (FitData, LinearConfig, Subspace, SubspaceTuneConfig, build_finder, load_z,
+                                subspace_tune, transfer)
 from taskspace.train import TrainConfig
 
 PROMPT = {"prompt": {"n_tokens": 4}}
@@ -139,6 +140,8 @@ def test_save_load_and_ist_through_it(llama, size, data_dir, tmp_path):
     refitted = Subspace.load(folder, llama)
     with pytest.raises(ConfigError, match="holds a run with a different"):
         subspace_tune(refitted, folder, config, run)
+    with pytest.raises(ConfigError, match="was tuned in another subspace than"):
+        transfer(refitted, folder, run, selection="source")
     # a run recorded before the tensors' hash was: compared on the description, as then
     record = json.loads((run / "config.json").read_text())
     del record["subspace"]["tensors_sha256"]

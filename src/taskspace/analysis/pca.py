@@ -37,13 +37,14 @@ def _info(task: str) -> tuple[str, str]:
 def points_of_runs(runs: list[str | Path]) -> tuple[list[Point], str | None]:
     """The IST solutions of subspace-tune runs (all in one subspace), and that subspace's folder."""
     from ..subspace import load_z
+    from ..subspace.tune import same_subspace
 
     points, subspace = [], None
     for run in runs:
         z, saved = load_z(run)
         if subspace is None:
             subspace = saved["subspace"]
-        elif saved["subspace"]["sha256"] != subspace["sha256"]:
+        elif not same_subspace(saved["subspace"], subspace):
             raise ConfigError(f"{run} was tuned in another subspace than {runs[0]}: a PCA compares vectors of one "
                               "subspace")
         task = saved["run"]["task"]

@@ -59,7 +59,7 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     from ..store import write_json
     from ..subspace import Bank, Subspace, load_z
     from ..subspace.space import SUBSPACE_JSON
-    from ..subspace.tune import subspace_id
+    from ..subspace.tune import same_subspace, subspace_id
     from ..tasks import load_task
     from ..tasks.sources import Columns
 
@@ -73,10 +73,10 @@ def cmd_landscape(args: argparse.Namespace) -> int:
     backbone = load_backbone_from(args, subspace_folder(args.subspace) / SUBSPACE_JSON)
     space = Subspace.load(args.subspace, backbone)
     zs, order, task_of = {}, [], set()
-    sha = subspace_id(args.subspace)["sha256"]
+    recorded = subspace_id(args.subspace)
     for run in args.runs:
         z, saved = load_z(run)
-        if saved["subspace"]["sha256"] != sha:
+        if not same_subspace(saved["subspace"], recorded):
             raise ConfigError(f"{run} was tuned in another subspace than {args.subspace}")
         method = saved["run"]["method"]
         if method in zs:

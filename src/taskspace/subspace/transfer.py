@@ -14,7 +14,7 @@ from ..runs import TRAJECTORY, trajectory
 from ..store import read_json
 from ..tasks import load_task_as
 from .space import Subspace
-from .tune import load_z, subspace_id
+from .tune import load_z, same_subspace, subspace_id
 
 
 SELECTIONS = ("paper", "source")
@@ -32,7 +32,7 @@ def transfer(space: Subspace, folder: str | Path, run_dir: str | Path, *, target
     if selection not in SELECTIONS:
         raise ConfigError(f"--selection {selection!r}: expected one of {', '.join(SELECTIONS)}")
     best_z, saved = load_z(run_dir)
-    if saved["subspace"]["sha256"] != subspace_id(folder)["sha256"]:
+    if not same_subspace(saved["subspace"], subspace_id(folder)):
         raise ConfigError(f"{run_dir} was tuned in another subspace than {folder}")
     run = saved["run"]
     backbone = space.backbone

@@ -70,6 +70,14 @@ def subspace_id(folder: str | Path) -> dict[str, str]:
             "tensors_sha256": file_sha256(path.with_name(SUBSPACE_TENSORS), remember=False)}
 
 
+def same_subspace(recorded: dict[str, str], other: dict[str, str]) -> bool:
+    """Whether two recorded subspaces (:func:`subspace_id`) are the same: the same description, and the same
+    tensors where both record them (a run made before the tensors' hash was recorded has none)."""
+    return recorded["sha256"] == other["sha256"] and (
+        "tensors_sha256" not in recorded or "tensors_sha256" not in other
+        or recorded["tensors_sha256"] == other["tensors_sha256"])
+
+
 def _as_recorded(subspace: dict[str, str], run_dir: Path) -> dict[str, str]:
     """``subspace`` as the run in ``run_dir`` recorded it: without the tensors' hash for a run made before it was
     recorded (compared on the description alone, as then)."""
