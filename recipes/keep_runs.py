@@ -4,13 +4,14 @@
     python recipes/keep_runs.py restore kept/smol-catalog runs/smol-catalog
 
 A stage of recipes/smol.py can outlast a session (the catalog's bank: 83 runs, about six hours on 2 cores), and a
-session's machine may be gone by the next one: only what is committed survives. ``save`` copies from a run folder
-(a runner's ``--out``) every file of each finished run (a folder holding ``scores.json``, written last) but its
-checkpoint and lock, and the run's records (the other JSON files: ``stages.json``, ``results.json``, a bank's
-``bank.json``; not those of a folder holding tensors, a fitted subspace's, useless without them), into ``KEPT``, a
-folder to commit. A finished run with a file over ``--max-file-bytes`` (default 1 MB: a prompt run's
-theta is about 92 KB; an adapter, prefix or LoRA theta is megabytes) is not kept, and the line says which. Fitted
-subspaces are not runs and are never kept: they are fitted again from the kept bank.
+session's machine may be gone by the next one: only what is committed survives. ``save`` copies from a run folder (a
+runner's ``--out``) every file of each finished run (a folder holding ``scores.json``, written last) but its
+checkpoint, lock and predictions (they quote the task data), and the run's records (the other JSON files:
+``stages.json``, ``results.json``, a bank's ``bank.json``; not those of a folder holding tensors, a fitted
+subspace's, useless without them), into ``KEPT``, a folder to commit. A finished run with a file over
+``--max-file-bytes`` (default 1 MB: a prompt run's theta is about 92 KB; an adapter, prefix or LoRA theta is
+megabytes) is not kept, and the line says which. Fitted subspaces are not runs and are never kept: they are fitted again from the kept
+bank.
 
 ``restore`` copies a kept folder back into a run folder (on a fresh machine, before the same recipe command
 resumes): every kept file the run folder lacks. A file present in both with other content is refused in one line
@@ -33,8 +34,10 @@ from taskspace.runs import SCORES
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
 from recipe_common import run_main  # noqa: E402
 
-#: What a run folder holds that is never kept: the resume state of an unfinished run and the runner's lock.
-NOT_KEPT = {"checkpoint", ".lock"}
+#: What a run folder holds that is never kept: the resume state of an unfinished run, the runner's lock, and the
+#: predictions, which quote the task data's inputs (the data is never copied into the repository; nothing reads them
+#: back: a restored run lacks them).
+NOT_KEPT = {"checkpoint", ".lock", "predictions"}
 #: The file every run folder holds from its start (its configuration; taskspace.runs).
 CONFIG = "config.json"
 
@@ -45,7 +48,7 @@ def finished_runs(out: Path) -> list[Path]:
 
 
 def run_files(run: Path) -> list[Path]:
-    """A finished run's files, but its checkpoint and lock."""
+    """A finished run's files, but those :data:`NOT_KEPT`."""
     return sorted(p for p in run.rglob("*") if p.is_file() and not NOT_KEPT & set(p.relative_to(run).parts))
 
 

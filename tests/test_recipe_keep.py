@@ -51,7 +51,8 @@ def test_kept_runs_are_restored_and_reused(tmp_path, shared_dir, data_dir, monke
     names = set(_files(kept))
     assert {"stages.json", "bank/bank.json", "bank/glue-sst2/prompt/s0/scores.json"} <= names
     assert "bank/glue-sst2/prompt/s0/theta.safetensors" in names
-    assert not any("checkpoint" in n or ".lock" in n or "trec" in n or "udt" in n or "ipt-d2" in n for n in names)
+    assert (run / "predictions" / "test.jsonl").is_file()  # they quote the data: never kept
+    assert not any(p in n for n in names for p in ("checkpoint", ".lock", "predictions", "trec", "udt", "ipt-d2"))
     assert "(0 files new or changed)" in keep.save(out, kept, 100_000)  # nothing new: nothing copied
 
     # a fresh machine: restored, the same command finds the run finished and trains nothing
