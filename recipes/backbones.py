@@ -34,7 +34,7 @@ from taskspace.analysis import Table
 from taskspace.backbones import load_backbone
 from taskspace.backbones.dtypes import cpu_model
 from taskspace.deltas import METHODS as REGISTRY
-from taskspace.errors import DataError
+from taskspace.errors import ConfigError, DataError
 from taskspace.evaluation import capped_test_split
 from taskspace.frozen import frozen_scores as cached_frozen_scores
 from taskspace.store import read_json, write_json, write_text
@@ -92,8 +92,8 @@ def read_record(path: Path, settings: str) -> dict:
         return {"settings": settings, "results": {}}
     record = read_json(path)
     if record.get("settings") != settings:
-        raise SystemExit(f"{path}: its results were made with other settings ({record.get('settings')}); move it "
-                         "aside to make the document afresh")
+        raise ConfigError(f"{path}: its results were made with other settings ({record.get('settings')}); move it "
+                          "aside to make the document afresh")
     return record
 
 
@@ -310,6 +310,7 @@ def main() -> None:
         write_outputs(args, out, record, meta)
     except DataError as e:
         raise SystemExit(str(e))
+
 
 if __name__ == "__main__":
     run_main(main)

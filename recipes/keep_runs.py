@@ -10,8 +10,8 @@ checkpoint, lock and predictions (they quote the task data), and the run's recor
 ``stages.json``, ``results.json``, a bank's ``bank.json``; not those of a folder holding tensors, a fitted
 subspace's, useless without them), into ``KEPT``, a folder to commit. A finished run with a file over
 ``--max-file-bytes`` (default 1 MB: a prompt run's theta is about 92 KB; an adapter, prefix or LoRA theta is
-megabytes) is not kept, and the line says which. Fitted subspaces are not runs and are never kept: they are fitted again from the kept
-bank.
+megabytes) is not kept, and the line says which. Fitted subspaces are not runs and are never kept: they are fitted
+again from the kept bank.
 
 ``restore`` copies a kept folder back into a run folder (on a fresh machine, before the same recipe command
 resumes): every kept file the run folder lacks. A file present in both with other content is refused in one line
@@ -56,14 +56,11 @@ def records(out: Path) -> list[Path]:
     """The JSON files under ``out`` outside its run folders (finished or not: a folder holding a run's
     ``config.json``) and checkpoints, but those of a folder that holds tensors (a fitted subspace's
     ``subspace.json`` is useless without its ``subspace.safetensors``)."""
-    runs = [p.parent for p in out.rglob(CONFIG)]
-    found = []
-    for f in sorted(out.rglob("*.json")):
-        parts = set(f.relative_to(out).parts)
-        if NOT_KEPT & parts or any(f.is_relative_to(run) for run in runs) or any(f.parent.glob("*.safetensors")):
-            continue
-        found.append(f)
-    return found
+    def in_run(f: Path) -> bool:
+        return any((out / folder / CONFIG).is_file() for folder in f.relative_to(out).parents)
+
+    return [f for f in sorted(out.rglob("*.json")) if not NOT_KEPT & set(f.relative_to(out).parts)
+            and not in_run(f) and not any(f.parent.glob("*.safetensors"))]
 
 
 def save(out: Path, kept: Path, max_file_bytes: int) -> str:

@@ -272,7 +272,9 @@ def test_backbones_record_outlives_the_run_folders(tmp_path):
     backbones.write_outputs(SimpleNamespace(doc=str(lost_doc)), out,
                             backbones.read_record(backbones.record_path(lost_doc), "s"), meta)
     assert lost_doc.read_text() == text
-    with pytest.raises(SystemExit, match=r"backbones.json: its results were made with other settings \(s\)"):
+    from taskspace.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"backbones.json: its results were made with other settings \(s\)"):
         backbones.read_record(backbones.record_path(doc), "other")
     assert backbones.read_record(tmp_path / "none.json", "other") == {"settings": "other", "results": {}}
 

@@ -67,7 +67,7 @@ def subspace_id(folder: str | Path) -> dict[str, str]:
     meta = read_json(path)
     return {"path": str(Path(folder)), "recipe": meta["recipe"],
             "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "tensors_sha256": file_sha256(path.with_name(SUBSPACE_TENSORS), remember=False)}
+            "tensors_sha256": file_sha256(path.with_name(SUBSPACE_TENSORS))}
 
 
 def same_subspace(recorded: dict[str, str], other: dict[str, str]) -> bool:
