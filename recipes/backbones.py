@@ -34,7 +34,7 @@ from taskspace.analysis import Table
 from taskspace.backbones import load_backbone
 from taskspace.backbones.dtypes import cpu_model
 from taskspace.deltas import METHODS as REGISTRY
-from taskspace.errors import ConfigError, DataError
+from taskspace.errors import DataError
 from taskspace.evaluation import capped_test_split
 from taskspace.frozen import frozen_scores as cached_frozen_scores
 from taskspace.store import read_json, write_json, write_text
@@ -43,7 +43,7 @@ from taskspace.train import TrainConfig
 from taskspace.tuning import TuneConfig, tune, tune_training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
-from recipe_common import now, run_main  # noqa: E402
+from recipe_common import now, read_record, record_path, run_main  # noqa: E402
 
 #: Six tasks with options and six generative ones that a ~135M model can learn from 16 examples.
 OPTION_TASKS = ["ag_news", "glue-sst2", "trec", "emotion", "glue-mrpc", "sciq"]
@@ -78,23 +78,6 @@ def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
     scores["seconds"] = round(now() - started, 1)
     write_json(path, scores)
     return scores
-
-
-def record_path(doc: str | Path) -> Path:
-    """The committed results behind the document: ``docs/backbones.md``'s are ``docs/backbones.json``."""
-    return Path(doc).with_suffix(".json")
-
-
-def read_record(path: Path, settings: str) -> dict:
-    """The committed results (``{"settings", "results", "recovered"}``), or an empty record where there are none;
-    refused when they were made with other settings than ``settings``."""
-    if not path.is_file():
-        return {"settings": settings, "results": {}}
-    record = read_json(path)
-    if record.get("settings") != settings:
-        raise ConfigError(f"{path}: its results were made with other settings ({record.get('settings')}); move it "
-                          "aside to make the document afresh")
-    return record
 
 
 def collect(out: Path, record: dict | None = None) -> dict:

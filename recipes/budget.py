@@ -80,14 +80,18 @@ def run_folder(out: Path, method: str, template: str, config: str, task: str) ->
     return out / method / template / _slug(config) / task
 
 
-def run_one(args, backbone, method: str, template: str, config: tuple, task: str) -> dict:
+def run_one(args, backbone, method: str, template: str, config: tuple, task: str,
+            patience: int | None | str = "sweep's") -> dict:
+    """One ``tune`` run of ``config`` (name, rate, method options) on ``task``, with early stopping after
+    ``patience`` evaluations (by default the sweep's for ``method``: :func:`patience_of`); its result."""
     name, lr, options = config
+    patience = patience_of(method) if patience == "sweep's" else patience
     folder = run_folder(Path(args.out), method, template, name, task)
     tc = TuneConfig(task=task, method=method, method_options=dict(options), data_dir=args.data_dir,
                     backbone=args.backbone, backbone_options={"template": template},
                     max_test_examples=args.max_test_examples)
     tc.train = tc.train.replace(steps=args.steps, batch_size=args.batch_size, eval_every=args.eval_every, lr=lr,
-                                patience=patience_of(method), progress=False)
+                                patience=patience, progress=False)
     started = now()
     tune(tc, folder, backbone=backbone)
     if not (folder / "timing.json").is_file():

@@ -173,3 +173,20 @@ def refuse_unknown(cfg: dict, known, where: str) -> None:
     if unknown:
         hint = did_you_mean(unknown[0], known)
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}" + (f"; {hint}" if hint else ""))
+
+
+def record_path(doc: str | Path) -> Path:
+    """The committed results behind a document: ``docs/backbones.md``'s are ``docs/backbones.json``."""
+    return Path(doc).with_suffix(".json")
+
+
+def read_record(path: Path, settings: str) -> dict:
+    """The committed results (``{"settings", "results", "recovered"}``), or an empty record where there are none;
+    refused when they were made with other settings than ``settings``."""
+    if not path.is_file():
+        return {"settings": settings, "results": {}}
+    record = read_json(path)
+    if record.get("settings") != settings:
+        raise ConfigError(f"{path}: its results were made with other settings ({record.get('settings')}); move it "
+                          "aside to make the document afresh")
+    return record
