@@ -1,18 +1,19 @@
 """Ship a subspace of a finished recipe run as a built-in (``builtin:NAME``): its saved files and its card.
 
     python recipes/ship_subspace.py --run runs/smol-catalog --recipe recipes/smol-catalog.yaml \\
-        --subspace ipt-d100 --name smollm2-prompt [--out src/taskspace/builtin] [--check]
+        --subspace ipt-d100 --name smollm2-prompt [--out src/taskspace/builtin] [--decoder-only] \\
+        [--dtype float16] [--check]
 
 ``--subspace`` is a folder of the run that recipes/smol.py fitted and tuned through on the unseen tasks: ``ipt-d<d>``
 (MSF), ``linear-d<d>`` (the bank's principal directions) or ``random-ae-d<d>``. Into ``OUT/NAME/`` go its
 ``subspace.json`` and ``subspace.safetensors`` as saved (the JSON's bank named from the run folder, not by this
 machine's path, and the recipe's IST settings added as what ``subspace-tune`` trains with in it by default; not its
-fit state, nor its runs, nor the bank) and
-``card.md``: one sentence saying what it is, then the backbone (name, weights fingerprint, input template,
-truncation, lengths, as the run recorded them), the method and the finder's settings, the training tasks, the recipe
-command that made it, the unseen-task table (prompt tuning and IST through this subspace, mean and 95 % interval over
-the seeds, their ratio; E_rel with its interval, and the random baseline's where the run has it; computed by the
-report's own code, recipes/smol_report) and how to use it. The run folder does not record its recipe file, so
+fit state, nor its runs, nor the bank) and ``card.md`` (recipes/ship_card.py): one sentence saying what it is,
+then the backbone (name, weights fingerprint, input template, truncation, lengths, as the run recorded them), the
+method and the finder's settings, the training tasks, the recipe command that made it, the unseen-task table
+(prompt tuning and IST through this subspace, mean and 95 % interval over the seeds, their ratio; E_rel with its
+interval, and the random baseline's where the run has it; computed by the report's own code, recipes/smol_report)
+and how to use it. The run folder does not record its recipe file, so
 ``--recipe`` names it (and ``--part`` the part, for a file with parts); the recipe is checked against the run.
 
 Refused with one line, nothing written: a subspace folder the run lacks, a stage not finished on every unseen task
@@ -20,48 +21,49 @@ and seed, a recipe whose training tasks or backbone differ from the subspace's, 
 built-in that would weigh more than ``taskspace.builtin.MAX_BYTES``. ``--check`` then loads the backbone as the run
 recorded it and the built-in through ``builtin:NAME`` (``TASKSPACE_BUILTIN_DIR`` set to OUT), and checks that it
 decodes as the run's folder does; a built-in that fails the check is removed.
+
+A subspace too heavy as saved (MSF at d = 100 on SmolLM2: two 768 x 11,520 projections in float32, 71 MB) ships
+lighter with ``--decoder-only`` (without the down-projection, which encodes a solution into the subspace: tuning
+in it only decodes) and ``--dtype float16`` (its tensors rounded to half precision, loaded back into float32).
+Both are recorded under ``shipped`` in its ``subspace.json`` and said on its card; with ``--dtype float16`` the
+check compares the decoded parameters within ``HALF_TOLERANCE`` (relative) instead of exactly, and prints the
+error it measured.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
 import shutil
 import sys
-import textwrap
 from pathlib import Path
 
 import torch
 
 import taskspace.builtin as builtin
-from taskspace.analysis import ratio
-from taskspace.backbones import recorded_truncation, reload_backbone
-from taskspace.config import flag
+from taskspace.backbones import reload_backbone
 from taskspace.errors import ConfigError, DataError, storage_error
-from taskspace.store import read_json, write_text
+from taskspace.projections import build_projection
+from taskspace.store import read_json, read_tensors, write_tensors, write_text
 from taskspace.subspace import Subspace, SubspaceTuneConfig
 from taskspace.subspace.space import SUBSPACE_JSON, SUBSPACE_TENSORS
-from taskspace.tasks import CATALOG
-from taskspace.train import TrainConfig
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules, also when imported
-from recipe_common import fmt, read_recipe, run_main, train_config  # noqa: E402
-from smol_report.relative import GAIN_MARGIN, Numbers, ci, seeds_text  # noqa: E402
+from recipe_common import read_recipe, run_main  # noqa: E402
+from ship_card import ERROR_DRAWS, FILES, card_text  # noqa: E402
 from smol_settings import RESULTS, parts_of  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-#: The files of a subspace folder that a built-in holds (beside its card).
-FILES = (SUBSPACE_JSON, SUBSPACE_TENSORS)
 #: A subspace folder of recipes/smol.py and the key its unseen-task runs are recorded under: ipt-d100 -> ipt/d100.
 FOLDER = re.compile(r"(?P<kind>ipt|linear|random-ae)-d(?P<d>[0-9]+)")
+#: The largest relative error ``||shipped - saved|| / ||saved - anchor||`` of decoded parameters that ``--check``
+#: accepts from a subspace stored in float16 (rounding its weights alone gives about 1e-3).
+HALF_TOLERANCE = 1e-2
+DTYPES = {"float32": torch.float32, "float16": torch.float16}
 #: What a built-in may be called: it becomes ``builtin:NAME`` and a folder name.
 NAME = re.compile(r"[a-z0-9][a-z0-9._-]*")
-#: How the card's first line names a method's solutions.
-METHOD_WORDS = {"prompt": "prompt-tuning", "prefix": "prefix-tuning", "lora": "LoRA", "adapter": "adapter",
-                "bitfit": "BitFit", "finetune": "fine-tuning"}
 
 
 def shown(path: str | Path) -> str:
@@ -120,147 +122,38 @@ def check_finished(cfg: dict, recipe: str, results: dict, meta: dict, key: str, 
                                       "recipe again to finish it)")
 
 
-def summary(meta: dict) -> str:
-    """The card's first line: one sentence saying what the subspace is."""
-    d, backbone, tasks = meta["d"], meta["backbone"]["name"], meta["info"].get("tasks", [])
-    kind = " and ".join(METHOD_WORDS.get(m, m) for m in meta["methods"])
-    n = len(tasks)
-    source = f"{n} {'CrossFit' if all(t in CATALOG for t in tasks) else 'training'} task{'' if n == 1 else 's'}"
-    whose = source + ("'" if n != 1 else "'s")
-    how = {"ipt": f"learnt (IPT's MSF) from {source}",
-           "linear": f"the principal directions of {whose} solutions around their mean",
-           "random-ae": "a random auto-encoder fitted to no task (a baseline)"}.get(
-        meta["recipe"], f"found by the {meta['recipe']} finder from {source}")
-    article = "An" if str(d).startswith("8") or d in (11, 18) else "A"
-    return f"{article} {d}-dimensional {kind} subspace of {backbone}, {how}."
+def stored_tensors(folder: Path, meta: dict, decoder_only: bool, dtype: str) -> tuple[dict | None, dict | None]:
+    """The tensors a built-in stores and how (``shipped`` of its record): ``(None, None)`` for the saved file as it
+    is; else the saved tensors without the down-projections (``decoder_only``) and with the projections' weights in
+    ``dtype`` (anchors and task vectors as saved), and the relative error that rounding puts in decoded parameters."""
+    if not decoder_only and dtype == "float32":
+        return None, None
+    saved = read_tensors(folder / SUBSPACE_TENSORS)
+    stored = {k: v.to(DTYPES[dtype]) if k.startswith(("up.", "down.")) else v for k, v in saved.items()
+              if not (decoder_only and k.startswith("down."))}
+    return stored, {"decoder_only": decoder_only, "dtype": dtype, "decode_error": decode_error(meta, saved, stored)}
 
 
-def options_text(options: dict) -> str:
-    """``key=value`` pairs, as a card lists settings."""
-    return ", ".join(f"{k}={v}" for k, v in options.items())
+def decode_error(meta: dict, saved: dict, stored: dict) -> float:
+    """The worst relative error ``||up'(z) - up(z)|| / ||up(z)||`` over the methods and ``ERROR_DRAWS`` draws of z
+    from N(0, 1), of the up-projections rebuilt from ``stored`` (``up'``) against those of ``saved``."""
+    z = torch.randn(ERROR_DRAWS, meta["d"], generator=torch.Generator().manual_seed(0))
+    worst = 0.0
+    for name, m in meta["methods"].items():
+        decoded = []
+        for tensors in (saved, stored):
+            proj = build_projection(m["up"])
+            prefix = f"up.{name}."
+            proj.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)},
+                                 strict=False)
+            with torch.no_grad():
+                decoded.append(proj(z))
+        worst = max(worst, ((decoded[1] - decoded[0]).norm(dim=-1) / decoded[0].norm(dim=-1)).max().item())
+    return worst
 
 
-def backbone_lines(meta: dict, describe: dict) -> list[str]:
-    bb = meta["backbone"]
-    return ["## Backbone", "",
-            f"- name: {bb['name']} ({bb['model_type']})",
-            f"- weights fingerprint (sha256): {bb['fingerprint']}",
-            f"- input template: {bb['template']}",
-            f"- truncation of long inputs: {recorded_truncation(describe)}",
-            f"- max input length: {describe['max_input_length']} tokens; max output length: "
-            f"{describe['max_output_length']} tokens; decode: {describe['decode']}; dtype: {describe['dtype']}", "",
-            "Loading it on another backbone or input template is refused; the lengths and the truncation are "
-            "yours to match (the command below passes them).", ""]
-
-
-def method_lines(meta: dict, cfg: dict) -> list[str]:
-    (method, m), = meta["methods"].items()
-    info = meta["info"]
-    lines = ["## Method", "",
-             f"- {method} (D = {m['size']:,}): {options_text(m['options'])}",
-             f"- subspace: {meta['recipe']}, d = {meta['d']}; finder settings: {options_text(info.get('config', {}))}"]
-    if "best_step" in info:
-        lines.append(f"- the fit's best step: {info['best_step']} (dev {fmt(info.get('dev'))} %)")
-    b = cfg["bank"]
-    lines += [f"- the solutions it was fitted to: {method} tuning of each training task with "
-              f"{options_text(b['methods'][method] or {})}, lr {b.get('lr', {}).get(method, 'the method default')}, "
-              f"{options_text(b['train'])}; the few-shot files of data seed {cfg['data_seed']}",
-              f"- taskspace {meta['taskspace_version']}", ""]
-    tasks = meta["info"].get("tasks", [])
-    if tasks:
-        counts = {c: sum(CATALOG[t].category == c for t in tasks if t in CATALOG) for c in ("cls", "non-cls")}
-        lines += [f"## Training tasks ({len(tasks)}: {counts['cls']} cls, {counts['non-cls']} non-cls)", "",
-                  textwrap.fill(", ".join(tasks), 116), ""]
-    return lines
-
-
-def unseen_lines(cfg: dict, results: dict, key: str, method: str, d: int, size: int) -> list[str]:
-    """The unseen-task table and E_rel, from results.json through the report's own numbers."""
-    unseen, seeds = list(cfg["unseen_tasks"]), list(cfg["seeds"])
-    num = Numbers(results, seeds)
-    refs = num.reference(method, unseen)
-    means = num.means(key, unseen)
-    lines = [f"## Unseen tasks ({len(unseen)}, {seeds_text(len(seeds))} each: {seeds})", "",
-             f"Test scores (%) on at most {cfg['max_test_examples']} test examples per task, mean ± 95 % interval "
-             f"over the seeds (Student's t); ratio: IST's mean / {method} tuning's mean. None of these tasks is among "
-             "the training tasks.", "",
-             f"| task | category | frozen | {METHOD_WORDS.get(method, method)} (D = {size:,}) | IST, d = {d} "
-             "| ratio % |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for t in unseen:
-        row = [t, CATALOG[t].category if t in CATALOG else "–", fmt(num.frozen.get(t)),
-               ci(*num.absolute(f"reference/{method}", t)[:2]), ci(*num.absolute(key, t)[:2]),
-               fmt(ratio(means[t], refs[t]))]
-        lines.append("| " + " | ".join(row) + " |")
-    rows = [(f"IST through this subspace ({key})", key)]
-    rows += [(f"random auto-encoder, d = {k.split('/d')[1]} (baseline)", k) for k in sorted(num.scores)
-             if re.fullmatch(r"random-ae/d[0-9]+", k) and k != key]
-    rows.append((f"{METHOD_WORDS.get(method, method)} (the reference)", f"reference/{method}"))
-    lines += ["", "| what | E_rel % | gain kept % | seeds | seeds' spread (points) |",
-              "| --- | ---: | ---: | ---: | ---: |"]
-    for label, k in rows:
-        rel, kept = num.relative(k, unseen, refs), num.relative(k, unseen, refs, gain=True)
-        lines.append(f"| {label} | {ci(*rel[:2])} | {ci(*kept[:2])} | {rel[2]} | {ci(num.spread(k, unseen), None)} |")
-    return lines + ["", "E_rel: per seed, the mean over the unseen tasks of score / reference (the task's "
-                        f"{method} tuning, mean over its seeds), then the mean over the seeds with its 95 % interval. "
-                        "Gain kept: the share of the reference's gain over the frozen model that a score keeps, over "
-                        f"the tasks where that gain is at least {100 * GAIN_MARGIN:.0f} points. Seeds' spread: the "
-                        "mean over the unseen tasks of the standard deviation of a task's test score over its seeds. "
-                        "As recipes/smol_report computes them for the recipe's report.", ""]
-
-
-def ist_flags(ist: dict) -> list[str]:
-    """The subspace-tune options that train as the recipe's IST did: its training settings where they differ from
-    the command's defaults, and z's initialisation."""
-    cli = SubspaceTuneConfig(task="", method="prompt", data_dir="")
-    ours, flags = train_config(ist["train"]), []
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(ours, f.name)
-        if (f.metadata.get("runtime") or not f.metadata.get("cli", True) or f.name == "seed"
-                or value == getattr(cli.train, f.name)):
-            continue
-        if isinstance(value, bool):
-            flags.append(flag(f.name) if value else "--no-" + f.name.replace("_", "-"))
-        else:
-            flags += [flag(f.name), "none" if value is None else str(value)]
-    z_std = ist.get("z_std", 0.02)
-    return flags + ([] if z_std == cli.z_std else ["--z-std", str(z_std)])
-
-
-def usage_lines(name: str, meta: dict, describe: dict, cfg: dict) -> list[str]:
-    method = next(iter(meta["methods"]))
-    words = ["taskspace", "subspace-tune", "--subspace", builtin.PREFIX + name, "--task", "reviews", "--data-dir",
-             "my_data/reviews", "--out", "runs/reviews"]
-    tune = " \\\n    ".join(textwrap.wrap(" ".join(words), 112, break_on_hyphens=False, break_long_words=False))
-    settings = [f"--decode {describe['decode']}"] + [
-        f"--backbone-opt {option}={recorded_truncation(describe) if option == 'truncation' else describe[option]}"
-        for option in ("template", "truncation", "max_input_length", "max_output_length")]
-    flags = ist_flags(cfg["ist"])
-    training = " ".join(flags) if flags else "the command's defaults"
-    return ["## Use", "",
-            f"Adapt {meta['backbone']['name']} to a task of your own by tuning only the {meta['d']} numbers of an "
-            "intrinsic vector (`my_data/reviews`: a folder with its train and dev files), then export the decoded "
-            f"{method} parameters as a PEFT adapter:", "",
-            "```bash", tune, "taskspace export runs/reviews --format peft --out adapters/reviews", "```", "",
-            f"The built-in loads the backbone as the run did (`{' '.join(settings)}`) and trains z as the recipe's "
-            f"IST did (`{training}`); an option given replaces any of them.", ""]
-
-
-def card_text(name: str, subspace: str, meta: dict, cfg: dict, results: dict, key: str, command: str) -> str:
-    (method, m), = meta["methods"].items()
-    describe = results["setting"]["describe"]
-    lines = [f"# {summary(meta)}", "",
-             f"`builtin:{name}`: `{subspace}` of the recipe run below, its `{FILES[0]}` (the bank it was fitted to "
-             f"named from the run's folder) and `{FILES[1]}` as saved.",
-             ""]
-    lines += backbone_lines(meta, describe) + method_lines(meta, cfg)
-    lines += ["## Recipe", "", "```bash", command, "```", ""]
-    lines += unseen_lines(cfg, results, key, method, meta["d"], m["size"])
-    lines += usage_lines(name, meta, describe, cfg)
-    return "\n".join(lines)
-
-
-def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str, command: str) -> Path:
+def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str, command: str,
+         decoder_only: bool = False, dtype: str = "float32") -> Path:
     """``OUT/NAME``: the subspace's files and its card, written whole or not at all."""
     if not NAME.fullmatch(name):
         raise ConfigError(f"--name {name}: expected lower-case letters, digits, '.', '-' or '_', starting with a "
@@ -277,24 +170,29 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
                           "repeats)")
     method = next(iter(meta["methods"]))
     check_finished(cfg, recipe, results, meta, key, method, str(run / RESULTS))
-    card = card_text(name, subspace, meta, cfg, results, key, command)
     target = out / name
     if target.exists():
         raise ConfigError(f"--name {name}: {target} exists already (remove it to ship again)")
-    record = json.dumps(shipped_record(meta, run, cfg["ist"], method), indent=2) + "\n"
-    weight = (len(record.encode("utf-8")) + (folder / SUBSPACE_TENSORS).stat().st_size
-              + len(card.encode("utf-8")))
-    if weight > builtin.MAX_BYTES:
-        raise ConfigError(f"--subspace {subspace}: the built-in would weigh {weight:,} bytes, above the "
-                          f"{builtin.MAX_BYTES:,} bytes a built-in may weigh (taskspace.builtin.MAX_BYTES)")
+    tensors, storage = stored_tensors(folder, meta, decoder_only, dtype)
+    card = card_text(name, subspace, meta, cfg, results, key, command, storage)
+    record = json.dumps(shipped_record(meta, run, cfg["ist"], method, storage), indent=2) + "\n"
     created = [p for p in (out, *out.parents) if not p.exists()]
     partial = out / f".{name}.partial"
     shutil.rmtree(partial, ignore_errors=True)  # what an earlier attempt, killed while writing, left
     try:
         partial.mkdir(parents=True)
         write_text(partial / SUBSPACE_JSON, record)
-        shutil.copyfile(folder / SUBSPACE_TENSORS, partial / SUBSPACE_TENSORS)
+        if tensors is None:
+            shutil.copyfile(folder / SUBSPACE_TENSORS, partial / SUBSPACE_TENSORS)
+        else:
+            write_tensors(partial / SUBSPACE_TENSORS, tensors, {"format": meta["format"], "recipe": meta["recipe"]})
         write_text(partial / builtin.CARD, card)
+        weight = builtin.folder_bytes(partial)
+        if weight > builtin.MAX_BYTES:
+            raise ConfigError(f"--subspace {subspace}: the built-in would weigh {weight:,} bytes, above the "
+                              f"{builtin.MAX_BYTES:,} bytes a built-in may weigh (taskspace.builtin.MAX_BYTES)"
+                              + ("" if tensors is not None else "; --decoder-only and --dtype float16 make it "
+                                 "lighter"))
         partial.rename(target)
     except BaseException as e:
         shutil.rmtree(partial, ignore_errors=True)
@@ -305,16 +203,22 @@ def ship(run: Path, subspace: str, name: str, out: Path, cfg: dict, recipe: str,
     return target
 
 
-def shipped_record(meta: dict, run: Path, ist: dict, method: str) -> dict:
+def shipped_record(meta: dict, run: Path, ist: dict, method: str, storage: dict | None = None) -> dict:
     """The subspace's ``subspace.json`` as it ships: as saved, except that the bank it was fitted to is named from
     the run's folder (``smol-catalog/bank``) instead of by this machine's absolute path, and with the recipe's IST
-    settings (``ist``) under ``subspace_tune``: what ``taskspace subspace-tune`` trains with in it by default."""
+    settings (``ist``) under ``subspace_tune``: what ``taskspace subspace-tune`` trains with in it by default; a
+    lighter storage (:func:`stored_tensors`) under ``shipped``, without the down-projections' configs when it leaves
+    them out."""
     try:
         SubspaceTuneConfig(task="", method=method, data_dir="").updated(ist)
     except ConfigError as e:
         raise ConfigError(f"the recipe's ist section: {e}") from None
     info = meta.get("info", {})
     meta = {**meta, "subspace_tune": ist}
+    if storage:
+        meta["shipped"] = storage
+        if storage["decoder_only"]:
+            meta["methods"] = {m: {**v, "down": None} for m, v in meta["methods"].items()}
     if "bank" not in info:
         return meta
     bank = Path(info["bank"]).resolve()
@@ -332,7 +236,8 @@ def remove_created(created: list[Path]) -> None:
 
 def check(name: str, out: Path, folder: Path, describe: dict) -> str:
     """Load the backbone as the run recorded it and the built-in through ``builtin:NAME`` from ``out``; refused
-    unless it decodes as the run's folder does. Returns what was checked."""
+    unless it decodes as the run's folder does (exactly, or within ``HALF_TOLERANCE`` where it is stored in
+    float16). Returns what was checked."""
     backbone = reload_backbone(describe)
     previous = os.environ.get(builtin.ROOT_ENV)
     os.environ[builtin.ROOT_ENV] = str(out)
@@ -345,13 +250,21 @@ def check(name: str, out: Path, folder: Path, describe: dict) -> str:
         else:
             os.environ[builtin.ROOT_ENV] = previous
     source = Subspace.load(folder, backbone)
-    z = torch.randn(4, shipped.d, generator=torch.Generator().manual_seed(0))
+    storage = read_json(out / name / SUBSPACE_JSON).get("shipped", {})
+    rounded = storage.get("dtype", "float32") != "float32"
+    z = torch.randn(ERROR_DRAWS, shipped.d, generator=torch.Generator().manual_seed(1))
+    worst = 0.0
     with torch.no_grad():
         for method in source.methods:
-            if not torch.equal(shipped.theta(method, z), source.theta(method, z)):
-                raise ConfigError(f"--check: builtin:{name} decodes {method} otherwise than {folder}")
+            ours, theirs = shipped.theta(method, z), source.theta(method, z)
+            error = ((ours - theirs).norm(dim=-1) / (theirs - source[method].anchor).norm(dim=-1)).max().item()
+            worst = max(worst, error)
+            if not (torch.equal(ours, theirs) or rounded and error <= HALF_TOLERANCE):
+                raise ConfigError(f"--check: builtin:{name} decodes {method} otherwise than {folder}"
+                                  + (f" (relative error {error:.1e}, above {HALF_TOLERANCE})" if rounded else ""))
+    how = f"within {worst:.1e} relative ({storage['dtype']})" if rounded else "exactly"
     return (f"check: builtin:{name} loads on {backbone.name} ({backbone.template} template) and decodes as {folder} "
-            f"does; `taskspace subspaces` shows it as: {listed.summary}")
+            f"does, {how}; `taskspace subspaces` shows it as: {listed.summary}")
 
 
 def recipe_command(args: argparse.Namespace) -> str:
@@ -374,6 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", required=True, help="the built-in's name (builtin:NAME)")
     ap.add_argument("--out", default=str(REPO / "src" / "taskspace" / "builtin"),
                     help="the folder of the built-ins (default: the package's, src/taskspace/builtin)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="leave out the down-projection (the encoder of solutions: tuning in it only decodes)")
+    ap.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                    help="store the projections' weights in this precision (default: float32, as saved)")
     ap.add_argument("--check", action="store_true", help="then load the backbone as the run recorded it and the "
                                                          "built-in through builtin:NAME, and compare it with the run's")
     args = ap.parse_args(argv)
@@ -382,7 +299,8 @@ def main(argv: list[str] | None = None) -> None:
         raise DataError("no such run folder", run)
     cfg = recipe_part(args.recipe, args.part, run.parent if args.part else run)
     created = [p for p in (out, *out.parents) if not p.exists()]
-    target = ship(run, args.subspace, args.name, out, cfg, args.recipe, recipe_command(args))
+    target = ship(run, args.subspace, args.name, out, cfg, args.recipe, recipe_command(args), args.decoder_only,
+                  args.dtype)
     print(f"shipped: {target} ({builtin.folder_bytes(target):,} bytes)")
     if args.check:
         try:

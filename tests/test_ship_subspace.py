@@ -152,6 +152,54 @@ def test_subspace_tune_in_a_shipped_builtin_trains_as_its_recipe_did(finished, l
     assert record["backbone"]["decode"] == "generate"
 
 
+def test_a_lighter_builtin_leaves_out_the_encoder_and_rounds_its_projections(finished, llama, tmp_path, monkeypatch,
+                                                                              capsys):
+    """--decoder-only and --dtype float16: the built-in holds the up-projection in float16 and the anchor as saved,
+    says so in its record and card, loads, and decodes within the tolerance but not exactly; --check refuses a
+    rounding error above the tolerance and removes the built-in."""
+    from safetensors import safe_open
+
+    ship = _recipes("ship_subspace")
+    run, recipe, _ = finished
+    out = tmp_path / "builtin"
+    _ship(run, recipe, out, "ipt-d2", NAME, "--decoder-only", "--dtype", "float16", "--check")
+    printed = capsys.readouterr().out
+    assert re.search(rf"check: builtin:{NAME} loads on .* and decodes as .* does, within [0-9.e-]+ relative "
+                     r"\(float16\)", printed), printed
+    folder, saved = out / NAME, run / "ipt-d2"
+    with safe_open(str(folder / "subspace.safetensors"), "pt") as light, \
+            safe_open(str(saved / "subspace.safetensors"), "pt") as full:
+        assert {k for k in full.keys() if not k.startswith("down.")} == set(light.keys())
+        assert any(k.startswith("down.") for k in full.keys())
+        for k in light.keys():
+            want = torch.float16 if k.startswith("up.") else full.get_tensor(k).dtype
+            assert light.get_tensor(k).dtype == want, k
+        assert torch.equal(light.get_tensor("anchor.prompt"), full.get_tensor("anchor.prompt"))
+    meta = json.loads((folder / "subspace.json").read_text())
+    error = meta["shipped"]["decode_error"]
+    assert meta["shipped"] == {"decoder_only": True, "dtype": "float16", "decode_error": error}
+    assert 0 < error < ship.HALF_TOLERANCE and meta["methods"]["prompt"]["down"] is None
+    card = (folder / builtin.CARD).read_text(encoding="utf-8")
+    assert "`subspace.safetensors` without its down-projection" in card and f"by {error:.1e} relative" in card
+    assert (folder / "subspace.safetensors").stat().st_size < (saved / "subspace.safetensors").stat().st_size
+
+    monkeypatch.setenv(builtin.ROOT_ENV, str(out))
+    shipped, source = Subspace.load(f"builtin:{NAME}", llama), Subspace.load(saved, llama)
+    assert shipped["prompt"].down is None and source["prompt"].down is not None
+    z = torch.randn(2, generator=torch.Generator().manual_seed(1))
+    ours, theirs = shipped.theta("prompt", z), source.theta("prompt", z)
+    assert not torch.equal(ours, theirs)
+    assert (ours - theirs).norm() <= ship.HALF_TOLERANCE * (theirs - source["prompt"].anchor).norm()
+    monkeypatch.delenv(builtin.ROOT_ENV)
+
+    monkeypatch.setattr(ship, "HALF_TOLERANCE", 0.0)
+    strict = tmp_path / "strict"
+    with pytest.raises(ConfigError, match=rf"^--check: builtin:{NAME} decodes prompt otherwise than .* \(relative "
+                                          r"error [0-9.e-]+, above 0.0\)$"):
+        _ship(run, recipe, strict, "ipt-d2", NAME, "--dtype", "float16", "--check")
+    assert not strict.exists()
+
+
 def test_the_linear_subspace_ships_with_its_own_first_line(finished, tmp_path):
     run, recipe, _ = finished
     _ship(run, recipe, tmp_path, "linear-d1", "tiny-linear")
