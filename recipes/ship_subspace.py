@@ -22,8 +22,8 @@ built-in that would weigh more than ``taskspace.builtin.MAX_BYTES``. ``--check``
 recorded it and the built-in through ``builtin:NAME`` (``TASKSPACE_BUILTIN_DIR`` set to OUT), and checks that it
 decodes as the run's folder does; a built-in that fails the check is removed.
 
-A subspace too heavy as saved (MSF at d = 100 on SmolLM2: two 768 x 11,520 projections in float32, 71 MB) ships
-lighter with ``--decoder-only`` (without the down-projection, which encodes a solution into the subspace: tuning
+A subspace too heavy as saved (MSF at d = 100 on SmolLM2, in float32: its decoder 100 -> 768 -> 11,520, 36 MB, and
+its encoder, 4.6 MB) ships lighter with ``--decoder-only`` (without the down-projection, which encodes a solution into the subspace: tuning
 in it only decodes) and ``--dtype float16`` (its tensors rounded to half precision, loaded back into float32).
 Both are recorded under ``shipped`` in its ``subspace.json`` and said on its card; with ``--dtype float16`` the
 check compares the decoded parameters within ``HALF_TOLERANCE`` (relative) instead of exactly, and prints the
