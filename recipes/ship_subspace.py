@@ -23,8 +23,9 @@ recorded it and the built-in through ``builtin:NAME`` (``TASKSPACE_BUILTIN_DIR``
 decodes as the run's folder does; a built-in that fails the check is removed.
 
 A subspace too heavy as saved (MSF at d = 100 on SmolLM2, in float32: its decoder 100 -> 768 -> 11,520, 36 MB, and
-its encoder, 4.6 MB) ships lighter with ``--decoder-only`` (without the down-projection, which encodes a solution into the subspace: tuning
-in it only decodes) and ``--dtype float16`` (its tensors rounded to half precision, loaded back into float32).
+its encoder, 4.6 MB) ships lighter with ``--decoder-only`` (without the down-projection, which encodes a solution
+into the subspace: tuning in it only decodes) and ``--dtype float16`` (its projections' weights rounded to half
+precision, loaded back into float32; the anchor as saved).
 Both are recorded under ``shipped`` in its ``subspace.json`` and said on its card; with ``--dtype float16`` the
 check compares the decoded parameters within ``HALF_TOLERANCE`` (relative) instead of exactly, and prints the
 error it measured.
