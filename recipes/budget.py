@@ -24,7 +24,6 @@ reused). ``--report-only`` writes it from finished runs without training.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.tuning import TuneConfig, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
-from recipe_common import now, run_main  # noqa: E402
+from recipe_common import now, run_main, sweep_arguments  # noqa: E402
 
 TASKS = ["glue-sst2", "ag_news", "lama-trex", "tweet_qa"]
 #: method -> configurations: (name, learning rate, method options)
@@ -215,21 +214,12 @@ def document(args, results: dict, cost: dict | None = None) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--doc", required=True)
+    ap = sweep_arguments(__doc__.split("\n\n")[0], steps=200, batch_size=8, eval_every=25)
     ap.add_argument("--methods", nargs="+", default=list(GRID), choices=list(GRID))
     ap.add_argument("--template", default="chat", help="the template of the methods whose template is not swept")
     ap.add_argument("--templates", nargs="+", choices=("chat", "boundary", "plain"),
                     help="run only these templates (default: every template the method is swept in)")
     ap.add_argument("--configs", nargs="+", help="run only these configurations (by name, e.g. 'lr 0.3')")
-    ap.add_argument("--backbone", default="smollm2")
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--max-test-examples", type=int, default=100)
-    ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
     results: dict = {}

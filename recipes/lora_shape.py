@@ -18,7 +18,6 @@ reported, never chosen on. Every finished result is kept in ``docs/lora-shape.js
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from taskspace.store import read_json, write_json, write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
 from budget import TASKS, TIE, _mean, _pct, read_result, run_folder, run_one  # noqa: E402
-from recipe_common import read_record, record_path, run_main  # noqa: E402
+from recipe_common import read_record, record_path, run_main, sweep_arguments  # noqa: E402
 
 TEMPLATE = "boundary"
 PATIENCE = 3
@@ -112,16 +111,7 @@ def write_outputs(args, record: dict) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--doc", required=True)
-    ap.add_argument("--backbone", default="smollm2")
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
-    ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--eval-every", type=int, default=25)
-    ap.add_argument("--max-test-examples", type=int, default=100)
-    ap.add_argument("--report-only", action="store_true")
+    ap = sweep_arguments(__doc__.split("\n\n")[0], steps=200, batch_size=8, eval_every=25)
     args = ap.parse_args()
     record = read_record(record_path(args.doc), settings(args))
     if not args.report_only:

@@ -123,6 +123,23 @@ def recipe_arguments(description: str, *, figures: bool = False, parts: bool = F
     return ap.parse_args()
 
 
+def sweep_arguments(description: str, *, steps: int, batch_size: int, eval_every: int) -> argparse.ArgumentParser:
+    """The sweeps' command line (templates.py, budget.py, lora_shape.py): ``--out``, ``--doc``, ``--backbone``,
+    ``--data-dir``, the budget (``--steps``, ``--batch-size``, ``--eval-every``, defaulting to the given ones),
+    ``--max-test-examples`` and ``--report-only``; the caller adds its own and parses."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--doc", required=True)
+    ap.add_argument("--backbone", default="smollm2")
+    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
+    ap.add_argument("--steps", type=int, default=steps)
+    ap.add_argument("--batch-size", type=int, default=batch_size)
+    ap.add_argument("--eval-every", type=int, default=eval_every)
+    ap.add_argument("--max-test-examples", type=int, default=100)
+    ap.add_argument("--report-only", action="store_true")
+    return ap
+
+
 def run_main(main) -> None:
     """Run a runner's ``main``; bad input (a misspelt key, a missing file, an unknown task) or a file that cannot be
     written ends it with one line on stderr and exit status 2, as taskspace's commands do, and Ctrl-C with one

@@ -11,7 +11,6 @@ capped at 100 examples). The document is written again after every finished run;
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from taskspace.store import read_json, write_json, write_text
 from taskspace.tuning import TuneConfig, tune
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the recipes' shared modules
-from recipe_common import now, run_main  # noqa: E402
+from recipe_common import now, run_main, sweep_arguments  # noqa: E402
 
 TASKS = ["glue-sst2", "ag_news", "lama-trex"]
 METHODS = ["lora", "prompt"]
@@ -76,16 +75,7 @@ def document(args, results: dict) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--doc", required=True)
-    ap.add_argument("--backbone", default="smollm2")
-    ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data" / "crossfit"))
-    ap.add_argument("--steps", type=int, default=60)
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=30)
-    ap.add_argument("--max-test-examples", type=int, default=100)
-    ap.add_argument("--report-only", action="store_true")
+    ap = sweep_arguments(__doc__.split("\n\n")[0], steps=60, batch_size=4, eval_every=30)
     args = ap.parse_args()
     results: dict = {}
     for template in ORDER:
