@@ -13,7 +13,10 @@ sweep's record is checked against them by ``tune`` itself, the run is linked (no
 its cells.
 
 Every finished result is also kept in ``docs/backbones.json`` (beside ``--doc``), which is committed: the document
-is made from it and from the run folders, so a lost run folder costs nothing. Its first 67 SmolLM2 runs were
+is made from it and from the run folders, so a lost run folder costs nothing. The record keeps each method's
+learning rate and options (``"methods"``); when the library's change for a method, that method's results are left
+out (the command says so) and its runs are made again, the other methods' kept (a run folder of the old settings
+under ``--out`` is refused by ``tune``, naming it: move it aside). Its first 67 SmolLM2 runs were
 recovered from the committed document when their folders were lost with a machine (its ``"recovered"`` says so).
 """
 
@@ -82,20 +85,47 @@ def frozen_scores(backbone, task, test, folder: Path, batch_size: int) -> dict:
 
 def collect(out: Path, record: dict | None = None) -> dict:
     """Every finished result: the committed record's, overlaid by those under ``out`` (a run folder is the
-    truth where both have a run): {backbone: {task: {"frozen": {...}, method: scores}}}."""
+    truth where both have a run; one made with another learning rate or other options than the record's for its
+    method is left out): {backbone: {task: {"frozen": {...}, method: scores}}}."""
     results: dict = copy.deepcopy(record["results"]) if record else {}
+    methods = record["methods"] if record else method_settings()
     for frozen in sorted(out.glob("*/*/frozen.json")):
         task_dir = frozen.parent
         entry = {"frozen": read_json(frozen)}
         for method in METHODS:
             scores = task_dir / method / "scores.json"
-            if scores.is_file():
+            if scores.is_file() and made_with(task_dir / method, methods[method]):
                 timing = task_dir / method / "timing.json"
                 entry[method] = {**read_json(scores), **(read_json(timing) if timing.is_file() else {}),
                                  "reused": (task_dir / method).is_symlink()}
                 entry[method].setdefault("wall_seconds", entry[method].pop("seconds", 0.0))  # the sweep's name
         results.setdefault(task_dir.parent.name, {}).setdefault(task_dir.name, {}).update(entry)
     return results
+
+
+def method_settings() -> dict:
+    """What a method's results are made with: its learning rate and its options (the library's defaults), as JSON
+    reads them back."""
+    return json.loads(json.dumps({m: {"lr": REGISTRY[m].default_lr, "options": REGISTRY[m].config_class().to_dict()}
+                                  for m in METHODS}))
+
+
+def made_with(run_dir: Path, settings: dict) -> bool:
+    """Whether the run in ``run_dir`` was made with ``settings`` (a method's learning rate and options)."""
+    config = read_json(run_dir / "config.json")
+    return config["run"]["train"]["lr"] == settings["lr"] and config["method"]["config"] == settings["options"]
+
+
+def current_methods(record: dict, methods: dict) -> dict:
+    """The record less the results of each method whose learning rate or options were others than ``methods``'
+    (each named on stdout: it runs again), now under ``methods``."""
+    stale = [m for m in methods if record.get("methods", {}).get(m, methods[m]) != methods[m]]
+    for m in stale:
+        print(f"{m}: the record's results were made with {record['methods'][m]}, not {methods[m]}: left out, to run "
+              "again", flush=True)
+    results = {bb: {task: {k: v for k, v in entry.items() if k not in stale} for task, entry in tasks.items()}
+               for bb, tasks in record["results"].items()}
+    return {**record, "methods": methods, "results": results}
 
 
 def write_outputs(args, out: Path, record: dict, meta: dict) -> None:
@@ -268,14 +298,16 @@ def main() -> None:
 
     out = Path(args.out)
     budget = training_budget(args)
-    settings = (f"{budget.steps} steps, batch {budget.batch_size}, dev every {budget.eval_every} steps, patience "
-                f"{budget.patience}, {budget.optimizer} with {budget.schedule} decay, clip {budget.max_grad_norm}, "
-                f"learning rates {json.dumps({m: REGISTRY[m].default_lr for m in METHODS})}, float32 weights")
+    trained = (f"{budget.steps} steps, batch {budget.batch_size}, dev every {budget.eval_every} steps, patience "
+               f"{budget.patience}, {budget.optimizer} with {budget.schedule} decay, clip {budget.max_grad_norm}")
+    settings = f"{trained}, float32 weights"  # the record's; each method's rate and options are under "methods"
+    methods = method_settings()
+    rates = json.dumps({m: s["lr"] for m, s in methods.items()})
     meta = {"command": "python recipes/backbones.py --out runs/backbones --doc docs/backbones.md"
                        + (f" --reuse-budget {args.reuse_budget}" if args.reuse_budget else ""),
             "machine": cpu_model(),
-            "settings": settings}
-    record = read_record(record_path(args.doc), settings)
+            "settings": f"{trained}, learning rates {rates}, float32 weights"}
+    record = current_methods(read_record(record_path(args.doc), settings), methods)
     if not args.report_only:
         for name in args.backbones:
             backbone = load_backbone(name)

@@ -245,8 +245,12 @@ def test_backbones_record_outlives_the_run_folders(tmp_path):
     backbones.write_json(task_dir / "frozen.json", {"dev": 0.0, "test": 0.0, "seconds": 60.0})
     backbones.write_json(task_dir / "lora" / "scores.json", {"test": 0.3, "dev": 0.4, "decode": "generate"})
     backbones.write_json(task_dir / "lora" / "timing.json", {"wall_seconds": 120.0, "threads": 2})
+    methods = backbones.method_settings()
+    lora = methods["lora"]
+    backbones.write_json(task_dir / "lora" / "config.json", {"run": {"train": {"lr": lora["lr"]}},
+                                                             "method": {"config": lora["options"]}})
     earlier = {"test": 0.5, "decode": "generate", "threads": 2, "recovered": True}
-    record = {"settings": "s", "results": {"SmolLM2-135M-Instruct": {
+    record = {"settings": "s", "methods": methods, "results": {"SmolLM2-135M-Instruct": {
         "trec": {"frozen": {"test": 0.0, "recovered": True}, "lora": dict(earlier), "prompt": dict(earlier)},
         "glue-sst2": {"frozen": {"test": 0.1, "recovered": True}, "lora": {**earlier, "test": 0.8}}}},
         "recovered": {"SmolLM2-135M-Instruct": {"source": "the test's document", "runs": 3, "minutes": 9.0}}}
@@ -277,6 +281,31 @@ def test_backbones_record_outlives_the_run_folders(tmp_path):
     with pytest.raises(ConfigError, match=r"backbones.json: its results were made with other settings \(s\)"):
         backbones.read_record(backbones.record_path(doc), "other")
     assert backbones.read_record(tmp_path / "none.json", "other") == {"settings": "other", "results": {}}
+
+
+def test_backbones_record_leaves_out_a_method_whose_settings_changed(tmp_path, capsys):
+    """A method whose learning rate or options are no longer the library's: its recorded results and its run folders
+    are left out (it runs again), the other methods' kept."""
+    backbones = _recipes("backbones")
+    methods = backbones.method_settings()
+    then = {**methods, "lora": {**methods["lora"], "options": {**methods["lora"]["options"], "r": 4}}}
+    kept = {"test": 0.5, "recovered": True}
+    record = {"settings": "s", "methods": then, "results": {"SmolLM2-135M-Instruct": {
+        "trec": {"frozen": {"test": 0.0}, "lora": dict(kept), "prompt": dict(kept)}}}}
+    now = backbones.current_methods(record, methods)
+    assert now["methods"] == methods and now["results"]["SmolLM2-135M-Instruct"]["trec"] == {
+        "frozen": {"test": 0.0}, "prompt": kept}
+    assert capsys.readouterr().out.startswith("lora: the record's results were made with ")
+    assert backbones.current_methods(now, methods) == now  # nothing else left out
+    # a run folder of the old options is not collected; one of the current options is
+    task_dir = tmp_path / "SmolLM2-135M-Instruct" / "trec"
+    backbones.write_json(task_dir / "frozen.json", {"test": 0.0})
+    for method, settings in (("lora", then["lora"]), ("prompt", methods["prompt"])):
+        backbones.write_json(task_dir / method / "scores.json", {"test": 0.7})
+        backbones.write_json(task_dir / method / "config.json", {"run": {"train": {"lr": settings["lr"]}},
+                                                                 "method": {"config": settings["options"]}})
+    entry = backbones.collect(tmp_path, now)["SmolLM2-135M-Instruct"]["trec"]
+    assert "lora" not in entry and entry["prompt"]["test"] == 0.7
 
 
 def test_backbones_committed_record_is_the_document():
