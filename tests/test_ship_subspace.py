@@ -152,11 +152,11 @@ def test_subspace_tune_in_a_shipped_builtin_trains_as_its_recipe_did(finished, l
     assert record["backbone"]["decode"] == "generate"
 
 
-def test_a_lighter_builtin_leaves_out_the_encoder_and_rounds_its_projections(finished, llama, tmp_path, monkeypatch,
-                                                                              capsys):
+def test_a_lighter_builtin_leaves_out_the_encoder_and_rounds_its_projections(finished, llama, data_dir, tmp_path,
+                                                                              monkeypatch, capsys):
     """--decoder-only and --dtype float16: the built-in holds the up-projection in float16 and the anchor as saved,
     says so in its record and card, loads, and decodes within the tolerance but not exactly; --check refuses a
-    rounding error above the tolerance and removes the built-in."""
+    rounding error above the tolerance and removes the built-in. The card's commands run through it."""
     from safetensors import safe_open
 
     ship = _recipes("ship_subspace")
@@ -190,6 +190,14 @@ def test_a_lighter_builtin_leaves_out_the_encoder_and_rounds_its_projections(fin
     ours, theirs = shipped.theta("prompt", z), source.theta("prompt", z)
     assert not torch.equal(ours, theirs)
     assert (ours - theirs).norm() <= ship.HALF_TOLERANCE * (theirs - source["prompt"].anchor).norm()
+    # the card's commands: tune in it, then export a PEFT prompt adapter
+    from taskspace.cli import main
+
+    run_dir, adapter = tmp_path / "reviews", tmp_path / "adapter"
+    assert main(["subspace-tune", "--subspace", f"builtin:{NAME}", "--task", "superglue-cb", "--data-dir",
+                 str(data_dir), "--max-test-examples", "4", "--no-progress", "--out", str(run_dir)]) == 0
+    assert main(["export", str(run_dir), "--format", "peft", "--out", str(adapter)]) == 0
+    assert json.loads((adapter / "adapter_config.json").read_text())["peft_type"] == "PROMPT_TUNING"
     monkeypatch.delenv(builtin.ROOT_ENV)
 
     monkeypatch.setattr(ship, "HALF_TOLERANCE", 0.0)
