@@ -145,8 +145,7 @@ def decode_error(meta: dict, saved: dict, stored: dict) -> float:
         for tensors in (saved, stored):
             proj = build_projection(m["up"])
             prefix = f"up.{name}."
-            proj.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)},
-                                 strict=False)
+            proj.load_state_dict({k[len(prefix):]: v.float() for k, v in tensors.items() if k.startswith(prefix)})
             with torch.no_grad():
                 decoded.append(proj(z))
         worst = max(worst, ((decoded[1] - decoded[0]).norm(dim=-1) / decoded[0].norm(dim=-1)).max().item())

@@ -216,6 +216,10 @@ def test_the_linear_subspace_ships_with_its_own_first_line(finished, tmp_path):
     assert first.startswith("# A 1-dimensional prompt-tuning subspace of ")
     assert first.endswith(", the principal directions of 2 CrossFit tasks' solutions around their mean.")
     assert "| IST through this subspace (linear/d1) | " in card and "| random auto-encoder, d = 2 (baseline) | " in card
+    _ship(run, recipe, tmp_path / "light", "linear-d1", "tiny-linear", "--decoder-only", "--dtype", "float16",
+          "--check")
+    meta = json.loads((tmp_path / "light" / "tiny-linear" / "subspace.json").read_text())
+    assert meta["shipped"]["dtype"] == "float16" and meta["methods"]["prompt"]["down"] is None
 
 
 def test_an_oversized_missing_unfinished_or_mismatched_subspace_is_refused_with_nothing_written(finished, tmp_path,
