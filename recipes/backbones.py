@@ -104,8 +104,8 @@ def collect(out: Path, record: dict | None = None) -> dict:
 
 
 def method_settings() -> dict:
-    """What a method's results are made with: its learning rate and its options (the library's defaults), as JSON
-    reads them back."""
+    """What a method's results are made with: its learning rate and its options (the library's defaults, every one
+    of them, as a run's config.json records them), as JSON reads them back."""
     return json.loads(json.dumps({m: {"lr": REGISTRY[m].default_lr, "options": REGISTRY[m].config_class().to_dict()}
                                   for m in METHODS}))
 

@@ -67,3 +67,16 @@ def test_the_sweeps_run_is_linked_only_with_the_same_settings(sweep, tmp_path):
     assert not backbones.run_one(args, train, sweep.backbone, sweep.llama, TASK, "bitfit", run_dir)  # verified
     with pytest.raises(SystemExit, match="is a link to a budget sweep's run: give --reuse-budget"):
         backbones.run_one(_recipe_args(sweep, None), train, sweep.backbone, sweep.llama, TASK, "bitfit", run_dir)
+
+
+def test_a_run_of_the_recipe_is_made_with_the_methods_settings(sweep, tmp_path):
+    """The record's settings of a method (its rate and options as a run records them) are those of the recipe's own
+    runs: a fresh prompt-tuning run is collected, not left out as made with other settings."""
+    backbones = _recipes("backbones")
+    args = _recipe_args(sweep, None)
+    run_dir = tmp_path / "backbones" / TASK / "prompt"
+    assert backbones.run_one(args, backbones.training_budget(args), sweep.backbone, sweep.llama, TASK, "prompt",
+                             run_dir)
+    assert backbones.made_with(run_dir, backbones.method_settings()["prompt"])
+    backbones.write_json(run_dir.parent / "frozen.json", {"dev": 0.0, "test": 0.0})
+    assert "prompt" in backbones.collect(tmp_path)["backbones"][TASK]
