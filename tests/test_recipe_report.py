@@ -72,3 +72,21 @@ def test_a_recorded_run_is_reported_as_before(tmp_path, monkeypatch):
         for placeholder, value in zip(PLACEHOLDERS, environment()):
             expected = expected.replace(placeholder, value)
         assert path.read_text() == expected, path.name
+
+
+def test_a_run_with_no_finished_stage_says_so():
+    """Before any stage has recorded the backbone (a bank still running), the environment line says so instead of
+    printing None for each of its values, and no method size is made up."""
+    import sys
+
+    import yaml
+
+    sys.path.insert(0, str(ROOT / "recipes"))
+    from smol_report.sections import report_lines
+
+    cfg = yaml.safe_load((FIXTURE / "recipe.yaml").read_text())
+    args = argparse.Namespace(config="recipe.yaml", out="out", report="report.md", data_dir="data/crossfit",
+                              no_png=True)
+    text = "\n".join(report_lines(cfg, args, {}, {"bank": 600.0}, "## Setting"))
+    assert "the backbone not recorded yet (no stage has finished)" in text and "None" not in text
+    assert "(D = " not in text and "**10.0 minutes**" in text

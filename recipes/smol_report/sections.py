@@ -51,11 +51,12 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     lines = [f"{title}: {setting.get('backbone', cfg.get('backbone'))}", ""]
     total = sum(stages.values())
     describe = setting.get("describe", {})
+    machine = (f"{setting.get('backbone')} (weights sha256 {str(setting.get('fingerprint'))[:16]}..., "
+               f"{describe.get('dtype')}, decode={describe.get('decode')}), {setting.get('threads')} CPU threads"
+               if setting else "the backbone not recorded yet (no stage has finished)")
     lines += [
-        f"taskspace {__version__}, {setting.get('backbone')} (weights sha256 {str(setting.get('fingerprint'))[:16]}..., "
-        f"{describe.get('dtype')}, decode={describe.get('decode')}), {setting.get('threads')} CPU threads, Python "
-        f"{platform.python_version()}, torch {torch.__version__}. Wall time of all stages: **{total / 60:.1f} "
-        "minutes** (summed over the invocations that ran them).", "",
+        f"taskspace {__version__}, {machine}, Python {platform.python_version()}, torch {torch.__version__}. Wall "
+        f"time of all stages: **{total / 60:.1f} minutes** (summed over the invocations that ran them).", "",
         f"Setting: {len(train_tasks)} training tasks and {len(unseen)} unseen tasks from "
         f"{os.path.relpath(args.data_dir)} (16-shot files of seed {cfg['data_seed']}; lists in {args.config}); test "
         f"scores on a fixed random subset of at most {cfg['max_test_examples']} test examples per task. Seeds "
@@ -65,8 +66,8 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
         f"score keeps, over the tasks where that gain is at least {100 * GAIN_MARGIN:.0f} points (0 = no better than "
         "the frozen model).", ""]
     sizes = setting.get("sizes", {})
-    lines += ["Original-space tuning: " + "; ".join(f"{m} {cfg['bank']['methods'][m]} (D = {sizes.get(m, 0):,})"
-                                                    for m in methods)
+    lines += ["Original-space tuning: " + "; ".join(f"{m} {cfg['bank']['methods'][m]}"
+                                                    + (f" (D = {sizes[m]:,})" if m in sizes else "") for m in methods)
               + f", {cfg['bank']['train']}.", ""]
 
     # absolute scores of the unseen tasks -----------------------------------------------------------------------
