@@ -115,10 +115,10 @@ def main() -> None:
     args = ap.parse_args()
     record = read_record(record_path(args.doc), settings(args))
     if not args.report_only:
-        backbone = None
+        backbone, done = None, collect(Path(args.out), record)  # read once: this loop adds to it run by run
         for config in SHAPES:
             for task in TASKS:
-                if task in collect(Path(args.out), record).get(config[0], {}):
+                if task in done.get(config[0], {}):
                     continue
                 backbone = backbone or load_backbone(args.backbone, template=TEMPLATE)
                 r = run_one(args, backbone, "lora", TEMPLATE, config, task, patience=PATIENCE)
