@@ -25,6 +25,10 @@ misspelt key is refused by name):
   own ``seeds`` and ``tasks`` (a full-model projection is the slowest stage).
 - ``udt`` (optional): ``fit`` (``UnifiedConfig``), ``subspace_train`` (subspace optimisation of each method on
   the unseen tasks, every seed), then the transfer matrix (the paper's selection).
+- ``pool_test`` (optional, default false): every run on an unseen task (the reference, the frozen backbone, every
+  subspace run) that has no test file is scored on its held-out pool instead (``load_task``'s ``pool_test``: the
+  other seeds' train and dev examples that are not in its own), so that no unseen task is left without a test
+  score; the training tasks' runs (the bank, IPT's challenges) are scored as their files are.
 - ``preset`` (optional): ``ipt-paper``, ``udt-paper`` or ``udt-paper-single`` (``taskspace.presets``) under the
   file's own settings: the bank's methods, rates and training, MSF / UDT's fit, and IST / subspace optimisation.
 - ``udt.landscape`` (optional, UDT's Fig. 2): ``task`` (an unseen task), ``seed``, ``split``, ``span``, ``step``:
@@ -93,6 +97,8 @@ class Runner:
 
     def __init__(self, cfg: dict, out: Path, data_dir: str, *, png: bool = True):
         require(cfg, ("data_seed", "max_test_examples", "seeds", "train_tasks", "unseen_tasks", "bank"), str(out))
+        if not isinstance(cfg.get("pool_test", False), bool):
+            raise ConfigError(f"{out}: pool_test: {cfg['pool_test']!r}: expected true or false")
         require(cfg["bank"], ("methods", "train"), f"{out}: bank")
         if "ipt" in cfg:
             require(cfg, ("ist",), str(out))

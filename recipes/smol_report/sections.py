@@ -76,11 +76,17 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     header = ["task", "category", "frozen"] + keys
     lines += ["## Unseen tasks: test scores (%)", "", "| " + " | ".join(header) + " |",
               "| " + " | ".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + " |"]
+    pooled = setting.get("pool_tested", [])
     for t in unseen:
-        row = [t, CATALOG[t].category if t in CATALOG else "–", fmt(num.frozen.get(t))]
+        row = [t + (" †" if t in pooled else ""), CATALOG[t].category if t in CATALOG else "–",
+               fmt(num.frozen.get(t))]
         row += [ci(*num.absolute(k, t)[:2]) for k in keys]
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+    if pooled:
+        lines += [f"† No test file in the data: scored on its held-out pool (every run of the task alike), the "
+                  f"train and dev examples of the task's other seeds' few-shot files that are not in its own, at most "
+                  f"{cfg['max_test_examples']} of them (drawn from the dataset's training set, not its test set).", ""]
 
     ipt_method = cfg.get("ipt", {}).get("method", "prompt")
 

@@ -17,12 +17,13 @@ if TYPE_CHECKING:
 
 
 def bank_specs(run: Runner) -> tuple[BankSpec, BankSpec]:
-    """The bank's spec (the training tasks, first seed) and the reference's (the unseen tasks, every seed)."""
+    """The bank's spec (the training tasks, first seed) and the reference's (the unseen tasks, every seed; with the
+    recipe's ``pool_test``, a task without a test file scored on its held-out pool)."""
     cfg, b = run.cfg, run.cfg["bank"]
     common = dict(methods=b["methods"], lr=b.get("lr", {}), train=train_config(b["train"]), data_dir=run.data_dir,
                   data_seed=cfg["data_seed"], max_test_examples=cfg["max_test_examples"], zero_shot=False)
     return (BankSpec.from_dict(common, tasks=run.train_tasks, seeds=run.seeds[:1]),
-            BankSpec.from_dict(common, tasks=run.unseen, seeds=run.seeds))
+            BankSpec.from_dict(common, tasks=run.unseen, seeds=run.seeds, pool_test=cfg.get("pool_test", False)))
 
 
 def report_entry(task, method, seed, scores) -> None:
@@ -42,7 +43,9 @@ def record_banks(run: Runner) -> None:
     run.results["setting"] = {
         "backbone": run.backbone.name, "fingerprint": run.backbone.fingerprint(),
         "describe": run.backbone.describe(), "threads": torch.get_num_threads(),
-        "sizes": {m: run.bank.method(m).size for m in b["methods"]}}
+        "sizes": {m: run.bank.method(m).size for m in b["methods"]},
+        # the unseen tasks scored on their held-out pools (no test file; the recipe's pool_test)
+        "pool_tested": [t for t in run.unseen if run.reference_spec.test_split(t)[0].test_held_out]}
 
 
 def frozen(run: Runner) -> None:

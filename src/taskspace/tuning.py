@@ -91,6 +91,9 @@ class TuneConfig(BaseTuneConfig):
     resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw, e.g. 32 or 64 (none: --k)", check=positive_count, since="0.2")
+    pool_test: bool = option(False, "a task without a test file is tested on its held-out pool: the train+dev "
+                                    "examples of every seed's few-shot files that are not in this run's train or "
+                                    "dev", since="0.2")
     zero_shot: bool = option(True, "evaluate the frozen backbone and the initial theta before training "
                                    "(zero_shot.json)", cli=False)
     init_from: str | None = option(None, "start from a saved delta (<run>/theta, e.g. an IST solution) instead of "

@@ -228,9 +228,10 @@ def add_backbone_args(p: argparse.ArgumentParser, *, default: str | None = DEFAU
 
 
 def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Config | None = None, *,
-                  own_data: bool = False) -> None:
+                  own_data: bool = False, test: bool = True) -> None:
     """``--data-dir`` and the config's data fields (``--k``, ``--data-seed``, ...); with ``own_data``, the column
-    options of your own files and ``--metric``."""
+    options of your own files and ``--metric``; without ``test`` (a command that scores no test split), no
+    ``--pool-test``."""
     from ..tasks.sources import Columns
 
     p.add_argument("--data-dir", help="folder of task folders, or one task's own data (a folder with train and dev "
@@ -239,7 +240,7 @@ def add_data_args(p: argparse.ArgumentParser, config: type[Config], defaults: Co
     if own_data:  # before the data fields, whatever the order of the config's fields
         add_arguments(p, config, defaults=defaults, only=("metric",))
     add_arguments(p, config, defaults=defaults, types={"resample_k": int},
-                  only=("k", "data_seed", "resample", "resample_k"))
+                  only=("k", "data_seed", "resample", "resample_k") + (("pool_test",) if test else ()))
     if own_data:
         add_arguments(p, Columns)
 

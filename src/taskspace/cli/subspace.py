@@ -302,7 +302,7 @@ def add_commands(sub) -> None:
     add_preset_arg(f)
     _add_finder_args(f)
     add_backbone_args(f, default=None)
-    add_data_args(f, SubspaceTuneConfig)
+    add_data_args(f, SubspaceTuneConfig, test=False)  # a fit scores dev sets only
     f.set_defaults(func=cmd_fit_subspace)
 
     defaults_t = SubspaceTuneConfig(task="", method="prompt", data_dir="")

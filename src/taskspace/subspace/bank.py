@@ -57,6 +57,9 @@ class BankSpec(Config):
                             since="0.2")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw (none: --k)", check=positive_count, since="0.2")
+    pool_test: bool = option(False, "a task without a test file is tested on its held-out pool: the train+dev "
+                                    "examples of every seed's few-shot files that are not in this run's train or "
+                                    "dev", since="0.2")
     train: TrainConfig = option(help="training settings (but the learning rate)",
                                 factory=tune_training)
     lr: dict[str, float] = option(help="learning rate per method (default: the method's)", factory=dict, cli=False)
@@ -91,7 +94,7 @@ class BankSpec(Config):
         return TuneConfig(
             task=task, method=method, data_dir=self.data_dir, method_options=dict(self.methods[method]),
             backbone=backbone.name, k=self.k, data_seed=self.data_seed, resample=self.resample,
-            resample_k=self.resample_k, seed=seed, train=train,
+            resample_k=self.resample_k, pool_test=self.pool_test, seed=seed, train=train,
             eval_batch_size=self.eval_batch_size, max_test_examples=self.max_test_examples, zero_shot=self.zero_shot,
         )
 

@@ -42,6 +42,9 @@ class SubspaceTuneConfig(FewShotRunConfig):
                             since="0.2")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw (none: --k)", check=positive_count, since="0.2")
+    pool_test: bool = option(False, "a task without a test file is tested on its held-out pool: the train+dev "
+                                    "examples of every seed's few-shot files that are not in this run's train or "
+                                    "dev", since="0.2")
     seed: int = option(0, "seed of z's initialisation (and, on the command line, of the data order)")
     z_init: str = option("normal", "z's initialisation: N(0, z_std^2) (IPT's IST), or zeros (the anchor)",
                          choices=("normal", "zeros"))

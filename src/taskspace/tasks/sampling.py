@@ -19,14 +19,15 @@ from taskspace.tasks.example import Example
 from taskspace.tasks.files import task_files
 from taskspace.tasks.formats import read_examples
 
-__all__ = ["DEFAULT_SEEDS", "pool_examples", "resample"]
+__all__ = ["DEFAULT_SEEDS", "example_key", "pool_examples", "resample"]
 
 #: The seeds of the shared few-shot files (CrossFit's).
 DEFAULT_SEEDS: tuple[int, ...] = (100, 13, 21, 42, 87)
 _MAX_SHOWN = 10  # short labels named in an error message
 
 
-def _key(example: Example) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def example_key(example: Example) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """What makes two examples of a task the same one: input, references and options."""
     return example.input, example.references, example.options
 
 
@@ -48,7 +49,7 @@ def pool_examples(
         files = task_files(data_dir, task, k, seed)
         for split in ("train", "dev"):
             for example in read_examples(files[split], task, labels, parse_options=parse_options):
-                unique.setdefault(_key(example), example)
+                unique.setdefault(example_key(example), example)
     return [unique[key] for key in sorted(unique)]
 
 

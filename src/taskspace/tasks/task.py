@@ -17,7 +17,7 @@ from taskspace.tasks.example import Example
 from taskspace.tasks.files import find_test_file, task_files
 from taskspace.tasks.formats import SPLITS, inline_options_suffix, read_examples
 from taskspace.tasks.metrics import resolve_metric
-from taskspace.tasks.sampling import DEFAULT_SEEDS, pool_examples
+from taskspace.tasks.sampling import DEFAULT_SEEDS, example_key, pool_examples
 from taskspace.tasks.sampling import resample as resample_examples
 from taskspace.tasks.sources import HUB_PREFIX, Columns, is_own_task, own_task_folder, read_own_splits, resolve_hub
 
@@ -27,6 +27,9 @@ __all__ = ["Task", "load_task", "load_task_as", "available_tasks", "default_data
 DATA_ENV = "TASKSPACE_DATA"
 
 logger = logging.getLogger(__name__)
+
+#: How ``sources["test"]`` begins for a test split drawn from the held-out pool (``load_task``'s ``pool_test``).
+HELD_OUT = "held out"
 
 _TRAIN_FILE = re.compile(r"^(?P<task>.+)_\d+_\d+_train\.(?:jsonl|tsv)$")
 
@@ -59,6 +62,12 @@ class Task:
     @property
     def has_test(self) -> bool:
         return bool(self.test)
+
+    @property
+    def test_held_out(self) -> bool:
+        """Whether the test split is the held-out pool of a task without a test file (``load_task``'s
+        ``pool_test``) rather than the data's test file."""
+        return self.sources.get("test", "").startswith(HELD_OUT)
 
     def split(self, name: str) -> list[Example]:
         """The examples of split ``name`` (train, dev or test).
@@ -134,7 +143,7 @@ def load_task_as(settings: Any, *, name: str | None = None, data_dir: str | Path
         columns = Columns.from_dict(columns)
     return load_task(name or get("task"), data_dir or get("data_dir"), k=get("k", 16), seed=get("data_seed", 100),
                      resample=get("resample", False), resample_k=get("resample_k"), metric=get("metric"),
-                     columns=columns)
+                     columns=columns, pool_test=get("pool_test", False))
 
 
 def default_metric(has_options: bool) -> str:
@@ -191,6 +200,7 @@ def load_task(
     resample_k: int | None = None,
     metric: str | None = None,
     columns: Columns | None = None,
+    pool_test: bool = False,
 ) -> Task:
     """Load one task's splits from ``data_dir``.
 
@@ -201,6 +211,12 @@ def load_task(
     100, 13, 21, 42, 87 (:func:`pool_examples`) by :func:`resample` with ``seed`` as the sampling seed and
     ``resample_k`` (default k): k per label for fixed-label tasks (over the labels that occur in the pool), k in
     total otherwise (multiple-choice QA, generative tasks).
+
+    With ``pool_test=True``, a task without a test file is tested on a held-out pool instead of having no test
+    split: the distinct train + dev examples of its k-shot files of the seeds 100, 13, 21, 42, 87 that are not in
+    this task's train or dev (:func:`held_out_pool`). CrossFit draws every seed's files from the dataset's training
+    set, so these examples are unseen by a run on this seed's files but come from the training distribution, not
+    from the dataset's own test set; ``sources["test"]`` says so. A task with a test file keeps it.
 
     ``metric`` overrides the catalog's metric: a built-in name, one registered with
     :func:`taskspace.tasks.metrics.register_metric`, or ``module:function``. A task outside the catalog is loaded
@@ -237,6 +253,10 @@ def load_task(
         if resample:
             raise ConfigError(f"--resample: task {name!r} is your own data ({own}), used as it is; resampling "
                               "draws from CrossFit's few-shot files")
+        if pool_test:
+            raise ConfigError(f"--pool-test: task {name!r} is your own data ({own}), used as it is; the held-out "
+                              "pool is drawn from CrossFit's few-shot files of other seeds (give your data a test "
+                              "file instead)")
         splits, sources = read_own_splits(own, name, columns)
         labels: tuple[str, ...] = ()
         if columns.infer_options and columns.options == Columns().options:  # --options-column names them instead
@@ -287,6 +307,11 @@ def load_task(
         test_path = files.get("test")
     test = read(test_path) if test_path is not None else []
     sources["test"] = _test_source(test_path, k, seed, data_dir, name)
+    if pool_test and test_path is None:
+        test = held_out_pool(pool if resample else pool_examples(data_dir, name, k=k), train + dev)
+        sources["test"] = (f"{HELD_OUT}, as there is no test file: the {len(test)} distinct train+dev examples of the "
+                           f"k={k} files of seeds {', '.join(map(str, DEFAULT_SEEDS))} in {data_dir} that are not in "
+                           "this train or dev (from the dataset's training set, not its test set)")
 
     per_example = None
     if info is None:
@@ -298,6 +323,13 @@ def load_task(
         if metric is not None:
             info = replace(info, metric=metric)
     return with_inline_choices(Task(name, info, train, dev, test, k, seed, sources), per_example)
+
+
+def held_out_pool(pool: list[Example], used: list[Example]) -> list[Example]:
+    """The examples of ``pool`` (:func:`pool_examples`) that are not among ``used`` (a run's train and dev), in the
+    pool's order: input, references and options compared, as the pool compares them."""
+    seen = {example_key(e) for e in used}
+    return [e for e in pool if example_key(e) not in seen]
 
 
 def _uncatalogued(name: str, metric: str | None, splits, sources: dict[str, str]) -> TaskInfo:
