@@ -82,7 +82,7 @@ def test_runs_made_without_it_keep_their_identity() -> None:
 
 
 @pytest.mark.slow
-def test_tune_bank_and_subspace_tune_score_the_held_out_pool(tmp_path, shared_dir, data_dir):
+def test_tune_bank_and_subspace_tune_score_the_held_out_pool(tmp_path, shared_dir, data_dir, capsys):
     from taskspace.cli import main
 
     llama = f"{shared_dir}/models/stories260K"
@@ -93,6 +93,9 @@ def test_tune_bank_and_subspace_tune_score_the_held_out_pool(tmp_path, shared_di
                  *common]) == 0
     assert main(["tune", "--task", NO_TEST, "--method", "prompt", "--out", str(runs), "--run-name", "pooled",
                  "--pool-test", *common]) == 0
+    out = capsys.readouterr().out.split("task glue-qqp | ")
+    assert "no test file: scored on dev only (--pool-test scores the held-out pool" in out[1]
+    assert "test examples: 5 of 128 of the held-out pool (no test file)" in out[2]
     none, pooled = (json.loads((runs / name / "scores.json").read_text()) for name in ("none", "pooled"))
     assert none["test"] is None and none["n_test"] == 0
     assert pooled["test"] is not None and pooled["n_test"] == 5

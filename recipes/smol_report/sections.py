@@ -130,12 +130,13 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
             seen = train_tasks[:n]
             bank_refs = num.means(f"bank/{ipt_method}", seen)
             lines += [f"## IST on {n} training tasks, d = {d} (first seed; reference: their bank entries)", "",
-                      "| data | E_rel % | paper |", "| --- | ---: | ---: |"]
+                      "| data | E_rel % | tasks | paper |", "| --- | ---: | ---: | ---: |"]
             for label, paper in (("same", None), ("other", PAPER["ipt_seen_other_d250"])):
                 got = num.means(f"ipt/d{d}/{label}", seen)
-                value = mean([ratio(got[t], bank_refs[t]) for t in seen])
-                lines.append(f"| {label} | {fmt(value)} | {'–' if paper is None else paper} |")
-            lines.append("")
+                ratios = [r for r in (ratio(got[t], bank_refs[t]) for t in seen) if r is not None]
+                lines.append(f"| {label} | {fmt(mean(ratios))} | {len(ratios)} | {'–' if paper is None else paper} |")
+            lines += ["", "Tasks: those with a test score whose bank entry scores above 0 (a task without a test file "
+                      "has none).", ""]
 
     # the unseen tasks IST fails on, and the training tasks nearest them by answer form -----------------------------
     lines += failure_lines(cfg, results, args.data_dir)

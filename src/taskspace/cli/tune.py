@@ -11,6 +11,7 @@ from ..backbones.dtypes import DTYPE_CHOICES
 from ..config import add_arguments, from_args
 from ..errors import ConfigError, DataError
 from ..presets import tuning_values
+from ..tasks.task import HELD_OUT
 from ..tuning import MultiTuneConfig, TuneConfig
 from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_runs_out_args,
                      add_tasks_args, add_train_args, backbone_options_from, data_dir_from,
@@ -52,6 +53,14 @@ def _dtype_note(run_dir: Path) -> str:
     return f" | dtype {dtype}" if dtype else ""
 
 
+def _test_source(run_dir: Path) -> str:
+    """Where the run's test examples came from, as its config.json records it ("" when it does not)."""
+    from ..store import read_json
+
+    config = Path(run_dir) / "config.json"
+    return str(read_json(config).get("data", {}).get("sources", {}).get("test", "")) if config.is_file() else ""
+
+
 def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
     zs = scores.get("zero_shot") or {}
     decode = f" | decode {scores['decode']}" if scores.get("decode") else ""
@@ -60,8 +69,12 @@ def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
     for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):
         print(f"{label:>22} {_pct(d.get('dev'))} {_pct(d.get('test'))}")
     print(f"{'tuned (best on dev)':>22} {_pct(scores['dev'])} {_pct(scores['test'])}   step {scores['best_step']}")
+    source = _test_source(run_dir)
     if scores.get("test") is not None:
-        print(f"test examples: {scores['n_test']} of {scores['n_test_total']}")
+        held_out = " of the held-out pool (no test file)" if source.startswith(HELD_OUT) else ""
+        print(f"test examples: {scores['n_test']} of {scores['n_test_total']}{held_out}")
+    elif source.startswith("none") and "your data" not in source:  # CrossFit's files: their pool can be held out
+        print("no test file: scored on dev only (--pool-test scores the held-out pool of the other seeds' files)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
