@@ -19,6 +19,7 @@ from taskspace.train import TrainConfig
 
 from recipe_common import fmt, train_config
 from smol_report.relative import GAIN_MARGIN, Numbers, ci, seeds_text
+from smol_report.sections import held_out_mark, held_out_note
 
 #: The files of a subspace folder that a built-in holds (beside its card).
 FILES = (SUBSPACE_JSON, SUBSPACE_TENSORS)
@@ -97,10 +98,13 @@ def unseen_lines(cfg: dict, results: dict, key: str, method: str, d: int, size: 
              "| ratio % |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for t in unseen:
-        row = [t, CATALOG[t].category if t in CATALOG else "–", fmt(num.frozen.get(t)),
+        row = [held_out_mark(t, results), CATALOG[t].category if t in CATALOG else "–", fmt(num.frozen.get(t)),
                ci(*num.absolute(f"reference/{method}", t)[:2]), ci(*num.absolute(key, t)[:2]),
                fmt(ratio(means[t], refs[t]))]
         lines.append("| " + " | ".join(row) + " |")
+    note = held_out_note(cfg, results)
+    if note:
+        lines += ["", *note[:-1]]
     rows = [(f"IST through this subspace ({key})", key)]
     rows += [(f"random auto-encoder, d = {k.split('/d')[1]} (baseline)", k) for k in sorted(num.scores)
              if re.fullmatch(r"random-ae/d[0-9]+", k) and k != key]

@@ -171,6 +171,14 @@ def test_the_recipe_scores_every_unseen_task(tmp_path, shared_dir, data_dir):
     report = (out / "report.md").read_text()
     assert f"| {NO_TEST} † |" in report and "† No test file in the data: scored on its held-out pool" in report
     assert "| rotten_tomatoes |" in report
+    # the card of a subspace shipped from the run marks it too
+    import yaml
+
+    from test_recipes import _recipes
+
+    card = "\n".join(_recipes("ship_card").unseen_lines(yaml.safe_load(config.read_text()), results, "ipt/d2",
+                                                         "prompt", 2, 2))
+    assert f"| {NO_TEST} † |" in card and "| rotten_tomatoes |" in card and "† No test file in the data" in card
 
     # a recipe whose pool_test is not true or false is refused in one line
     config.write_text(TINY.format(llama="x", pool="yes please", no_test=NO_TEST))

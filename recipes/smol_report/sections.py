@@ -23,6 +23,20 @@ from .relative import GAIN_MARGIN, PAPER, Numbers, category_cells, ci, paper_cel
 ANALYSIS_KEYS = ("multitask/", "fraction/", "excluded/", "from-ist/", "stability/", "sweep/", "scale/")
 
 
+def held_out_mark(task: str, results: dict) -> str:
+    """The task's name in a table, marked † where its test split is its held-out pool (the recipe's pool_test)."""
+    return task + (" †" if task in results.get("setting", {}).get("pool_tested", []) else "")
+
+
+def held_out_note(cfg: dict, results: dict) -> list[str]:
+    """The note under a table whose tasks :func:`held_out_mark` marks (none where no task is)."""
+    if not results.get("setting", {}).get("pool_tested"):
+        return []
+    return [f"† No test file in the data: scored on its held-out pool (every run of the task alike), the train and "
+            f"dev examples of the task's other seeds' few-shot files that are not in its own, at most "
+            f"{cfg['max_test_examples']} of them (drawn from the dataset's training set, not its test set).", ""]
+
+
 def _versus(num: Numbers, tasks: list[str], refs: dict, title: str, other: str,
             pairs: list[tuple[int, str, int, str]]) -> list[str]:
     """IPT against another subspace on the unseen tasks, one row per (IPT d, its key, the other's d, its key): each
@@ -76,17 +90,11 @@ def report_lines(cfg: dict, args, results: dict, stages: dict[str, float], title
     header = ["task", "category", "frozen"] + keys
     lines += ["## Unseen tasks: test scores (%)", "", "| " + " | ".join(header) + " |",
               "| " + " | ".join(["---"] * 2 + ["---:"] * (len(header) - 2)) + " |"]
-    pooled = setting.get("pool_tested", [])
     for t in unseen:
-        row = [t + (" †" if t in pooled else ""), CATALOG[t].category if t in CATALOG else "–",
-               fmt(num.frozen.get(t))]
+        row = [held_out_mark(t, results), CATALOG[t].category if t in CATALOG else "–", fmt(num.frozen.get(t))]
         row += [ci(*num.absolute(k, t)[:2]) for k in keys]
         lines.append("| " + " | ".join(row) + " |")
-    lines.append("")
-    if pooled:
-        lines += [f"† No test file in the data: scored on its held-out pool (every run of the task alike), the "
-                  f"train and dev examples of the task's other seeds' few-shot files that are not in its own, at most "
-                  f"{cfg['max_test_examples']} of them (drawn from the dataset's training set, not its test set).", ""]
+    lines += [""] + held_out_note(cfg, results)
 
     ipt_method = cfg.get("ipt", {}).get("method", "prompt")
 
