@@ -187,3 +187,22 @@ def test_the_recipe_scores_every_unseen_task(tmp_path, shared_dir, data_dir):
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and "pool_test: 'yes please': expected true or false" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "bad").exists()
+
+
+def test_tasks_names_the_tasks_without_a_test_file(data_dir: Path, capsys) -> None:
+    from taskspace.cli import main
+    from taskspace.tasks import CATALOG
+    from taskspace.tasks.files import find_test_file
+
+    assert main(["tasks", "--data-dir", str(data_dir)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    expected = sorted(t for t in CATALOG if find_test_file(data_dir, t, 16, 100) is None)
+    assert NO_TEST in expected and last == (
+        f"{len(expected)} without a test file (a run scores dev only; --pool-test scores the held-out pool of the "
+        f"other seeds' files): {', '.join(expected)}")
+    # only the tasks listed
+    assert main(["tasks", "--data-dir", str(data_dir), "--type", "sentiment"]) == 0
+    sentiment = [t for t in expected if CATALOG[t].type == "sentiment"]
+    assert sentiment and capsys.readouterr().out.strip().splitlines()[-1].endswith(": " + ", ".join(sentiment))
+    assert main(["tasks", "--data-dir", str(data_dir), "--type", "NLI"]) == 0
+    assert "without a test file" not in capsys.readouterr().out

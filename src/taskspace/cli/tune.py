@@ -228,6 +228,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     for n, metric, cat, typ, opts in rows:
         print(f"{n:<{width}}  {metric:<19} {cat:<8} {opts:<7} {typ}")
     print(f"{len(rows)} tasks")
+    if args.data_dir:
+        from ..tasks.files import has_test_file
+
+        missing = [r[0] for r in rows if r[0] in CATALOG and not has_test_file(args.data_dir, r[0])]
+        if missing:
+            print(f"{len(missing)} without a test file (a run scores dev only; --pool-test scores the held-out pool "
+                  f"of the other seeds' files): {', '.join(missing)}")
     return 0
 
 

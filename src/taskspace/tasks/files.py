@@ -3,6 +3,7 @@ or directly in ``<data_dir>`` (:mod:`taskspace.tasks.formats` reads them)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -33,6 +34,14 @@ def find_test_file(data_dir: str | Path, task: str, k: int, seed: int) -> Path |
     if found is None and seed != 100:
         found = _first_existing(_candidates(data_dir, task, k, 100, "test"))
     return found
+
+
+def has_test_file(data_dir: str | Path, task: str) -> bool:
+    """Whether ``data_dir`` holds a test file of ``task`` for any k and seed, in either layout."""
+    data_dir = Path(data_dir)
+    pattern = re.compile(rf"^{re.escape(task)}_\d+_\d+_test(?:{'|'.join(map(re.escape, LAYOUTS))})$")
+    return any(pattern.match(f.name) for folder in (data_dir / task, data_dir) if folder.is_dir()
+               for f in folder.iterdir())
 
 
 def task_files(data_dir: str | Path, task: str, k: int, seed: int) -> dict[str, Path]:
