@@ -47,6 +47,10 @@ class FewShotRunConfig(Config):
     test_sample_seed: int = option(0, "seed of the test subset", cli=False)
 
 
+#: The help of ``pool_test`` (tune, subspace-tune, bank): ``load_task``'s held-out pool.
+POOL_TEST_HELP = ("a task without a test file is tested on its held-out pool: the train+dev examples of every seed's "
+                  "few-shot files that are not in this run's train or dev")
+
 #: The training budget of ``tune`` and ``bank`` unless told otherwise, every method alike (the learning rate is each
 #: method's): chosen on SmolLM2 by recipes/budget.py, docs/budget.md. Early stopping ends a run whose dev score has
 #: not improved for ``patience`` evaluations, so that ``steps`` can be what the slowest learner needs.
@@ -91,9 +95,7 @@ class TuneConfig(BaseTuneConfig):
     resample: bool = option(False, "resample train/dev CrossFit-style from the pooled examples with the data seed")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw, e.g. 32 or 64 (none: --k)", check=positive_count, since="0.2")
-    pool_test: bool = option(False, "a task without a test file is tested on its held-out pool: the train+dev "
-                                    "examples of every seed's few-shot files that are not in this run's train or "
-                                    "dev", since="0.2")
+    pool_test: bool = option(False, POOL_TEST_HELP, since="0.2")
     zero_shot: bool = option(True, "evaluate the frozen backbone and the initial theta before training "
                                    "(zero_shot.json)", cli=False)
     init_from: str | None = option(None, "start from a saved delta (<run>/theta, e.g. an IST solution) instead of "

@@ -36,7 +36,7 @@ from ..runs import check_same_data, compared, split_digests
 from ..store import exclusive, load_delta, read_json, write_json
 from ..tasks import Example, Task, load_task_as
 from ..train import TrainConfig
-from ..tuning import TuneConfig, tune, tune_together, tune_training
+from ..tuning import POOL_TEST_HELP, TuneConfig, tune, tune_together, tune_training
 
 BANK_FILE = "bank.json"
 
@@ -57,9 +57,7 @@ class BankSpec(Config):
                             since="0.2")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw (none: --k)", check=positive_count, since="0.2")
-    pool_test: bool = option(False, "a task without a test file is tested on its held-out pool: the train+dev "
-                                    "examples of every seed's few-shot files that are not in this run's train or "
-                                    "dev", since="0.2")
+    pool_test: bool = option(False, POOL_TEST_HELP, since="0.2")
     train: TrainConfig = option(help="training settings (but the learning rate)",
                                 factory=tune_training)
     lr: dict[str, float] = option(help="learning rate per method (default: the method's)", factory=dict, cli=False)

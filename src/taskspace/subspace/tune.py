@@ -25,7 +25,7 @@ from ..store import exclusive, read_json, read_tensors
 from ..tasks import load_task_as
 from ..tasks.sources import Columns
 from ..train import TrainConfig
-from ..tuning import FewShotRunConfig
+from ..tuning import POOL_TEST_HELP, FewShotRunConfig
 from .space import SUBSPACE_JSON, SUBSPACE_TENSORS, ProjectedTheta, Subspace
 
 
@@ -42,9 +42,7 @@ class SubspaceTuneConfig(FewShotRunConfig):
                             since="0.2")
     resample_k: int | None = option(None, "with --resample: examples per label (per task without fixed labels) "
                                           "to draw (none: --k)", check=positive_count, since="0.2")
-    pool_test: bool = option(False, "a task without a test file is tested on its held-out pool: the train+dev "
-                                    "examples of every seed's few-shot files that are not in this run's train or "
-                                    "dev", since="0.2")
+    pool_test: bool = option(False, POOL_TEST_HELP, since="0.2")
     seed: int = option(0, "seed of z's initialisation (and, on the command line, of the data order)")
     z_init: str = option("normal", "z's initialisation: N(0, z_std^2) (IPT's IST), or zeros (the anchor)",
                          choices=("normal", "zeros"))
