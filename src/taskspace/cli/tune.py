@@ -44,32 +44,32 @@ def _pct(x) -> str:
     return "   n/a" if x is None else f"{100 * x:6.2f}"
 
 
-def _dtype_note(run_dir: Path) -> str:
-    """`` | dtype X``: the dtype the run's backbone computed in, as its config.json records it."""
-    from ..runs import recorded_dtype
-    from ..store import read_json
-
-    dtype = recorded_dtype(read_json(Path(run_dir) / "config.json"))
-    return f" | dtype {dtype}" if dtype else ""
-
-
-def _test_source(run_dir: Path) -> str:
-    """Where the run's test examples came from, as its config.json records it ("" when it does not)."""
+def _recorded(run_dir: Path) -> dict:
+    """The run's config.json ({} when it has none)."""
     from ..store import read_json
 
     config = Path(run_dir) / "config.json"
-    return str(read_json(config).get("data", {}).get("sources", {}).get("test", "")) if config.is_file() else ""
+    return read_json(config) if config.is_file() else {}
+
+
+def _dtype_note(recorded: dict) -> str:
+    """`` | dtype X``: the dtype the run's backbone computed in, as its config.json records it."""
+    from ..runs import recorded_dtype
+
+    dtype = recorded_dtype(recorded) if recorded else None
+    return f" | dtype {dtype}" if dtype else ""
 
 
 def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
     zs = scores.get("zero_shot") or {}
     decode = f" | decode {scores['decode']}" if scores.get("decode") else ""
-    print(f"task {task} | method {method} | metric {scores['metric']}{decode}{_dtype_note(run_dir)} | run {run_dir}")
+    recorded = _recorded(run_dir)  # read once: its dtype and where its test examples came from
+    print(f"task {task} | method {method} | metric {scores['metric']}{decode}{_dtype_note(recorded)} | run {run_dir}")
     print(f"{'':>22} {'dev':>7} {'test':>7}")
     for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):
         print(f"{label:>22} {_pct(d.get('dev'))} {_pct(d.get('test'))}")
     print(f"{'tuned (best on dev)':>22} {_pct(scores['dev'])} {_pct(scores['test'])}   step {scores['best_step']}")
-    source = _test_source(run_dir)
+    source = str(recorded.get("data", {}).get("sources", {}).get("test", ""))
     if scores.get("test") is not None:
         held_out = " of the held-out pool (no test file)" if source.startswith(HELD_OUT) else ""
         print(f"test examples: {scores['n_test']} of {scores['n_test_total']}{held_out}")
