@@ -15,7 +15,7 @@ from taskspace.errors import ConfigError
 from taskspace.subspace import BankSpec, SubspaceTuneConfig
 from taskspace.tasks import load_task, pool_examples
 from taskspace.tasks.sampling import example_key
-from taskspace.tuning import TuneConfig
+from taskspace.tuning import MultiTuneConfig, TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TEST = "glue-qqp"  # a catalog task whose shared data hold no test file
@@ -76,7 +76,8 @@ def test_runs_made_without_it_keep_their_identity() -> None:
     found again); set, it is part of it."""
     for config in (TuneConfig(task="t", method="prompt", data_dir="d"),
                    SubspaceTuneConfig(task="t", method="prompt", data_dir="d"),
-                   BankSpec(tasks=["t"], methods={"prompt": {}}, data_dir="d")):
+                   BankSpec(tasks=["t"], methods={"prompt": {}}, data_dir="d"),
+                   MultiTuneConfig(tasks=["t"], method="prompt", data_dir="d")):
         assert "pool_test" not in config.identity()
         assert config.replace(pool_test=True).identity()["pool_test"] is True
 
@@ -118,6 +119,14 @@ def test_tune_bank_and_subspace_tune_score_the_held_out_pool(tmp_path, shared_di
     assert main(["subspace-tune", "--subspace", str(space), "--task", NO_TEST, "--out", str(tmp_path / "ist"),
                  "--pool-test", *common[4:]]) == 0
     assert json.loads((tmp_path / "ist" / "scores.json").read_text())["n_test"] == 5
+
+    # one theta on several tasks: the task without a test file is scored on its held-out pool too
+    assert main(["multitask", "--tasks", "glue-sst2", NO_TEST, "--method", "prompt", "--out",
+                 str(tmp_path / "multi"), "--pool-test", *common]) == 0
+    multi = json.loads((tmp_path / "multi" / "scores.json").read_text())["tasks"]
+    assert multi[NO_TEST]["n_test"] == 5 and multi[NO_TEST]["test"] is not None
+    assert json.loads((tmp_path / "multi" / "config.json").read_text())["data"][NO_TEST]["sources"]["test"].startswith(
+        "held out")
 
 
 TINY = """

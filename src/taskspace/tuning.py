@@ -277,6 +277,7 @@ class MultiTuneConfig(BaseTuneConfig):
     by the mean dev score over the tasks (IPT's multi-task prompt tuning / fine-tuning baseline, Table IV)."""
 
     tasks: list[str] = option(help="the tasks", cli=False)
+    pool_test: bool = option(False, POOL_TEST_HELP, since="0.2")
 
     def check(self) -> None:
         if not self.tasks:
@@ -297,7 +298,8 @@ def multitask_tune(config: MultiTuneConfig, run_dir: str | Path, *, backbone: Ba
 
     run_dir = Path(run_dir)
     config.validate()
-    data = MultiTask.load(config.tasks, config.data_dir, k=config.k, seed=config.data_seed)
+    data = MultiTask.load(config.tasks, config.data_dir, k=config.k, seed=config.data_seed,
+                          pool_test=config.pool_test)
     backbone = run_backbone(config, backbone)
     data.check(backbone)
     method = build_method(config.method, backbone, config.method_options)

@@ -350,7 +350,7 @@ def add_commands(sub) -> None:
     add_backbone_args(mt)
     mt.add_argument("--data-dir", help="folder of task folders (default: $TASKSPACE_DATA)")
     mdefaults = MultiTuneConfig(tasks=["x"], method="lora", data_dir="")
-    add_arguments(mt, MultiTuneConfig, defaults=mdefaults, only=("k", "data_seed", "seed"))
+    add_arguments(mt, MultiTuneConfig, defaults=mdefaults, only=("k", "data_seed", "pool_test", "seed"))
     add_train_args(mt, mdefaults.train, default_text={"lr": "per method, see `taskspace methods`"})
     add_eval_args(mt, MultiTuneConfig, mdefaults)
     mt.add_argument("--out", required=True, help="run directory")

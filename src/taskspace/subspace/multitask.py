@@ -22,9 +22,9 @@ class MultiTask:
 
     @classmethod
     def load(cls, names: Sequence[str], data_dir: str, *, k: int = 16, seed: int = 100, resample: bool = False,
-             resample_k: int | None = None) -> "MultiTask":
-        return cls({n: load_task(n, data_dir, k=k, seed=seed, resample=resample, resample_k=resample_k)
-                    for n in names})
+             resample_k: int | None = None, pool_test: bool = False) -> "MultiTask":
+        return cls({n: load_task(n, data_dir, k=k, seed=seed, resample=resample, resample_k=resample_k,
+                                 pool_test=pool_test) for n in names})
 
     @property
     def names(self) -> list[str]:
