@@ -19,6 +19,7 @@ from taskspace.tuning import MultiTuneConfig, TuneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 NO_TEST = "glue-qqp"  # a catalog task whose shared data hold no test file
+TRAIN_NO_TEST = "yelp_polarity"  # another, trained on (a challenge task: no frozen or IST test score, no crash)
 
 
 def keys(examples) -> set:
@@ -136,7 +137,8 @@ data_seed: 100
 max_test_examples: 4
 pool_test: {pool}
 seeds: [0, 1]
-train_tasks: [glue-sst2, ag_news]
+other_data_seed: 13
+train_tasks: [{train_no_test}, glue-sst2, ag_news]
 unseen_tasks: [{no_test}, rotten_tomatoes]
 bank:
   methods: {{prompt: {{n_tokens: 2}}}}
@@ -145,6 +147,7 @@ ipt:
   method: prompt
   dims: [2]
   random_ae: false
+  challenge_tasks: 1
   msf: {{hidden: 4, train: {{steps: 1, batch_size: 2, eval_every: 1}}}}
 ist:
   train: {{steps: 1, batch_size: 2, lr: 0.1, eval_every: 1}}
@@ -156,7 +159,8 @@ def test_the_recipe_scores_every_unseen_task(tmp_path, shared_dir, data_dir):
     """With ``pool_test: true`` the unseen task without a test file gets a test score from the reference, the frozen
     backbone and IST alike, on the same examples; the report marks it; the training tasks' runs are as before."""
     config, out = tmp_path / "tiny.yaml", tmp_path / "out"
-    config.write_text(TINY.format(llama=f"{shared_dir}/models/stories260K", pool="true", no_test=NO_TEST))
+    config.write_text(TINY.format(llama=f"{shared_dir}/models/stories260K", pool="true", no_test=NO_TEST,
+                                  train_no_test=TRAIN_NO_TEST))
     done = subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), str(config), "--out", str(out),
                            "--report", str(out / "report.md"), "--data-dir", str(data_dir), "--no-png"],
                           capture_output=True, text=True, cwd=ROOT)
@@ -174,6 +178,10 @@ def test_the_recipe_scores_every_unseen_task(tmp_path, shared_dir, data_dir):
     assert (json.loads((reference / "config.json").read_text())["data_digest"][NO_TEST]["test"]
             == json.loads((ist / "config.json").read_text())["data_digest"][NO_TEST]["test"])
     assert results["frozen"][NO_TEST] is not None
+    # a challenge task without a test file: its runs score dev only, and the frozen model is not scored on nothing
+    assert TRAIN_NO_TEST not in results["frozen"] and "glue-sst2" not in results["frozen"]
+    assert {label: scores[f"ipt/d2/{label}"][TRAIN_NO_TEST]["0"] for label in ("same", "other")} == {
+        "same": None, "other": None}
     assert results["setting"]["pool_tested"] == [NO_TEST]
     bank_entry = json.loads((out / "bank" / "glue-sst2" / "prompt" / "s0" / "config.json").read_text())
     assert "pool_test" not in bank_entry["run"]
@@ -190,7 +198,8 @@ def test_the_recipe_scores_every_unseen_task(tmp_path, shared_dir, data_dir):
     assert f"| {NO_TEST} † |" in card and "| rotten_tomatoes |" in card and "† No test file in the data" in card
 
     # a recipe whose pool_test is not true or false is refused in one line
-    config.write_text(TINY.format(llama="x", pool="yes please", no_test=NO_TEST))
+    config.write_text(TINY.format(llama="x", pool="yes please", no_test=NO_TEST,
+                                  train_no_test=TRAIN_NO_TEST))
     done = subprocess.run([sys.executable, str(ROOT / "recipes" / "smol.py"), str(config), "--out",
                            str(tmp_path / "bad"), "--report", str(tmp_path / "bad.md"), "--data-dir", str(data_dir)],
                           capture_output=True, text=True, cwd=ROOT)

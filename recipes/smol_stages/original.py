@@ -49,13 +49,17 @@ def record_banks(run: Runner) -> None:
 
 
 def frozen(run: Runner) -> None:
-    """The frozen backbone on the test examples every run of a task is scored on."""
+    """The frozen backbone on the test examples every run of a task is scored on (none recorded for a task without
+    test examples: a challenge task with no test file, which its runs do not score either)."""
     done = run.results.setdefault("frozen", {})
     challenge = run.train_tasks[: run.cfg.get("ipt", {}).get("challenge_tasks", 0)]
     for spec, tasks in ((run.reference_spec, run.unseen), (run.bank_spec, challenge)):
         for t in tasks:
             if t not in done:
                 task, test = spec.test_split(t)
+                if not test:
+                    print(f"    {t:34s} frozen   test – (no test examples)", flush=True)
+                    continue
                 done[t] = frozen_score(run.backbone, test, task.metric)  # shared with the runs' zero_shot
                 print(f"    {t:34s} frozen   test {fmt(done[t])}", flush=True)
                 run.save()
