@@ -47,7 +47,7 @@ class FewShotRunConfig(Config):
     test_sample_seed: int = option(0, "seed of the test subset", cli=False)
 
 
-#: The help of ``pool_test`` (tune, subspace-tune, bank): ``load_task``'s held-out pool.
+#: The help of ``pool_test`` (tune, multitask, subspace-tune, bank): ``load_task``'s held-out pool.
 POOL_TEST_HELP = ("a task without a test file is tested on its held-out pool: the train+dev examples of every seed's "
                   "few-shot files that are not in this run's train or dev")
 
