@@ -79,3 +79,30 @@ def test_kept_runs_are_restored_and_reused(tmp_path, shared_dir, data_dir, monke
     assert err.startswith(f"keep_runs.py: error: {fresh / 'stages.json'}: differs from the kept")
     with pytest.raises(DataError, match="no such run folder"):
         keep.save(tmp_path / "none", kept, 100_000)
+
+
+def test_what_save_keeps_is_not_git_ignored(tmp_path):
+    """Every file ``save`` writes under the repository's kept/ folder would be committed: a subspace's runs live in a
+    folder named ``runs/``, which .gitignore ignores elsewhere (the runners' output)."""
+    import shutil
+    import subprocess
+
+    from conftest import REPO
+    from taskspace.store import write_json
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout: .gitignore has nothing to decide")
+    keep = _recipes("keep_runs")
+    out, kept = tmp_path / "out", tmp_path / "kept"
+    for run in (out / "bank" / TASK / "prompt" / "s0", out / "ipt-d100" / "runs" / f"{TASK}-d100-prompt-s0"):
+        write_json(run / "config.json", {})
+        write_json(run / "scores.json", {"test": 0.5})
+        (run / "theta.safetensors").write_bytes(b"0" * 64)
+    write_json(out / "stages.json", {"bank": 60.0})
+    keep.save(out, kept, 100_000)
+    paths = sorted(f"kept/example/{p.relative_to(kept)}" for p in kept.rglob("*") if p.is_file())
+    assert len(paths) == 7
+    ignored = subprocess.run(["git", "check-ignore", "--no-index", "--stdin"], cwd=REPO, input="\n".join(paths),
+                             capture_output=True, text=True)
+    assert ignored.returncode in (0, 1), ignored.stderr  # 1: none ignored
+    assert ignored.stdout.split() == []
