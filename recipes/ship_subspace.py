@@ -77,9 +77,9 @@ def shown(path: str | Path) -> str:
         return str(path)
 
 
-def source_folder(run: Path, subspace: str) -> tuple[Path, str]:
+def source_folder(run: Path, subspace: str, option: str = "--subspace") -> tuple[Path, str]:
     """The run's subspace folder named ``subspace`` and the key its unseen-task runs are recorded under; refused,
-    naming it and the run's subspaces, when the run lacks it."""
+    naming it (given as ``option``) and the run's subspaces, when the run lacks it."""
     folder, form = run / subspace, FOLDER.fullmatch(subspace)
     if form and all((folder / f).is_file() for f in FILES):
         return folder, f"{form['kind']}/d{form['d']}"
@@ -90,7 +90,7 @@ def source_folder(run: Path, subspace: str) -> tuple[Path, str]:
     else:
         why = f"{folder} holds no saved subspace ({' and '.join(FILES)})"
     have = sorted(p.name for p in run.iterdir() if FOLDER.fullmatch(p.name) and (p / SUBSPACE_JSON).is_file())
-    raise ConfigError(f"--subspace {subspace}: {why}; the run's subspaces: {', '.join(have) or 'none'}")
+    raise ConfigError(f"{option} {subspace}: {why}; the run's subspaces: {', '.join(have) or 'none'}")
 
 
 def recipe_part(path: str, part: str | None, run: Path) -> dict:
@@ -276,11 +276,22 @@ def recipe_command(args: argparse.Namespace) -> str:
     return f"python recipes/smol.py {shown(args.recipe)} --out {shown(out)} --report {report}{part}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def source_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options naming a finished run and how its subspaces ship (shared with recipes/ship_choice.py)."""
     ap.add_argument("--run", required=True, help="the recipe's output folder (recipes/smol.py --out)")
     ap.add_argument("--recipe", required=True, help="the recipe file that made the run (recipes/*.yaml)")
     ap.add_argument("--part", help="the part of a recipe file with parts (the run folder is OUT/PART)")
+    ap.add_argument("--decoder-only", action="store_true",
+                    help="leave out the down-projection (the encoder of solutions: tuning in it only decodes)")
+    ap.add_argument("--dtype", choices=list(DTYPES), default="float32",
+                    help="store the projections' weights in this precision (default: float32, as saved)")
+    ap.add_argument("--check", action="store_true", help="then load the backbone as the run recorded it and the "
+                                                         "built-in through builtin:NAME, and compare it with the run's")
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source_arguments(ap)
     ap.add_argument("--report", help="the report the recipe wrote, for the card's command (default: "
                                      "reports/<recipe name>.md)")
     ap.add_argument("--subspace", required=True,
@@ -288,12 +299,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--name", required=True, help="the built-in's name (builtin:NAME)")
     ap.add_argument("--out", default=str(REPO / "src" / "taskspace" / "builtin"),
                     help="the folder of the built-ins (default: the package's, src/taskspace/builtin)")
-    ap.add_argument("--decoder-only", action="store_true",
-                    help="leave out the down-projection (the encoder of solutions: tuning in it only decodes)")
-    ap.add_argument("--dtype", choices=list(DTYPES), default="float32",
-                    help="store the projections' weights in this precision (default: float32, as saved)")
-    ap.add_argument("--check", action="store_true", help="then load the backbone as the run recorded it and the "
-                                                         "built-in through builtin:NAME, and compare it with the run's")
     args = ap.parse_args(argv)
     run, out = Path(args.run), Path(args.out)
     if not run.is_dir():

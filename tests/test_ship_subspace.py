@@ -265,3 +265,78 @@ def test_an_oversized_missing_unfinished_or_mismatched_subspace_is_refused_with_
     assert done.returncode == 2, done.stderr[-3000:]
     assert done.stderr.startswith("ship_subspace.py: error: --subspace ipt-d9: no such folder in ")
     assert len(done.stderr.strip().splitlines()) == 1 and not nowhere.exists()
+
+
+def _scored(run, where, scores):
+    """A copy of the finished run's subspaces (without their runs) whose results.json records ``scores`` (per key,
+    the score of every unseen task on seeds 0 and 1) instead of its own."""
+    for folder in ("ipt-d2", "linear-d1", "random-ae-d2"):
+        shutil.copytree(run / folder, where / folder, ignore=shutil.ignore_patterns("runs", "fit"))
+    results = json.loads((run / "results.json").read_text())
+    for key, (s0, s1) in scores.items():
+        results["scores"][key] = {t: {"0": s0, "1": s1} for t in results["scores"][key]}
+    (where / "results.json").write_text(json.dumps(results))
+    return where
+
+
+def test_the_choice_ships_the_most_e_rel_per_megabyte_among_the_candidates_that_beat_random(finished, tmp_path,
+                                                                                             capsys):
+    run, recipe, cfg = finished
+    choice = _recipes("ship_choice")
+    light = ("--decoder-only", "--dtype", "float16")
+    megabytes = {}
+
+    def choose(where, *extra):
+        for subspace in ("ipt-d2", "linear-d1"):  # the built-in each makes (its card quotes the run's numbers)
+            _ship(where, recipe, where / "weighed" / subspace, subspace, choice.TRIAL, *light)
+            megabytes[subspace] = builtin.folder_bytes(where / "weighed" / subspace / choice.TRIAL) / 1e6
+        shutil.rmtree(where / "weighed")
+        assert megabytes["linear-d1"] < megabytes["ipt-d2"] / 1.2  # 6.5 and 8.2 kB (mostly its card)
+        choice.main(["--run", str(where), "--recipe", str(recipe), "--candidates", "ipt-d2", "linear-d1",
+                     "--against", "random-ae-d2", *light, *extra])
+        return capsys.readouterr().out.splitlines()
+
+    def row(subspace, s0, s1, beats):  # every reference score 0.5 and every random one 0: E_rel = 2 x the score
+        per_mb = 100 * (s0 + s1) / megabytes[subspace]  # the mean of 2 x s0 and 2 x s1, in %, per megabyte
+        return (f"| {subspace} | {_cell([2 * s0, 2 * s1])} | {_cell([2 * s0, 2 * s1])} | {megabytes[subspace]:.2f} | "
+                f"{per_mb:.2f} | {beats} |")
+
+    # both beat random: the linear subspace, lower in E_rel but lighter, ships
+    both = _scored(run, tmp_path / "both", {"reference/prompt": (0.5, 0.5), "random-ae/d2": (0.0, 0.0),
+                                            "ipt/d2": (0.4, 0.45), "linear/d1": (0.36, 0.37)})
+    lines = choose(both, "--check")
+    assert sum(line.startswith("check: builtin:candidate loads on ") for line in lines) == 2
+    table = [line for line in lines if line.startswith("|")]
+    assert table[0] == ("| candidate (decoder only float16) | E_rel % | minus random-ae-d2, paired by seed | "
+                        "built-in MB | E_rel % per MB | beats random |")
+    assert table[2:] == [row("ipt-d2", 0.4, 0.45, "yes"), row("linear-d1", 0.36, 0.37, "yes")]
+    assert lines[-2].startswith("ships: linear-d1 (the most E_rel per megabyte")
+    assert lines[-1] == (f"    python recipes/ship_subspace.py --run {both} --recipe {recipe} --subspace linear-d1 "
+                         "--name NAME --decoder-only --dtype float16 --check")
+
+    # the linear subspace ahead per megabyte, but its margin over random not above 0 (its interval over 2 seeds spans
+    # it): the learnt ships
+    wide = _scored(run, tmp_path / "wide", {"reference/prompt": (0.5, 0.5), "random-ae/d2": (0.0, 0.0),
+                                            "ipt/d2": (0.4, 0.45), "linear/d1": (0.1, 0.6)})
+    lines = choose(wide)
+    assert (0.1 + 0.6) / megabytes["linear-d1"] > (0.4 + 0.45) / megabytes["ipt-d2"]
+    assert row("linear-d1", 0.1, 0.6, "no") in lines and lines[-2].startswith("ships: ipt-d2 ")
+    # neither: none ships
+    none = _scored(run, tmp_path / "none", {"reference/prompt": (0.5, 0.5), "random-ae/d2": (0.4, 0.45),
+                                            "ipt/d2": (0.4, 0.45), "linear/d1": (0.1, 0.6)})
+    assert choose(none)[-1] == ("none ships: no candidate's margin over random-ae-d2 has its 95 % interval above 0")
+
+    # the baseline unfinished on a seed: refused, naming it
+    results = json.loads((both / "results.json").read_text())
+    del results["scores"]["random-ae/d2"][cfg["unseen_tasks"][0]]["1"]
+    (both / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ConfigError, match="random-ae/d2 has run every unseen task on 1 of the 2 seeds: the stage is "
+                                          "unfinished"):
+        choose(both)
+    with pytest.raises(ConfigError, match="^--candidates ipt-d2 ipt-d2: a candidate is named twice"):
+        choice.main(["--run", str(run), "--recipe", str(recipe), "--candidates", "ipt-d2", "ipt-d2", "--against",
+                     "random-ae-d2"])
+    with pytest.raises(ConfigError, match="^--against random-ae-d9: no such folder in .*; the run's subspaces: "
+                                          "ipt-d2, linear-d1, random-ae-d2$"):
+        choice.main(["--run", str(run), "--recipe", str(recipe), "--candidates", "ipt-d2", "--against",
+                     "random-ae-d9"])
