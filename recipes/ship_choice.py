@@ -71,8 +71,8 @@ def choose(args: argparse.Namespace) -> tuple[list[str], str | None]:
         raise ConfigError(f"--candidates {' '.join(args.candidates)}: a candidate is named twice")
     cfg = recipe_part(args.recipe, args.part, run.parent if args.part else run)
     against, against_key = source_folder(run, args.against, "--against")
-    for subspace in args.candidates:  # every candidate there before any is weighed
-        source_folder(run, subspace, "--candidates")
+    # every candidate there before any is weighed: its key in results.json
+    keys = {subspace: source_folder(run, subspace, "--candidates")[1] for subspace in args.candidates}
     results = read_json(run / RESULTS)
     method = next(iter(read_json(against / SUBSPACE_JSON)["methods"]))
     num, unseen, where = Numbers(results, list(cfg["seeds"])), list(cfg["unseen_tasks"]), str(run / RESULTS)
@@ -83,7 +83,7 @@ def choose(args: argparse.Namespace) -> tuple[list[str], str | None]:
     best, best_value = None, None
     for subspace in args.candidates:
         megabytes = weigh(args, cfg, subspace) / 1e6  # refuses an unfinished stage or a mismatched recipe first
-        values = seed_values(num, source_folder(run, subspace)[1], unseen, method, where)
+        values = seed_values(num, keys[subspace], unseen, method, where)
         centre, half, _ = mean_interval(values)
         margin = mean_interval([a - b for a, b in zip(values, baseline)])
         beats = margin[1] is not None and margin[0] - margin[1] > 0
