@@ -64,3 +64,31 @@ def test_the_cached_score_is_the_computed_one_and_nothing_else(counted, shared_d
     for path in (frozen.cache_dir() / frozen.FOLDER).glob("*.json"):  # a damaged cache: computed again
         path.write_text("{not json")
     assert frozen.frozen_score(llama, test, task.metric) == value and len(counted) == 7
+
+
+def test_a_thetas_score_is_kept_for_that_theta_and_method_only(counted, shared_dir, data_dir, monkeypatch):
+    import torch
+
+    from taskspace.deltas import build_method
+
+    task = load_task("glue-sst2", str(data_dir))
+    test = capped_test_split(task, 8, 0)
+    llama = load_backbone(f"{shared_dir}/models/stories260K", decode="rank")
+    lora = build_method("lora", llama, {"r": 2})
+    theta = torch.randn(lora.size, generator=torch.Generator().manual_seed(0))
+    value = frozen.kept_score(llama, test, task.metric, method=lora, theta=theta)
+    assert value == evaluate(llama, test, task.metric, method=lora, theta=theta)[0] and counted == [8]
+    # the same values in another tensor: read, not computed
+    assert frozen.kept_score(llama, test, task.metric, method=lora, theta=theta.clone()) == value and counted == [8]
+    frozen.kept_score(llama, test, task.metric, method=lora, theta=theta * 2)  # another theta
+    frozen.kept_score(llama, test, task.metric, method=build_method("lora", llama, {"r": 2, "alpha": 4.0}),
+                      theta=theta)  # the same size, other options
+    frozen.kept_score(llama, test, task.metric)  # the frozen backbone is not any theta
+    assert counted == [8, 8, 8, 8]
+    real = frozen._code_digest
+    monkeypatch.setattr(frozen, "_code_digest", lambda deltas=False: "changed" if deltas else real())
+    assert frozen.kept_score(llama, test, task.metric) == frozen.frozen_score(llama, test, task.metric)
+    assert len(counted) == 4  # the delta methods' code changed: the frozen score stands, ...
+    assert frozen.kept_score(llama, test, task.metric, method=lora, theta=theta) == value and len(counted) == 5
+    with pytest.raises(ValueError, match="method and theta together"):
+        frozen.kept_score(llama, test, task.metric, theta=theta)

@@ -81,6 +81,7 @@ def test_smol_runner_end_to_end(tmp_path, shared_dir, data_dir):
     assert set(scores["ipt/d3/other"]) == {"glue-sst2"}
     udt = ("adapter", "lora", "prompt")
     assert {k for k in scores if k.startswith("transfer/")} == {f"transfer/{a}/{b}" for a in udt for b in udt}
+    assert all(scores[f"transfer/{m}/{m}"] == scores[f"udt/{m}"] for m in udt)  # the diagonal: each run's own
     # the landscape's origin is the adapter's own solution: its score there is that run's dev score
     land = results["landscape"]
     assert land["axis"] == [-1.0, 0.0, 1.0] and land["order"] == list(udt)

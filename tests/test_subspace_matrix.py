@@ -53,7 +53,7 @@ CASES = [
 
 @pytest.mark.parametrize("finder,config", CASES, ids=lambda c: c if isinstance(c, str) else
                          "-".join(getattr(c, "methods", None) or [getattr(c, "method", getattr(c, "fastfood_mode", ""))]))
-def test_fit_save_load_tune_transfer(finder, config, bank, llama, data_dir, tmp_path):
+def test_fit_save_load_tune_transfer(finder, config, bank, llama, data_dir, tmp_path, monkeypatch):
     data = bank if build_finder(finder, config).needs_bank else FitData(
         llama, TASKS, data_dir=str(data_dir), method_options=OPTIONS)
     space = fit_subspace(finder, data, config=config, out=tmp_path / "space")
@@ -79,3 +79,8 @@ def test_fit_save_load_tune_transfer(finder, config, bank, llama, data_dir, tmp_
     assert tuned.shape == (config.d,)
     out = transfer(loaded, tmp_path / "space", run)
     assert set(out) == set(space.methods) and out[source]["test"] == scores["test"]
+    # made again (an interrupted recipe stage resumed), it evaluates nothing: every score is kept
+    from taskspace import evaluation
+
+    monkeypatch.setattr(evaluation, "predict", lambda *a, **k: pytest.fail("evaluated again"))
+    assert transfer(loaded, tmp_path / "space", run) == out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from taskspace.store import read_json
 from taskspace.subspace import FitData, Subspace, UnifiedConfig, transfer
 
 from recipe_common import fit_saved, stage_config
@@ -25,11 +26,15 @@ def unified(run: Runner) -> tuple[Subspace, UnifiedConfig, Path]:
 
 def transfer_matrix(run: Runner, space: Subspace, fit: UnifiedConfig, folder: Path) -> None:
     """Every method's subspace optimisation runs (each unseen task and seed) transferred to every method, recorded
-    under ``transfer/<source>/<target>``."""
+    under ``transfer/<source>/<target>``. The diagonal is each run's own result (its best step's scores, which
+    transfer would compute again); the scores transfer computes are kept in the cache folder, so an interrupted
+    stage resumes where it stopped."""
     for m in fit.methods:
+        others = [target for target in fit.methods if target != m]
         for t in run.unseen:
             for s in run.seeds:
                 source = folder / "runs" / f"{t}-d{run.cfg['data_seed']}-{m}-s{s}"
-                for target, sc in transfer(space, folder, source).items():
+                run.record(f"transfer/{m}/{m}", t, s, read_json(source / "scores.json"))
+                for target, sc in transfer(space, folder, source, targets=others).items():
                     run.record(f"transfer/{m}/{target}", t, s, sc)
     run.save()

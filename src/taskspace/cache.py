@@ -1,9 +1,10 @@
 """taskspace's cache folder and file digests.
 
 The cache folder holds what taskspace derives once and reuses: converted backbones (see
-:mod:`taskspace.backbones.smollm2`), the frozen backbones' scores (``frozen-scores/``, see :mod:`taskspace.frozen`)
-and ``file-digests.json``, the SHA-256 of large files keyed by path, size and
-modification time, so that a multi-GB checkpoint is read through once, not on every load.
+:mod:`taskspace.backbones.smollm2`), the frozen backbones' scores (``frozen-scores/``, see :mod:`taskspace.frozen`),
+the scores of thetas that are evaluated but not trained (``theta-scores/``: UDT's transfer) and
+``file-digests.json``, the SHA-256 of large files keyed by path, size and modification time, so that a multi-GB
+checkpoint is read through once, not on every load.
 
 Location: ``$TASKSPACE_CACHE`` if set, else ``$XDG_CACHE_HOME/taskspace``, else ``~/.cache/taskspace``.
 """

@@ -1,6 +1,7 @@
 """Transfer (UDT): the z found with a source method is decoded by every other method's up-projection, without
 further training, and evaluated; the step whose z is transferred is chosen by the transferred result on dev (the
-paper) or is the source method's best step (the authors' code)."""
+paper) or is the source method's best step (the authors' code). Every score is kept in the cache folder
+(:func:`taskspace.frozen.kept_score`): a transfer interrupted, or made again, computes only what it had not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 import torch
 
 from ..errors import ConfigError, DataError
-from ..evaluation import capped_test_split, evaluate_splits
+from ..evaluation import capped_test_split
+from ..frozen import kept_scores
 from ..runs import TRAJECTORY, trajectory
 from ..store import read_json
 from ..tasks import load_task_as
@@ -50,7 +52,7 @@ def transfer(space: Subspace, folder: str | Path, run_dir: str | Path, *, target
     def scores_at(ms, z: torch.Tensor, splits) -> dict[str, float | None]:
         with torch.no_grad():
             theta = ms.theta(z.to(backbone.device))
-        return evaluate_splits(backbone, splits, task.metric, method=ms.method, theta=theta, batch_size=bs)
+        return kept_scores(backbone, splits, task.metric, method=ms.method, theta=theta, batch_size=bs)
 
     out: dict[str, dict[str, float | int | None]] = {}
     for target in targets or list(space.methods):
