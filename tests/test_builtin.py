@@ -100,6 +100,14 @@ def test_subspace_tune_in_a_builtin_and_export_a_prompt_adapter(root, llama, dat
     assert record["path"] == f"builtin:{NAME}" and record["recipe"] == "random-ae"
     # the run resumes as finished from the same command (its record names the built-in, not a folder)
     assert main(["subspace-tune", "--subspace", f"builtin:{NAME}", *common, "--out", str(run)]) == 0
+    capsys.readouterr()
+    # a run that stops early with dev never above its start says how to train on
+    stuck = tmp_path / "stuck"
+    assert main(["subspace-tune", "--subspace", f"builtin:{NAME}", *common, "--steps", "6", "--eval-every", "1",
+                 "--patience", "1", "--out", str(stuck)]) == 0
+    scores = json.loads((stuck / "scores.json").read_text())
+    assert scores["stopped_early"] and scores["dev"] == scores["zero_shot"]["init"]["dev"] == 0
+    assert f"note: stopped early at step {scores['steps']} with dev never above its start" in capsys.readouterr().out
     assert main(["export", str(run), "--out", str(tmp_path / "peft")]) == 0
     config = json.loads((tmp_path / "peft" / "adapter_config.json").read_text())
     assert config["peft_type"] == "PROMPT_TUNING" and config["num_virtual_tokens"] == 2

@@ -11,6 +11,7 @@ import sys
 import pytest
 
 from taskspace.cli import build_parser, main, parse_options
+from taskspace.cli.common import stop_note
 from taskspace.errors import ConfigError
 
 COMMANDS = ["tune", "evaluate", "predict", "export", "reproduce", "multitask", "import-peft", "plot", "tasks", "methods", "params", "convert", "bank", "fit-subspace",
@@ -95,6 +96,22 @@ def test_tune_a_generative_task_on_a_causal_backbone(tmp_path, data_dir, shared_
     assert len(preds) == 8 and all(isinstance(p["prediction"], str) for p in preds)
     assert any(p["prediction"].strip() for p in preds)  # the model generated text (a broken generate gives "")
     assert json.loads((tmp_path / "gen" / "scores.json").read_text())["metric"] == "EM"
+
+
+def test_a_run_stopped_early_without_leaving_its_start_says_how_to_train_on(tmp_path, data_dir, shared_dir,
+                                                                             capsys):
+    args = ["--task", "web_questions", "--method", "prompt", "--backbone", f"{shared_dir}/models/stories260K",
+            "--steps", "6", "--eval-every", "1", "--max-test-examples", "4", "--opt", "n_tokens=2",
+            "--backbone-opt", "max_output_length=4"]
+    code, out = _tune([*args, "--patience", "1", "--run-name", "stuck"], tmp_path, data_dir, capsys)
+    scores = json.loads((tmp_path / "stuck" / "scores.json").read_text())
+    assert code == 0 and scores["stopped_early"] and scores["dev"] == scores["zero_shot"]["init"]["dev"] == 0
+    assert (f"note: stopped early at step {scores['steps']} with dev never above its start (0.00); --patience none "
+            "trains all --steps") in out.out
+    code, out = _tune([*args, "--patience", "none", "--run-name", "all"], tmp_path, data_dir, capsys)
+    assert code == 0 and json.loads((tmp_path / "all" / "scores.json").read_text())["steps"] == 6
+    assert "note:" not in out.out
+    assert stop_note({**scores, "dev": 0.25}) is None  # it left its start: early stopping did its job
 
 
 @pytest.mark.parametrize(

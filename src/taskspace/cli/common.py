@@ -199,6 +199,17 @@ def write_tables(tables, folder: Path, stem: str) -> None:
 # Arguments
 
 
+def stop_note(scores: dict) -> str | None:
+    """One line for a run that stopped early without its dev score ever rising above its start's (an intrinsic
+    vector or a prompt still looking for the answers' form: its loss may still be falling), naming how to train on;
+    None for any other run."""
+    start = ((scores.get("zero_shot") or {}).get("init") or {}).get("dev")
+    if not scores.get("stopped_early") or start is None or scores.get("dev") is None or scores["dev"] > start:
+        return None
+    return (f"note: stopped early at step {scores['steps']} with dev never above its start ({100 * start:.2f}); "
+            "--patience none trains all --steps, or raise --patience")
+
+
 def method_names() -> list[str]:
     from ..deltas import METHODS
 

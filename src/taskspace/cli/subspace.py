@@ -18,7 +18,7 @@ from ..tasks.selection import exclude_types, task_subset
 from ..train import TrainConfig
 from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_tasks_args, add_train_args,
                      data_dir_from, known_tasks, load_backbone_from, method_names, method_options_from, output_folder,
-                     tasks_from, write_tables)
+                     stop_note, tasks_from, write_tables)
 
 
 def _lrs_from(pairs: list[str] | None, methods: list[str]) -> dict[str, float]:
@@ -204,6 +204,8 @@ def cmd_subspace_tune(args: argparse.Namespace) -> int:
     test = "n/a" if scores["test"] is None else f"{100 * scores['test']:.2f}"
     print(f"task {args.task} | {space.recipe} subspace (d = {space.d}) | method {config.method} | "
           f"dtype {str(backbone.dtype).removeprefix('torch.')} | dev {100 * scores['dev']:.2f} test {test}")
+    if note := stop_note(scores):
+        print(note)
     bank = Bank(args.bank, backbone) if args.bank else None
     write_tables(tuning_tables(f"{args.task}, {space.recipe} d={space.d}", [args.task], config.method,
                                [scores["test"]], bank), Path(args.out), "relative")

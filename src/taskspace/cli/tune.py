@@ -15,7 +15,7 @@ from ..tasks.task import HELD_OUT
 from ..tuning import MultiTuneConfig, TuneConfig
 from .common import (add_backbone_args, add_data_args, add_eval_args, add_preset_arg, add_runs_out_args,
                      add_tasks_args, add_train_args, backbone_options_from, data_dir_from,
-                     method_fields, method_names, output_file, output_folder, parse_options)
+                     method_fields, method_names, output_file, output_folder, parse_options, stop_note)
 
 
 def tune_config_from(args: argparse.Namespace) -> TuneConfig:
@@ -69,6 +69,8 @@ def _print_scores(scores: dict, task: str, method: str, run_dir: Path) -> None:
     for label, d in (("frozen backbone", zs.get("frozen", {})), ("initial theta", zs.get("init", {}))):
         print(f"{label:>22} {_pct(d.get('dev'))} {_pct(d.get('test'))}")
     print(f"{'tuned (best on dev)':>22} {_pct(scores['dev'])} {_pct(scores['test'])}   step {scores['best_step']}")
+    if note := stop_note(scores):
+        print(note)
     source = str(recorded.get("data", {}).get("sources", {}).get("test", ""))
     if scores.get("test") is not None:
         held_out = " of the held-out pool (no test file)" if source.startswith(HELD_OUT) else ""
